@@ -1,0 +1,270 @@
+"""The ``ACTIVITY_AUDIT`` setting: defaults, validation, and the cached result.
+
+Every key is read and checked once; a wrong value is :class:`~django.core.exceptions.ImproperlyConfigured`
+naming ``ACTIVITY_AUDIT['KEY']``, and an unknown key is an error too (with the nearest valid name), so a typo
+never silently turns a protection off. The cache is reset when tests change settings (``setting_changed``).
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured
+
+from .encoding import Limits
+
+WHEN_FULL_CHOICES = ("block", "drop")
+
+
+@dataclass(frozen=True)
+class AuditSettings:
+    """The validated ``ACTIVITY_AUDIT`` dict. Attribute names are the setting keys."""
+
+    # --- core -------------------------------------------------------------------------------------------
+    ENABLED: bool = True
+    LOG_DIR: Path = Path("audit_logs")
+    SERVICE_NAME: str = "django"
+    QUEUE_SIZE: int = 10_000
+    WHEN_FULL: str = "block"
+    BLOCK_TIMEOUT: float = 0.5
+    BATCH_SIZE: int = 512
+    FLUSH_INTERVAL: float = 0.2
+    SINK_QUEUE_SIZE: int = 20_000
+    FSYNC_INTERVAL: float | None = 1.0
+    SHUTDOWN_TIMEOUT: float = 5.0
+    REPORT_INTERVAL: float = 60.0
+    HANDLE_SIGTERM: bool = True
+    MAX_FIELD_CHARS: int = 8192
+    MAX_ITEMS: int = 1000
+    MAX_DEPTH: int = 20
+    MAX_RECORD_BYTES: int = 1 << 20
+    FILE_MODE: int = 0o640
+    DIR_MODE: int = 0o750
+    # --- plugins ----------------------------------------------------------------------------------------
+    HOOKS_MODULES: tuple[str, ...] = ()
+    DISABLED_PLUGINS: tuple[str, ...] = ()
+    LOAD_ENTRY_POINTS: bool = True
+    PLUGINS: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # --- who acted ---------------------------------------------------------------------------------------
+    USER_FIELDS: tuple[str, ...] = ("id", "username")
+    # --- model changes (CRUD) ---------------------------------------------------------------------------
+    INCLUDE_MODELS: tuple[str, ...] = ()
+    EXCLUDE_MODELS: tuple[str, ...] = ()
+    EXCLUDE_FIELDS: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    MASK_FIELDS: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # --- requests and redaction ---------------------------------------------------------------------------
+    REDACT_KEYS: tuple[str, ...] = ()
+    REDACT_PATTERNS: tuple[str, ...] = ()
+
+    @property
+    def limits(self) -> Limits:
+        """The value caps used when records are captured and encoded."""
+        return Limits(max_chars=self.MAX_FIELD_CHARS, max_items=self.MAX_ITEMS, max_depth=self.MAX_DEPTH)
+
+    def plugin_config(self, name: str) -> dict[str, Any]:
+        """The options of plugin ``name`` from ``ACTIVITY_AUDIT['PLUGINS'][name]``, ``{"$env": VAR}`` resolved.
+
+        A missing environment variable is an error naming the setting and the variable, never its value.
+        """
+        raw = self.PLUGINS.get(name, {})
+        return {key: _resolve_env(value, f"ACTIVITY_AUDIT['PLUGINS']['{name}']['{key}']") for key, value in raw.items()}
+
+
+def _resolve_env(value: Any, where: str) -> Any:
+    if isinstance(value, Mapping) and set(value) == {"$env"}:
+        variable = value["$env"]
+        if variable not in os.environ:
+            raise ImproperlyConfigured(f"{where} reads the environment variable {variable}, which is not set.")
+        return os.environ[variable]
+    if isinstance(value, Mapping):
+        return {key: _resolve_env(item, f"{where}['{key}']") for key, item in value.items()}
+    return value
+
+
+# --- validators: each takes (key, raw value) and returns the clean value or raises -----------------------------
+
+Validator = Callable[[str, Any], Any]
+
+
+def _bad(key: str, expected: str, value: Any) -> ImproperlyConfigured:
+    return ImproperlyConfigured(f"ACTIVITY_AUDIT['{key}'] must be {expected}, got {value!r}.")
+
+
+def _boolean(key: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise _bad(key, "True or False", value)
+    return value
+
+
+def _positive_int(key: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise _bad(key, "a positive integer", value)
+    return value
+
+
+def _seconds(key: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise _bad(key, "a number of seconds (0 or more)", value)
+    return float(value)
+
+
+def _optional_seconds(key: str, value: Any) -> float | None:
+    return None if value is None else _seconds(key, value)
+
+
+def _text(key: str, value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise _bad(key, "a non-empty string", value)
+    return value
+
+
+def _mode(key: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 0o777:
+        raise _bad(key, "a permission mode such as 0o640", value)
+    return value
+
+
+def _choice(choices: tuple[str, ...]) -> Validator:
+    def check(key: str, value: Any) -> str:
+        if value not in choices:
+            raise _bad(key, "one of " + ", ".join(repr(choice) for choice in choices), value)
+        return str(value)
+
+    return check
+
+
+def _names(key: str, value: Any) -> tuple[str, ...]:
+    if isinstance(value, str) or not isinstance(value, (list, tuple)):
+        raise _bad(key, "a list of strings", value)
+    if not all(isinstance(item, str) and item for item in value):
+        raise _bad(key, "a list of non-empty strings", value)
+    return tuple(value)
+
+
+def _model_patterns(key: str, value: Any) -> tuple[str, ...]:
+    patterns = _names(key, value)
+    for pattern in patterns:
+        if pattern.count(".") != 1:
+            raise _bad(key, 'a list of "app_label.Model" or "app_label.*" patterns', pattern)
+    return patterns
+
+
+def _fields_by_model(key: str, value: Any) -> dict[str, tuple[str, ...]]:
+    if not isinstance(value, Mapping):
+        raise _bad(key, 'a dict like {"app_label.Model": ["field", ...]}', value)
+    clean: dict[str, tuple[str, ...]] = {}
+    for model, names in value.items():
+        _model_patterns(key, [model])
+        clean[model] = _names(f"{key}']['{model}", names)
+    return clean
+
+
+def _plugins(key: str, value: Any) -> dict[str, dict[str, Any]]:
+    if not isinstance(value, Mapping) or not all(isinstance(item, Mapping) for item in value.values()):
+        raise _bad(key, 'a dict of plugin name -> dict of options, e.g. {"s3": {"bucket": "..."}}', value)
+    return {str(name): dict(options) for name, options in value.items()}
+
+
+def _patterns(key: str, value: Any) -> tuple[str, ...]:
+    import re
+
+    patterns = _names(key, value)
+    for pattern in patterns:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise _bad(key, f"a list of valid regular expressions ({exc})", pattern) from exc
+    return patterns
+
+
+def _path(key: str, value: Any) -> Path:
+    if not isinstance(value, (str, os.PathLike)) or not str(value):
+        raise _bad(key, "a directory path", value)
+    return Path(value)
+
+
+VALIDATORS: dict[str, Validator] = {
+    "ENABLED": _boolean,
+    "LOG_DIR": _path,
+    "SERVICE_NAME": _text,
+    "QUEUE_SIZE": _positive_int,
+    "WHEN_FULL": _choice(WHEN_FULL_CHOICES),
+    "BLOCK_TIMEOUT": _seconds,
+    "BATCH_SIZE": _positive_int,
+    "FLUSH_INTERVAL": _seconds,
+    "SINK_QUEUE_SIZE": _positive_int,
+    "FSYNC_INTERVAL": _optional_seconds,
+    "SHUTDOWN_TIMEOUT": _seconds,
+    "REPORT_INTERVAL": _seconds,
+    "HANDLE_SIGTERM": _boolean,
+    "MAX_FIELD_CHARS": _positive_int,
+    "MAX_ITEMS": _positive_int,
+    "MAX_DEPTH": _positive_int,
+    "MAX_RECORD_BYTES": _positive_int,
+    "FILE_MODE": _mode,
+    "DIR_MODE": _mode,
+    "HOOKS_MODULES": _names,
+    "DISABLED_PLUGINS": _names,
+    "LOAD_ENTRY_POINTS": _boolean,
+    "PLUGINS": _plugins,
+    "USER_FIELDS": _names,
+    "INCLUDE_MODELS": _model_patterns,
+    "EXCLUDE_MODELS": _model_patterns,
+    "EXCLUDE_FIELDS": _fields_by_model,
+    "MASK_FIELDS": _fields_by_model,
+    "REDACT_KEYS": _names,
+    "REDACT_PATTERNS": _patterns,
+}
+
+assert set(VALIDATORS) == {f.name for f in fields(AuditSettings)}, "every setting needs a validator"
+
+
+def build(raw: Mapping[str, Any], django_settings: Any) -> AuditSettings:
+    """Validate ``raw`` (the ``ACTIVITY_AUDIT`` dict) and fill in the defaults that depend on the project."""
+    if not isinstance(raw, Mapping):
+        raise ImproperlyConfigured(f"ACTIVITY_AUDIT must be a dict, got {type(raw).__name__}.")
+    unknown = sorted(set(raw) - set(VALIDATORS))
+    if unknown:
+        key = unknown[0]
+        near = difflib.get_close_matches(str(key), VALIDATORS, n=1)
+        hint = f" Did you mean '{near[0]}'?" if near else ""
+        raise ImproperlyConfigured(f"ACTIVITY_AUDIT['{key}'] is not a setting of activity_audit.{hint}")
+    values = {key: VALIDATORS[key](key, value) for key, value in raw.items()}
+    values.setdefault("LOG_DIR", _default_log_dir(django_settings))
+    values.setdefault("SERVICE_NAME", _default_service_name(django_settings))
+    values["LOG_DIR"] = Path(values["LOG_DIR"]).expanduser().absolute()
+    return AuditSettings(**values)
+
+
+def _default_log_dir(django_settings: Any) -> Path:
+    base = getattr(django_settings, "BASE_DIR", None)
+    return Path(base if base else os.getcwd()) / "audit_logs"
+
+
+def _default_service_name(django_settings: Any) -> str:
+    module = getattr(django_settings, "SETTINGS_MODULE", None) or "django"
+    return os.environ.get("SERVICE_NAME") or module.split(".")[0]
+
+
+_cached: AuditSettings | None = None
+
+
+def get_settings() -> AuditSettings:
+    """The validated settings, computed on first use and cached until ``ACTIVITY_AUDIT`` changes."""
+    global _cached
+    if _cached is None:
+        from django.conf import settings as django_settings
+
+        _cached = build(getattr(django_settings, "ACTIVITY_AUDIT", {}), django_settings)
+    return _cached
+
+
+def reset() -> None:
+    """Forget the cached settings (called on ``setting_changed``)."""
+    global _cached
+    _cached = None

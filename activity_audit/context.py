@@ -1,0 +1,111 @@
+"""Who is acting, and on behalf of which request: context variables shared by every capture point.
+
+The middleware sets the current request and its id for the duration of one request; tasks, commands and
+scripts use :func:`audit_context`. Context variables follow threads, ``asyncio`` tasks and ``sync_to_async``,
+so one request's user never leaks into another's records, and every setter is undone in ``finally``.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True)
+class AuditContext:
+    """What the current unit of work says about itself. ``None`` means "not set here"."""
+
+    request: Any = None
+    request_id: str | None = None
+    actor: Any = None
+    source: str | None = None
+    client_ip: str | None = None
+
+
+_EMPTY = AuditContext()
+_current: contextvars.ContextVar[AuditContext] = contextvars.ContextVar("activity_audit_context", default=_EMPTY)
+
+
+def current() -> AuditContext:
+    """The context in force on this thread or task."""
+    return _current.get()
+
+
+def push(**values: Any) -> contextvars.Token[AuditContext]:
+    """Layer ``values`` over the current context; undo with :func:`pop` in ``finally``."""
+    merged = {**current().__dict__, **{key: value for key, value in values.items() if value is not None}}
+    return _current.set(AuditContext(**merged))
+
+
+def pop(token: contextvars.Token[AuditContext]) -> None:
+    """Restore the context that was in force before the matching :func:`push`."""
+    _current.reset(token)
+
+
+class audit_context:  # noqa: N801 - used like a function: ``with audit_context(actor=...)``
+    """Say who is acting outside a request: a task, a management command, a script.
+
+    Usable as a context manager or a decorator (sync or async functions)::
+
+        with audit_context(actor="system:nightly-import", source="celery:import_prices"):
+            Price.objects.create(...)
+
+    ``actor`` may be a user instance, a string, or any value; ``source`` names the job. Values set here are
+    layered over the enclosing context and restored on exit, also after an exception.
+    """
+
+    def __init__(self, actor: Any = None, source: str | None = None, request_id: str | None = None) -> None:
+        self._values = {"actor": actor, "source": source, "request_id": request_id}
+        self._tokens: list[contextvars.Token[AuditContext]] = []
+
+    def __enter__(self) -> AuditContext:
+        self._tokens.append(push(**self._values))
+        return current()
+
+    def __exit__(self, *exc_info: object) -> None:
+        pop(self._tokens.pop())
+
+    def __call__(self, func: _F) -> _F:
+        import inspect
+
+        if inspect.iscoroutinefunction(func):
+
+            @functools.wraps(func)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                with audit_context(**self._values):
+                    return await func(*args, **kwargs)
+
+            return async_wrapper  # type: ignore[return-value]
+
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with audit_context(**self._values):
+                return func(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+
+@contextmanager
+def request_scope(request: Any, request_id: str, client_ip: str | None = None) -> Iterator[AuditContext]:
+    """Bind ``request`` to the current context for the duration of the ``with`` block."""
+    token = push(request=request, request_id=request_id, client_ip=client_ip)
+    try:
+        yield current()
+    finally:
+        pop(token)
+
+
+def process_source() -> str:
+    """A name for this process when nobody set one: the management command, else the program."""
+    argv = sys.argv or [""]
+    program = argv[0].rsplit("/", 1)[-1]
+    if program in {"manage.py", "django-admin", "django-admin.py"} and len(argv) > 1:
+        return argv[1]
+    return program or "python"

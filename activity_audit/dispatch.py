@@ -1,0 +1,595 @@
+"""The record pipeline: a bounded queue, one worker thread, and one delivery thread per sink.
+
+Caller threads only stamp the envelope and append to the queue (:meth:`Pipeline.submit`, a few hundred
+nanoseconds). The worker redacts, formats and hands batches to a :class:`SinkRunner` per ``sink``
+implementation, so a sink that raises or hangs costs only its own records, and every one of them is counted.
+
+Guarantees (each has a test that counts records):
+
+* graceful exit (``atexit``, ``sys.exit``, SIGTERM through :func:`install_sigterm_handler` or a server that
+  exits through ``sys.exit`` like gunicorn): everything queued is delivered within ``SHUTDOWN_TIMEOUT``;
+* ``os.fork()``: the child starts a new stream with fresh locks and threads; the parent keeps and writes what
+  it queued, so nothing is written twice and no child hangs on a lock copied mid-use;
+* queue full: ``WHEN_FULL = "block"`` waits up to ``BLOCK_TIMEOUT`` then drops, ``"drop"`` drops at once;
+  every drop spends a ``seq`` (a visible gap) and is reported as a ``RECORDS_DROPPED`` record;
+* SIGKILL, power loss: what is still queued (at most ``QUEUE_SIZE`` records plus each sink's backlog) is lost.
+"""
+
+from __future__ import annotations
+
+import atexit
+import itertools
+import os
+import signal
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from . import records as rec
+from .encoding import dumps_line
+from .errors import PartialDelivery
+from .reporting import Reporter, write_stderr
+
+if TYPE_CHECKING:
+    import pluggy
+
+    from .conf import AuditSettings
+
+Record = dict[str, Any]
+RecordCall = Callable[[Record], Any]
+
+# Keys a record keeps when a redactor fails on it: enough to prove it existed, nothing it might have leaked.
+_STUB_KEYS = ("timestamp", "level", "name", "event_type", "event_id", "stream_id", "seq")
+
+# Set on the pipeline's own threads: a record logged there (a sink's library logging its retries) must not
+# re-enter the pipeline and feed itself.
+pipeline_thread = threading.local()
+
+
+class FlushBarrier:
+    """Passes through the queue behind every record submitted before it; done when every sink reached it."""
+
+    __slots__ = ("_lock", "_remaining", "done")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._remaining = 0
+        self.done = threading.Event()
+
+    def expect(self, parties: int) -> None:
+        with self._lock:
+            self._remaining = parties
+        if parties == 0:
+            self.done.set()
+
+    def arrive(self) -> None:
+        with self._lock:
+            self._remaining -= 1
+            finished = self._remaining <= 0
+        if finished:
+            self.done.set()
+
+
+class SinkRunner:
+    """Feeds one ``sink`` implementation, in order, on a thread of its own.
+
+    The backlog is bounded by ``capacity`` records; a batch that does not fit is dropped and counted as lost
+    for this sink only.
+    """
+
+    def __init__(self, name: str, call: Callable[[Sequence[rec.Entry]], Any], capacity: int, pipeline: Pipeline):
+        self.name = name
+        self._call = call
+        self._capacity = capacity
+        self._pipeline = pipeline
+        self._items: deque[list[rec.Entry] | FlushBarrier] = deque()
+        self._cond = threading.Condition(threading.Lock())
+        self._backlog = 0
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self.busy_since: float | None = None
+        self.delivered = 0
+        self.lost = 0
+        self.failures = 0
+
+    def offer(self, batch: list[rec.Entry]) -> bool:
+        """Queue ``batch`` for delivery; False (and nothing queued) when the backlog is full."""
+        with self._cond:
+            if self._backlog + len(batch) > self._capacity:
+                return False
+            self._items.append(batch)
+            self._backlog += len(batch)
+            self._cond.notify()
+        self._ensure_thread()
+        return True
+
+    def offer_barrier(self, barrier: FlushBarrier) -> None:
+        with self._cond:
+            self._items.append(barrier)
+            self._cond.notify()
+        self._ensure_thread()
+
+    @property
+    def backlog(self) -> int:
+        return self._backlog
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+
+    def join(self, timeout: float) -> bool:
+        """Wait for the backlog to be delivered; True when the thread finished in time."""
+        thread = self._thread
+        if thread is None:
+            return True
+        thread.join(max(timeout, 0.0))
+        return not thread.is_alive()
+
+    def _ensure_thread(self) -> None:
+        if self._thread is None:
+            with self._cond:
+                if self._thread is None:
+                    self._thread = threading.Thread(
+                        target=self._run, name=f"activity-audit-sink:{self.name}", daemon=True
+                    )
+                    self._thread.start()
+
+    def _run(self) -> None:
+        pipeline_thread.active = True
+        while True:
+            with self._cond:
+                while not self._items and not self._stopping:
+                    self._cond.wait()
+                if not self._items:
+                    return
+                item = self._items.popleft()
+            if isinstance(item, FlushBarrier):
+                item.arrive()
+                continue
+            self._deliver(item)
+
+    def _deliver(self, batch: list[rec.Entry]) -> None:
+        self.busy_since = time.monotonic()
+        try:
+            self._call(batch)
+            self.delivered += len(batch)
+        except PartialDelivery as exc:
+            self.delivered += exc.delivered
+            self._failed(len(batch) - exc.delivered, exc.__cause__ or exc)
+        except Exception as exc:
+            self._failed(len(batch), exc)
+        finally:
+            self.busy_since = None
+            with self._cond:
+                self._backlog -= len(batch)
+
+    def _failed(self, lost: int, exc: BaseException) -> None:
+        self.failures += 1
+        self.lost += lost
+        self._pipeline.reporter.problem("SINK_FAILED", self.name, lost=lost, error=f"{type(exc).__name__}: {exc}")
+
+
+class _HookCallers:
+    """Direct callers of the per-record hooks, rebuilt whenever the registered implementations change."""
+
+    def __init__(self) -> None:
+        self._key: tuple[int, ...] | None = None
+        self.redactors: list[tuple[str, RecordCall]] = []
+        self.formatters: list[tuple[str, RecordCall]] = []
+        self.sinks: list[tuple[str, Callable[[Sequence[rec.Entry]], Any]]] = []
+
+    def refresh(self, pm: pluggy.PluginManager) -> bool:
+        """Re-read the hook implementations; True when they changed since the last call."""
+        hooks = (pm.hook.redact, pm.hook.format_record, pm.hook.sink)
+        impls = [hook.get_hookimpls() for hook in hooks]
+        key = tuple(id(impl) for group in impls for impl in group)
+        if key == self._key:
+            return False
+        self._key = key
+        self.redactors = _per_record_callers(pm, pm.hook.redact, impls[0])
+        self.formatters = _per_record_callers(pm, pm.hook.format_record, impls[1])
+        self.sinks = [(_plugin_name(pm, impl), _bind(impl, "records")) for impl in reversed(impls[2])]
+        return True
+
+
+def _plugin_name(pm: pluggy.PluginManager, impl: Any) -> str:
+    return pm.get_name(impl.plugin) or impl.plugin_name
+
+
+def _bind(impl: Any, argname: str) -> Callable[[Any], Any]:
+    function = impl.function
+    if tuple(impl.argnames) == (argname,):
+        return function  # type: ignore[no-any-return]
+    if not impl.argnames:
+        return lambda _value: function()
+    return lambda value: function(**{argname: value})
+
+
+def _per_record_callers(pm: pluggy.PluginManager, hook: Any, impls: list[Any]) -> list[tuple[str, RecordCall]]:
+    if any(impl.hookwrapper or getattr(impl, "wrapper", False) for impl in impls):
+        return [("pluggy", lambda record: hook(record=record))]
+    return [(_plugin_name(pm, impl), _bind(impl, "record")) for impl in reversed(impls)]
+
+
+class Pipeline:
+    """The process-wide record pipeline (one instance: :data:`pipeline`)."""
+
+    def __init__(self) -> None:
+        self.settings: AuditSettings | None = None
+        self.pm: pluggy.PluginManager | None = None
+        self._new_stream()
+
+    # --- state -------------------------------------------------------------------------------------------
+    def _new_stream(self) -> None:
+        """Fresh stream, queue, locks and counters: at construction and in a forked child."""
+        stream = uuid.uuid4()
+        self.stream_id = str(stream)
+        # event_id = UUIDv8: 76 random bits of the stream, then seq as the last 48 bits.
+        raw = stream.hex
+        self._event_prefix = f"{raw[:8]}-{raw[8:12]}-8{raw[13:16]}-{'89ab'[int(raw[16], 16) & 3]}{raw[17:20]}-"
+        self._seq = itertools.count(1)
+        self._queue: deque[tuple[str, Record] | FlushBarrier] = deque()
+        self._wakeup = threading.Event()
+        self._space = threading.Condition(threading.Lock())
+        self._blocked = 0
+        self._worker: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+        self._stopping = False
+        self._stopped = False
+        self._callers = _HookCallers()
+        self._runners: dict[str, SinkRunner] = {}
+        self._drop_lock = threading.Lock()
+        self._dropped = 0
+        self._dropped_first_seq = 0
+        self._dropped_last_seq = 0
+        self.submitted = 0
+        self.dropped_total = 0
+        interval = self.settings.REPORT_INTERVAL if self.settings else 60.0
+        self.reporter = Reporter(self._publish_problem, interval)
+        self._apply_limits()
+
+    def _apply_limits(self) -> None:
+        s = self.settings
+        self.enabled = s.ENABLED if s else True
+        self._maxsize = s.QUEUE_SIZE if s else 10_000
+        self._batch_size = s.BATCH_SIZE if s else 512
+        self._flush_interval = s.FLUSH_INTERVAL if s else 0.2
+        self._block = (s.WHEN_FULL if s else "block") == "block"
+        self._block_timeout = s.BLOCK_TIMEOUT if s else 0.5
+        self._max_bytes = s.MAX_RECORD_BYTES if s else 1 << 20
+        self._limits = s.limits if s else None
+        self.reporter.interval = s.REPORT_INTERVAL if s else 60.0
+
+    def configure(self, settings: AuditSettings, pm: pluggy.PluginManager) -> None:
+        """Attach settings and plugins; records submitted before this wait in the queue (bounded)."""
+        self.settings, self.pm = settings, pm
+        self._apply_limits()
+        self._callers = _HookCallers()
+        self._refresh_hooks()
+        if self._queue:
+            self._ensure_worker()
+
+    # --- caller side ----------------------------------------------------------------------------------------
+    def submit(self, channel: str, record: Record) -> bool:
+        """Stamp the envelope on ``record`` and queue it for ``channel``. Never raises, never blocks for long.
+
+        Returns False when the record was dropped (queue full) or the pipeline is disabled.
+        """
+        if not self.enabled:
+            return False
+        if self._worker is None:
+            self._ensure_worker()  # so that PIPELINE_STARTED is the first record of the stream
+        seq = next(self._seq)
+        record["event_id"] = f"{self._event_prefix}{seq:012x}"
+        record["stream_id"] = self.stream_id
+        record["seq"] = seq
+        queue = self._queue
+        if len(queue) >= self._maxsize and not self._wait_for_room():
+            self._count_drop(seq)
+            return False
+        queue.append((channel, record))
+        self.submitted += 1
+        if len(queue) == self._batch_size:
+            self._wakeup.set()
+        return True
+
+    def _submit_internal(self, record: Record) -> None:
+        """Queue one of the pipeline's own records; it bypasses the bound so it is never dropped."""
+        seq = next(self._seq)
+        record.update(event_id=f"{self._event_prefix}{seq:012x}", stream_id=self.stream_id, seq=seq)
+        self._queue.append((rec.CHANNEL_AUDIT, record))
+        self.submitted += 1
+        self._wakeup.set()
+
+    def _wait_for_room(self) -> bool:
+        self._wakeup.set()
+        if not self._block or getattr(pipeline_thread, "active", False) or self._worker is None:
+            return False
+        deadline = time.monotonic() + self._block_timeout
+        with self._space:
+            self._blocked += 1
+            try:
+                while len(self._queue) >= self._maxsize:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        return False
+                    self._space.wait(remaining)
+                return True
+            finally:
+                self._blocked -= 1
+
+    def _count_drop(self, seq: int) -> None:
+        with self._drop_lock:
+            if not self._dropped:
+                self._dropped_first_seq = seq
+            self._dropped += 1
+            self._dropped_last_seq = seq
+            self.dropped_total += 1
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until every record submitted before this call has been handed to every sink.
+
+        True when done within ``timeout`` seconds; False when it was not (a sink is slow or hung, or the app
+        is not configured yet).
+        """
+        barrier = FlushBarrier()
+        self._queue.append(barrier)
+        self._ensure_worker()
+        self._wakeup.set()
+        return barrier.done.wait(timeout)
+
+    # --- worker side ------------------------------------------------------------------------------------
+    def _ensure_worker(self) -> None:
+        if self._worker is not None or self.pm is None or self._stopped:
+            return
+        with self._start_lock:
+            if self._worker is not None:
+                return
+            self._submit_internal(
+                rec.pipeline_event(
+                    "PIPELINE_STARTED", "Audit pipeline started", level="INFO", pid=os.getpid(),
+                    service_name=self.settings.SERVICE_NAME if self.settings else None,
+                )
+            )
+            worker = threading.Thread(target=self._run, name="activity-audit-worker", daemon=True)
+            worker.start()
+            self._worker = worker
+
+    def _run(self) -> None:
+        pipeline_thread.active = True
+        while True:
+            self._wakeup.wait(self._flush_interval)
+            self._wakeup.clear()
+            try:
+                self._drain()
+                self._check_drops()
+                self._check_stuck_sinks()
+                self.reporter.tick()
+            except Exception as exc:  # the worker must outlive any bug, ours included
+                write_stderr(f"internal error in the audit worker: {type(exc).__name__}: {exc}")
+            if self._stopping and not self._queue:
+                return
+
+    def _drain(self) -> None:
+        queue, size = self._queue, self._batch_size
+        while queue:
+            batch: list[tuple[str, Record]] = []
+            barrier: FlushBarrier | None = None
+            while queue and len(batch) < size:
+                item = queue.popleft()
+                if isinstance(item, FlushBarrier):
+                    barrier = item
+                    break
+                batch.append(item)
+            if self._blocked:
+                with self._space:
+                    self._space.notify_all()
+            if batch:
+                self._dispatch(self._format(batch))
+            if barrier is not None:
+                self._pass_barrier(barrier)
+
+    def _format(self, batch: list[tuple[str, Record]]) -> list[rec.Entry]:
+        self._refresh_hooks()
+        redactors, formatters = self._callers.redactors, self._callers.formatters
+        entries = []
+        for channel, record in batch:
+            for name, redact in redactors:
+                try:
+                    redact(record)
+                except Exception as exc:
+                    record = self._redaction_failed(record, name, exc)
+                    break
+            entries.append(rec.Entry(channel, record, self._encode(record, formatters)))
+        return entries
+
+    def _encode(self, record: Record, formatters: list[tuple[str, RecordCall]]) -> bytes:
+        for name, format_record in formatters:
+            try:
+                line = format_record(record)
+            except Exception as exc:
+                self.reporter.problem("FORMAT_FAILED", name, error=f"{type(exc).__name__}: {exc}")
+                break
+            if line is None:
+                continue
+            if isinstance(line, bytes) and b"\n" not in line and b"\r" not in line:
+                return line
+            self.reporter.problem("FORMAT_FAILED", name, error="format_record must return one line of bytes")
+            break
+        return dumps_line(record, self._max_bytes, self._limits) if self._limits else dumps_line(record)
+
+    def _redaction_failed(self, record: Record, plugin: str, exc: Exception) -> Record:
+        self.reporter.problem("REDACTION_FAILED", plugin, error=type(exc).__name__)
+        stub = {key: record[key] for key in _STUB_KEYS if key in record}
+        stub["message"] = "record withheld: a redactor failed on it"
+        stub["redaction_failed"] = plugin
+        return stub
+
+    def _dispatch(self, entries: list[rec.Entry]) -> None:
+        for runner in self._runners.values():
+            if not runner.offer(entries):
+                runner.lost += len(entries)
+                self.reporter.problem(
+                    "SINK_BACKLOG_FULL", runner.name, lost=len(entries), error="sink is not keeping up"
+                )
+
+    def _pass_barrier(self, barrier: FlushBarrier) -> None:
+        runners = list(self._runners.values())
+        barrier.expect(len(runners))
+        for runner in runners:
+            runner.offer_barrier(barrier)
+
+    def _refresh_hooks(self) -> None:
+        if self.pm is None or not self._callers.refresh(self.pm):
+            return
+        capacity = self.settings.SINK_QUEUE_SIZE if self.settings else 20_000
+        current = {name: call for name, call in self._callers.sinks}
+        for name in list(self._runners):
+            if name not in current:
+                self._runners.pop(name).stop()
+        for name, call in current.items():
+            runner = self._runners.get(name)
+            if runner is None or runner._call is not call:
+                if runner is not None:
+                    runner.stop()
+                self._runners[name] = SinkRunner(name, call, capacity, self)
+
+    def _check_drops(self) -> None:
+        with self._drop_lock:
+            count, first, last = self._dropped, self._dropped_first_seq, self._dropped_last_seq
+            self._dropped = 0
+        if count:
+            write_stderr(f"queue full: {count} records dropped (seq {first}..{last})")
+            self._submit_internal(
+                rec.pipeline_event(
+                    "RECORDS_DROPPED", f"{count} audit records dropped: queue full", level="ERROR",
+                    count=count, first_seq=first, last_seq=last, policy="block" if self._block else "drop",
+                )
+            )
+
+    def _check_stuck_sinks(self) -> None:
+        limit = max(self.reporter.interval, 1.0)
+        now = time.monotonic()
+        for runner in self._runners.values():
+            since = runner.busy_since
+            if since is not None and now - since > limit:
+                self.reporter.problem(
+                    "SINK_STUCK", runner.name, error=f"one batch has taken {now - since:.0f}s so far",
+                    backlog=runner.backlog,
+                )
+
+    def _publish_problem(
+        self, kind: str, source: str, occurrences: int, lost: int, error: str, details: dict[str, Any]
+    ) -> None:
+        write_stderr(f"{kind} {source}: {occurrences} time(s), {lost} record(s) lost; last error: {error}")
+        if self._stopped:
+            return
+        self._submit_internal(
+            rec.pipeline_event(
+                kind, f"{kind.replace('_', ' ').lower()}: {source}", level="ERROR", source=source,
+                occurrences=occurrences, lost=lost, error=error, **details,
+            )
+        )
+
+    # --- lifecycle -----------------------------------------------------------------------------------------
+    def shutdown(self, timeout: float | None = None) -> bool:
+        """Deliver what is queued, stop the threads, close the sinks. True when nothing was left behind.
+
+        Safe to call more than once and from ``atexit``; a hung sink is abandoned after ``timeout`` seconds
+        (default ``SHUTDOWN_TIMEOUT``) and what it still held is reported on stderr.
+        """
+        if self._stopped:
+            return True
+        if timeout is None:
+            timeout = self.settings.SHUTDOWN_TIMEOUT if self.settings else 5.0
+        deadline = time.monotonic() + timeout
+        worker = self._worker
+        if worker is not None:
+            self._submit_internal(
+                rec.pipeline_event(
+                    "PIPELINE_STOPPED", "Audit pipeline stopped", level="INFO", pid=os.getpid(),
+                    submitted=self.submitted + 1, dropped=self.dropped_total,
+                )
+            )
+            self._stopping = True
+            self._wakeup.set()
+            worker.join(max(deadline - time.monotonic(), 0.0))
+        self._stopped = True
+        self.reporter.flush_all()
+        clean = worker is None or not worker.is_alive()
+        for runner in self._runners.values():
+            runner.stop()
+        for runner in self._runners.values():
+            if not runner.join(deadline - time.monotonic()):
+                clean = False
+                write_stderr(f"sink {runner.name} did not finish in time; {runner.backlog} records not delivered")
+        if not clean and self._queue:
+            write_stderr(f"{len(self._queue)} records still queued at shutdown were not delivered")
+        if self.pm is not None:
+            _call_each(self.pm, "audit_shutdown")
+        return clean
+
+    def after_fork_in_child(self) -> None:
+        """Start over in a forked child: the parent owns, and writes, everything queued before the fork."""
+        self._new_stream()
+        self._apply_limits()
+        if self.pm is not None:
+            _call_each(self.pm, "audit_after_fork")
+            self._refresh_hooks()
+
+    def stats(self) -> dict[str, Any]:
+        """Counters for health checks and tests."""
+        return {
+            "stream_id": self.stream_id,
+            "submitted": self.submitted,
+            "dropped": self.dropped_total,
+            "queued": len(self._queue),
+            "sinks": {
+                name: {"delivered": r.delivered, "lost": r.lost, "failures": r.failures, "backlog": r.backlog}
+                for name, r in self._runners.items()
+            },
+        }
+
+    def reset_for_tests(self) -> None:
+        """Stop everything and start a fresh stream (tests only)."""
+        self.shutdown(timeout=5.0)
+        self._new_stream()
+        if self.settings is not None and self.pm is not None:
+            self.configure(self.settings, self.pm)
+
+
+def _call_each(pm: pluggy.PluginManager, hook_name: str) -> None:
+    """Call every implementation of a lifecycle hook, each isolated from the others' failures."""
+    for impl in reversed(getattr(pm.hook, hook_name).get_hookimpls()):
+        try:
+            impl.function()
+        except Exception as exc:
+            write_stderr(f"{hook_name} of {_plugin_name(pm, impl)} failed: {type(exc).__name__}: {exc}")
+
+
+pipeline = Pipeline()
+os.register_at_fork(after_in_child=pipeline.after_fork_in_child)
+atexit.register(pipeline.shutdown)
+
+
+def install_sigterm_handler() -> bool:
+    """Turn SIGTERM into ``SystemExit(143)`` so that ``atexit`` drains the pipeline before the process ends.
+
+    Only when SIGTERM still has its default action and we are on the main thread: a server that handles
+    SIGTERM itself (gunicorn, uWSGI, Celery) keeps its own handler. Returns True when installed.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return False
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return False
+
+    def _exit_gracefully(signum: int, frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, _exit_gracefully)
+    return True

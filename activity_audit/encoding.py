@@ -1,0 +1,268 @@
+"""Plain values in, one line of strict JSON out: the two halves of "a record is never dropped for its content".
+
+:func:`snapshot` runs on the caller thread when a record is captured. It copies whatever a Django project hands
+over (model field values, request bodies, ``extra=`` dicts) into plain JSON values, so that a later mutation of
+the original cannot change the record and nothing costly or unsafe happens later on another thread.
+
+:func:`dumps_line` runs on the worker thread. It encodes a record with orjson and guarantees exactly one line
+of strict JSON: no bare ``NaN``, no raw U+2028/U+2029/U+0085, every control character escaped, lone
+surrogates replaced, and a record over ``max_bytes`` cut down with ``"truncated": true``. It never raises.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import enum
+import math
+import re
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+TRUNCATED_KEY = "truncated"
+
+# Envelope keys a shrunk record keeps, whatever else has to go.
+_ENVELOPE_KEYS = ("timestamp", "level", "name", "message", "event_type", "event_id", "stream_id", "seq")
+
+# Raw characters that line-splitting readers (Python's str.splitlines, some log shippers) treat as a line end
+# and that orjson leaves unescaped: NEL, LINE SEPARATOR, PARAGRAPH SEPARATOR.
+_LINE_BREAKERS = ((b"\xc2\x85", b"\\u0085"), (b"\xe2\x80\xa8", b"\\u2028"), (b"\xe2\x80\xa9", b"\\u2029"))
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+_MAX_INT = 2**63 - 1
+_MIN_INT = -(2**63)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Size caps applied when copying values. Every cut leaves a visible marker."""
+
+    max_chars: int = 8192
+    max_items: int = 1000
+    max_depth: int = 20
+
+
+DEFAULT_LIMITS = Limits()
+
+
+class Snapshotter:
+    """Copies one value into plain JSON types; ``truncated`` tells whether any cap cut something."""
+
+    __slots__ = ("_active", "limits", "scrub", "truncated")
+
+    def __init__(self, limits: Limits = DEFAULT_LIMITS, scrub: bool = False) -> None:
+        self.limits = limits
+        self.scrub = scrub  # replace lone surrogates (slow; only needed when orjson refused a record)
+        self.truncated = False
+        self._active: set[int] = set()
+
+    def copy(self, value: Any, depth: int = 0) -> Any:
+        """Return a plain copy of ``value``: None, bool, int, float, str, list, dict, or a datetime/date/UUID."""
+        if value is None or value is True or value is False:
+            return value
+        kind = type(value)
+        if kind is str:
+            return self._text(value)
+        if kind is int:
+            return value if _MIN_INT <= value <= _MAX_INT else str(value)
+        if kind is float:
+            return value if math.isfinite(value) else _non_finite(value)
+        if isinstance(value, (dt.datetime, dt.date, uuid.UUID)):
+            if isinstance(value, dt.datetime) or not isinstance(value, dt.time):
+                return value
+        if isinstance(value, (Mapping, list, tuple, set, frozenset)):
+            return self._container(value, depth)
+        return self._scalar(value, depth)
+
+    def _text(self, value: str) -> str:
+        if self.scrub:
+            value = _LONE_SURROGATE.sub("\ufffd", value)
+        limit = self.limits.max_chars
+        if len(value) <= limit:
+            return value
+        self.truncated = True
+        return f"{value[:limit]}…[truncated: {len(value)} chars]"
+
+    def _container(self, value: Any, depth: int) -> Any:
+        if depth >= self.limits.max_depth:
+            self.truncated = True
+            return f"[truncated: nested deeper than {self.limits.max_depth}]"
+        marker = id(value)
+        if marker in self._active:
+            return "[circular reference]"
+        self._active.add(marker)
+        try:
+            if isinstance(value, Mapping):
+                return self._mapping(value, depth)
+            items = value
+            if isinstance(value, (set, frozenset)):
+                items = sorted(value, key=_sort_key)
+            return self._sequence(items, depth)
+        finally:
+            self._active.discard(marker)
+
+    def _mapping(self, value: Mapping[Any, Any], depth: int) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        limit = self.limits.max_items
+        for index, (key, item) in enumerate(value.items()):
+            if index >= limit:
+                self.truncated = True
+                out["…truncated"] = f"{len(value) - limit} more keys"
+                break
+            name = key if type(key) is str and not self.scrub else self._text(_key(key))
+            out[name] = self.copy(item, depth + 1)
+        return out
+
+    def _sequence(self, value: Any, depth: int) -> list[Any]:
+        limit = self.limits.max_items
+        out = [self.copy(item, depth + 1) for index, item in enumerate(value) if index < limit]
+        if len(value) > limit:
+            self.truncated = True
+            out.append(f"…[truncated: {len(value)} items]")
+        return out
+
+    def _scalar(self, value: Any, depth: int) -> Any:
+        if isinstance(value, str):  # str subclasses, e.g. SafeString
+            return self._text(str.__str__(value))
+        if isinstance(value, bool):
+            return bool(value)
+        if isinstance(value, int):
+            return self.copy(int(value), depth)
+        if isinstance(value, float):
+            return self.copy(float(value), depth)
+        if isinstance(value, decimal.Decimal):
+            return _decimal(value)
+        if isinstance(value, dt.time):
+            return value.isoformat()
+        if isinstance(value, (bytes, bytearray, memoryview)):
+            return self._bytes(bytes(value))
+        if isinstance(value, enum.Enum):
+            return self.copy(value.value, depth + 1)
+        model_ref = _model_reference(value)
+        if model_ref is not None:
+            return self.copy(model_ref, depth + 1)
+        if isinstance(value, BaseException):
+            return self._text(f"{type(value).__name__}: {_safe_str(value)}")
+        return self._text(_safe_str(value))
+
+    def _bytes(self, value: bytes) -> str:
+        limit = self.limits.max_chars
+        head = value[:limit]
+        text = head.decode("utf-8", errors="backslashreplace")
+        if len(value) > limit:
+            self.truncated = True
+            return f"{text}…[truncated: {len(value)} bytes]"
+        return text
+
+
+def snapshot(value: Any, limits: Limits = DEFAULT_LIMITS) -> Any:
+    """Copy ``value`` into plain JSON values (see :class:`Snapshotter`)."""
+    return Snapshotter(limits).copy(value)
+
+
+def dumps_line(record: Mapping[str, Any], max_bytes: int = 1 << 20, limits: Limits = DEFAULT_LIMITS) -> bytes:
+    """Encode ``record`` as one line of strict UTF-8 JSON without the newline. Never raises.
+
+    The fast path is a single ``orjson.dumps``; anything orjson refuses (lone surrogates, integers beyond 64
+    bits, cycles, depth beyond its limit, objects whose ``__str__`` raises) goes through :class:`Snapshotter`
+    first. A line over ``max_bytes`` is re-encoded with tighter caps until it fits, and marked truncated.
+    """
+    try:
+        line = orjson.dumps(record, default=_default)
+    except (TypeError, ValueError):
+        line = _encode_sanitised(record, limits)
+    if len(line) > max_bytes:
+        line = _shrink(record, max_bytes, limits, original_size=len(line))
+    return _escape_line_breakers(line)
+
+
+def _encode_sanitised(record: Mapping[str, Any], limits: Limits) -> bytes:
+    copier = Snapshotter(limits, scrub=True)
+    plain = copier.copy(record)
+    if copier.truncated and isinstance(plain, dict):
+        plain[TRUNCATED_KEY] = True
+    try:
+        return orjson.dumps(plain, default=_default)
+    except (TypeError, ValueError) as exc:  # pragma: no cover - Snapshotter output is always encodable
+        return orjson.dumps({"encoding_error": f"{type(exc).__name__}: {exc}"})
+
+
+def _shrink(record: Mapping[str, Any], max_bytes: int, limits: Limits, original_size: int) -> bytes:
+    chars, items = limits.max_chars, limits.max_items
+    while chars > 64:
+        chars, items = chars // 4, max(items // 4, 8)
+        tighter = Limits(max_chars=chars, max_items=items, max_depth=limits.max_depth)
+        plain = Snapshotter(tighter, scrub=True).copy(record)
+        plain[TRUNCATED_KEY] = True
+        plain["original_bytes"] = original_size
+        line = orjson.dumps(plain, default=_default)
+        if len(line) <= max_bytes:
+            return line
+    stub = {key: record[key] for key in _ENVELOPE_KEYS if key in record}
+    stub[TRUNCATED_KEY] = True
+    stub["original_bytes"] = original_size
+    return orjson.dumps(Snapshotter(Limits(max_chars=256), scrub=True).copy(stub), default=_default)
+
+
+def _escape_line_breakers(line: bytes) -> bytes:
+    for raw, escaped in _LINE_BREAKERS:
+        if raw in line:
+            line = line.replace(raw, escaped)
+    return line
+
+
+def _default(value: Any) -> Any:
+    """orjson's fallback for types it does not know; must return something it does."""
+    copier = Snapshotter()
+    plain = copier._scalar(value, 0) if not isinstance(value, (Mapping, set, frozenset)) else copier.copy(value)
+    if isinstance(plain, (str, list, dict)):
+        return plain
+    return _safe_str(plain)
+
+
+def _non_finite(value: float) -> str:
+    if math.isnan(value):
+        return "NaN"
+    return "Infinity" if value > 0 else "-Infinity"
+
+
+def _decimal(value: decimal.Decimal) -> str:
+    if value.is_nan():
+        return "NaN"
+    if value.is_infinite():
+        return "Infinity" if value > 0 else "-Infinity"
+    return str(value)
+
+
+def _key(key: Any) -> str:
+    return key if isinstance(key, str) else _safe_str(key)
+
+
+def _sort_key(item: Any) -> tuple[str, str]:
+    return (type(item).__name__, _safe_str(item))
+
+
+def _safe_str(value: Any) -> str:
+    try:
+        return str(value)
+    except Exception:  # an object whose __str__ raises must still leave a trace
+        try:
+            return f"<unprintable {type(value).__module__}.{type(value).__qualname__}>"
+        except Exception:
+            return "<unprintable object>"
+
+
+def _model_reference(value: Any) -> dict[str, Any] | None:
+    meta = getattr(type(value), "_meta", None)
+    label = getattr(meta, "label", None)
+    if label is None or not hasattr(value, "pk"):
+        return None
+    try:
+        return {"model": label, "pk": value.pk}
+    except Exception:
+        return {"model": label, "pk": None}

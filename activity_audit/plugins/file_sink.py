@@ -1,0 +1,237 @@
+"""Built-in ``sink``: JSON-lines files in ``LOG_DIR``, one file per channel.
+
+``audit.log`` (AUDIT records and the pipeline's own events), ``api.log`` (API records), ``app.log`` (container
+logs routed by the ``LOGGING`` helpers), and ``<channel>.log`` for any other channel a handler names.
+
+Contract:
+
+* the directory is created with ``DIR_MODE`` (0750) and files with ``FILE_MODE`` (0640), whatever the umask;
+  a symlink in place of a log file is refused;
+* each batch is appended to each file with ``O_APPEND`` under an exclusive ``flock``, so several processes
+  (gunicorn workers) can share the files without tearing or interleaving lines;
+* a failed write (disk full, quota, I/O error) is cut back to the last whole line before the lock is released,
+  so no torn line is ever left behind, and exactly the records that did not make it are reported lost;
+* a file renamed or removed by a rotation tool is reopened on the next batch;
+* with ``FSYNC_INTERVAL`` seconds set (default 1), data is fsynced at most that long after it was written;
+  a failed fsync is reported as a loss of the whole batch, because the kernel may have dropped the pages.
+
+Guarantee: on a graceful stop nothing is lost; on a crash of the process nothing that reached ``sink`` is
+lost; on a crash of the machine, at most ``FSYNC_INTERVAL`` seconds of records.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured
+
+from ..conf import AuditSettings
+from ..errors import PartialDelivery
+from ..markers import hookimpl
+from ..records import CHANNEL_API, CHANNEL_APP, CHANNEL_AUDIT, Entry
+
+STANDARD_CHANNELS = (CHANNEL_AUDIT, CHANNEL_API, CHANNEL_APP)
+_SAFE_CHANNEL = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,100}$")
+
+
+def file_name(channel: str) -> str:
+    """The file a channel is written to: ``<channel>.log``; an unsafe channel name goes to ``app.log``."""
+    stem = channel.removesuffix(".log")
+    return f"{stem}.log" if _SAFE_CHANNEL.match(stem) else f"{CHANNEL_APP}.log"
+
+
+class _WriteFailed(Exception):
+    def __init__(self, written_records: int, cause: OSError) -> None:
+        super().__init__(str(cause))
+        self.written_records = written_records
+        self.cause = cause
+
+
+@dataclass
+class _OpenFile:
+    path: Path
+    fd: int
+    inode: tuple[int, int]
+    dirty: bool = False
+
+
+class FileSink:
+    """The state behind the module's hook functions: open files by channel, fsync bookkeeping."""
+
+    def __init__(self) -> None:
+        self.directory: Path | None = None
+        self.file_mode = 0o640
+        self.dir_mode = 0o750
+        self.fsync_interval: float | None = 1.0
+        self._files: dict[str, _OpenFile] = {}
+        self._last_fsync = time.monotonic()
+
+    def configure(self, settings: AuditSettings) -> None:
+        self.close()
+        self.directory = settings.LOG_DIR
+        self.file_mode, self.dir_mode = settings.FILE_MODE, settings.DIR_MODE
+        self.fsync_interval = settings.FSYNC_INTERVAL
+        self._prepare_directory()
+        for channel in (CHANNEL_AUDIT, CHANNEL_API):
+            try:
+                self._open(channel)
+            except OSError as exc:
+                raise ImproperlyConfigured(
+                    f"ACTIVITY_AUDIT['LOG_DIR'] = '{self.directory}': cannot open {file_name(channel)} for "
+                    f"writing ({exc.strerror or exc})."
+                ) from exc
+
+    def _prepare_directory(self) -> None:
+        directory = self.directory
+        assert directory is not None
+        try:
+            if directory.exists() and not directory.is_dir():
+                raise ImproperlyConfigured(f"ACTIVITY_AUDIT['LOG_DIR'] = '{directory}' exists and is not a directory.")
+            if not directory.exists():
+                directory.mkdir(parents=True, mode=self.dir_mode)
+                os.chmod(directory, self.dir_mode)
+        except OSError as exc:
+            raise ImproperlyConfigured(
+                f"ACTIVITY_AUDIT['LOG_DIR'] = '{directory}' cannot be created ({exc.strerror or exc})."
+            ) from exc
+        if not os.access(directory, os.W_OK | os.X_OK):
+            raise ImproperlyConfigured(f"ACTIVITY_AUDIT['LOG_DIR'] = '{directory}' is not writable by this process.")
+
+    def write(self, entries: Sequence[Entry]) -> None:
+        by_channel: dict[str, list[bytes]] = {}
+        for entry in entries:
+            by_channel.setdefault(entry.channel, []).append(entry.line)
+        written = 0
+        for channel, lines in by_channel.items():
+            try:
+                self._append(self._file_for(channel), lines)
+            except _WriteFailed as failure:
+                raise PartialDelivery(written + failure.written_records, str(failure.cause)) from failure.cause
+            except OSError as exc:
+                raise PartialDelivery(written, str(exc)) from exc
+            written += len(lines)
+        self._maybe_fsync(written)
+
+    def _file_for(self, channel: str) -> _OpenFile:
+        current = self._files.get(channel)
+        if current is not None:
+            try:
+                stat = os.stat(current.path, follow_symlinks=False)
+                if (stat.st_dev, stat.st_ino) == current.inode:
+                    return current
+            except FileNotFoundError:
+                pass
+            self._close_one(channel)  # rotated or removed: start a new file at the path
+        return self._open(channel)
+
+    def _open(self, channel: str) -> _OpenFile:
+        assert self.directory is not None, "file sink used before audit_configure"
+        path = self.directory / file_name(channel)
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
+        fd = os.open(path, flags, self.file_mode)
+        try:
+            stat = os.fstat(fd)
+            if stat.st_mode & 0o777 != self.file_mode and stat.st_uid == os.geteuid():
+                os.fchmod(fd, self.file_mode)  # the umask narrowed it, or an older file is wider
+        except OSError:
+            os.close(fd)
+            raise
+        opened = _OpenFile(path=path, fd=fd, inode=(stat.st_dev, stat.st_ino))
+        self._files[channel] = opened
+        return opened
+
+    @staticmethod
+    def _append(target: _OpenFile, lines: list[bytes]) -> None:
+        data = b"\n".join(lines) + b"\n"
+        view = memoryview(data)
+        written = 0
+        fcntl.flock(target.fd, fcntl.LOCK_EX)
+        try:
+            while written < len(data):
+                try:
+                    written += os.write(target.fd, view[written:])
+                except InterruptedError:
+                    continue
+                except OSError as exc:
+                    whole = data.rfind(b"\n", 0, written) + 1
+                    if written > whole:  # cut the torn tail so the file ends on a line boundary
+                        os.ftruncate(target.fd, os.fstat(target.fd).st_size - (written - whole))
+                    raise _WriteFailed(data.count(b"\n", 0, whole), exc) from exc
+        finally:
+            target.dirty = True
+            fcntl.flock(target.fd, fcntl.LOCK_UN)
+
+    def _maybe_fsync(self, written: int) -> None:
+        interval = self.fsync_interval
+        if interval is None or time.monotonic() - self._last_fsync < interval:
+            return
+        self.sync(written)
+
+    def sync(self, written: int = 0) -> None:
+        """fsync every file written since the last sync."""
+        self._last_fsync = time.monotonic()
+        for opened in self._files.values():
+            if opened.dirty:
+                opened.dirty = False
+                try:
+                    os.fsync(opened.fd)
+                except OSError as exc:
+                    raise PartialDelivery(0, f"fsync of {opened.path} failed: {exc}") from exc
+
+    def _close_one(self, channel: str) -> None:
+        opened = self._files.pop(channel, None)
+        if opened is not None:
+            try:
+                os.close(opened.fd)
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        for channel in list(self._files):
+            opened = self._files[channel]
+            if opened.dirty and self.fsync_interval is not None:
+                try:
+                    os.fsync(opened.fd)
+                except OSError:
+                    pass
+            self._close_one(channel)
+
+    def forget(self) -> None:
+        """Drop descriptors inherited through fork (they share the parent's file offset and locks)."""
+        for channel in list(self._files):
+            self._close_one(channel)
+
+
+file_sink = FileSink()
+
+
+@hookimpl
+def audit_configure(settings: AuditSettings) -> None:
+    file_sink.configure(settings)
+
+
+@hookimpl
+def sink(records: Sequence[Entry]) -> None:
+    file_sink.write(records)
+
+
+@hookimpl
+def audit_shutdown() -> None:
+    file_sink.close()
+
+
+@hookimpl
+def audit_after_fork() -> None:
+    file_sink.forget()
+
+
+def open_files() -> dict[str, Any]:
+    """Paths of the files open now, by channel (for ``manage.py audit`` and tests)."""
+    return {channel: str(opened.path) for channel, opened in file_sink._files.items()}

@@ -1,0 +1,37 @@
+"""Start-up and reload: settings -> plugins -> ``audit_configure`` -> pipeline. Called from ``AppConfig.ready``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pluggy
+
+from . import conf, manager
+from .dispatch import install_sigterm_handler, pipeline
+
+
+def start() -> pluggy.PluginManager:
+    """Validate settings, load plugins in order, let each configure itself, and attach the pipeline.
+
+    Raises :class:`~django.core.exceptions.ImproperlyConfigured` naming the setting or plugin at fault.
+    """
+    settings = conf.get_settings()
+    pm = manager.load_plugins(settings)
+    pm.hook.audit_configure(settings=settings)
+    pipeline.configure(settings, pm)
+    if settings.HANDLE_SIGTERM:
+        install_sigterm_handler()
+    return pm
+
+
+def reload() -> pluggy.PluginManager:
+    """Deliver what is queued under the old settings, then start again with the current ones."""
+    pipeline.flush(timeout=5.0)
+    conf.reset()
+    return start()
+
+
+def on_setting_changed(*, setting: str, **kwargs: Any) -> None:
+    """``setting_changed`` receiver: tests that override ``ACTIVITY_AUDIT`` get a reconfigured pipeline."""
+    if setting == "ACTIVITY_AUDIT":
+        reload()

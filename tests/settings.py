@@ -1,0 +1,68 @@
+"""Settings for the test suite. ``AUDIT_TEST_DB=postgres`` runs it on the machine's PostgreSQL."""
+
+import os
+import tempfile
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent
+SECRET_KEY = "tests-only-not-secret"  # noqa: S105
+DEBUG = False
+USE_TZ = True
+ALLOWED_HOSTS = ["*"]
+ROOT_URLCONF = "tests.urls"
+INSTALLED_APPS = [
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.admin",
+    "activity_audit",
+    "tests.testapp",
+]
+MIDDLEWARE = [
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+]
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "django.template.context_processors.request",
+            ]
+        },
+    }
+]
+
+if os.environ.get("AUDIT_TEST_DB") == "postgres":
+    _pg = {
+        "ENGINE": "django.db.backends.postgresql",
+        "HOST": os.environ.get("PGHOST", "127.0.0.1"),
+        "PORT": os.environ.get("PGPORT", "5432"),
+        "USER": os.environ.get("PGUSER", "postgres"),
+        "NAME": os.environ.get("PGDATABASE", "test"),
+    }
+    # One test database per run, so that several runs on the same server do not collide.
+    _run = f"{os.getpid()}"
+    DATABASES = {
+        "default": {**_pg, "TEST": {"NAME": f"test_activity_audit_{_run}"}},
+        "other": {**_pg, "TEST": {"NAME": f"test_activity_audit_other_{_run}"}},
+    }
+else:
+    DATABASES = {
+        "default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"},
+        "other": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"},
+    }
+DATABASE_ROUTERS = ["tests.testapp.routers.OtherDatabaseRouter"]
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+ACTIVITY_AUDIT = {
+    "LOG_DIR": os.environ.get("AUDIT_TEST_LOG_DIR") or tempfile.mkdtemp(prefix="activity-audit-tests-"),
+    "SERVICE_NAME": "tests",
+    "FLUSH_INTERVAL": 0.05,
+    "HANDLE_SIGTERM": False,
+}
