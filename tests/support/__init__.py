@@ -1,0 +1,1 @@
+"""Real servers for the tests (OpenSSH sshd, ...), started on loopback."""
