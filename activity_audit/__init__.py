@@ -36,7 +36,7 @@ __all__ = [
 
 _LAZY = {
     "HTTPClient": "activity_audit.clients.http",
-    "AuditedSession": "activity_audit.clients.http",
+    "audit_session": "activity_audit.clients.http",
     "SFTPClient": "activity_audit.clients.sftp",
 }
 

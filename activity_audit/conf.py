@@ -8,6 +8,7 @@ never silently turns a protection off. The cache is reset when tests change sett
 from __future__ import annotations
 
 import difflib
+import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
@@ -19,6 +20,9 @@ from django.core.exceptions import ImproperlyConfigured
 from .encoding import Limits
 
 WHEN_FULL_CHOICES = ("block", "drop")
+# What a bulk write record holds (docs/crud.md): "rows" = pks and per-row values, "pks" = pks only,
+# "count" = counts only, so QuerySet.update() runs no SELECT of pks first.
+BULK_DETAIL_CHOICES = ("rows", "pks", "count")
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,7 @@ class AuditSettings:
     BATCH_SIZE: int = 512
     FLUSH_INTERVAL: float = 0.2
     SINK_QUEUE_SIZE: int = 20_000
+    SINK_QUEUE_BYTES: int = 64 << 20
     FSYNC_INTERVAL: float | None = 1.0
     SHUTDOWN_TIMEOUT: float = 5.0
     REPORT_INTERVAL: float = 60.0
@@ -57,9 +62,20 @@ class AuditSettings:
     EXCLUDE_MODELS: tuple[str, ...] = ()
     EXCLUDE_FIELDS: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     MASK_FIELDS: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    KEEP_EMPTY_UPDATES: bool = False
+    BULK_DETAIL: str = "rows"
+    BULK_CHUNK_SIZE: int = 500
     # --- requests and redaction ---------------------------------------------------------------------------
     REDACT_KEYS: tuple[str, ...] = ()
     REDACT_PATTERNS: tuple[str, ...] = ()
+    # --- incoming requests (AuditLoggingMiddleware) -------------------------------------------------------
+    # Paths: a string starting with "^" is a regular expression (re.match on the path), any other a prefix.
+    SKIP_PATHS: tuple[str, ...] = ("/health", "/static/", "/media/", "/favicon.ico")
+    BODY_METHODS: tuple[str, ...] = ("GET", "POST", "PUT", "PATCH", "DELETE")
+    BODY_PATHS: tuple[str, ...] = ()
+    MAX_BODY_BYTES: int = 64 * 1024
+    TRUSTED_PROXIES: int = 0
+    REQUEST_ID_HEADER: str = "X-Request-ID"
 
     @property
     def limits(self) -> Limits:
@@ -67,26 +83,32 @@ class AuditSettings:
         return Limits(max_chars=self.MAX_FIELD_CHARS, max_items=self.MAX_ITEMS, max_depth=self.MAX_DEPTH)
 
     def plugin_config(self, name: str) -> dict[str, Any]:
-        """The options of plugin ``name`` from ``ACTIVITY_AUDIT['PLUGINS'][name]``, ``{"$env": VAR}`` resolved.
+        """The options in ``ACTIVITY_AUDIT['PLUGINS'][name]``, with ``{"$env": VAR}`` values resolved.
 
         A missing environment variable is an error naming the setting and the variable, never its value.
         """
         raw = self.PLUGINS.get(name, {})
-        return {key: _resolve_env(value, f"ACTIVITY_AUDIT['PLUGINS']['{name}']['{key}']") for key, value in raw.items()}
+        return {
+            key: _resolve_env(value, f"ACTIVITY_AUDIT['PLUGINS']['{name}']['{key}']")
+            for key, value in raw.items()
+        }
 
 
 def _resolve_env(value: Any, where: str) -> Any:
     if isinstance(value, Mapping) and set(value) == {"$env"}:
         variable = value["$env"]
         if variable not in os.environ:
-            raise ImproperlyConfigured(f"{where} reads the environment variable {variable}, which is not set.")
+            raise ImproperlyConfigured(
+                f"{where} reads the environment variable {variable}, which is not set."
+            )
         return os.environ[variable]
     if isinstance(value, Mapping):
         return {key: _resolve_env(item, f"{where}['{key}']") for key, item in value.items()}
     return value
 
 
-# --- validators: each takes (key, raw value) and returns the clean value or raises -----------------------------
+# --- validators: each takes (key, raw value) and returns the clean value or raises
+# -----------------------------
 
 Validator = Callable[[str, Any], Any]
 
@@ -108,8 +130,14 @@ def _positive_int(key: str, value: Any) -> int:
 
 
 def _seconds(key: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
         raise _bad(key, "a number of seconds (0 or more)", value)
+    return float(value)
+
+
+def _positive_seconds(key: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+        raise _bad(key, "a number of seconds greater than 0", value)
     return float(value)
 
 
@@ -182,6 +210,45 @@ def _patterns(key: str, value: Any) -> tuple[str, ...]:
     return patterns
 
 
+def _path_patterns(key: str, value: Any) -> tuple[str, ...]:
+    """URL path prefixes (``"/static/"``) or, starting with ``^``, regular expressions."""
+    import re
+
+    patterns = _names(key, value)
+    for pattern in patterns:
+        if pattern.startswith("^"):
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                expected = f"a list of path prefixes or '^' regular expressions ({exc})"
+                raise _bad(key, expected, pattern) from exc
+        elif not pattern.startswith("/"):
+            expected = "a list of path prefixes starting with '/' or regular expressions starting with '^'"
+            raise _bad(key, expected, pattern)
+    return patterns
+
+
+def _methods(key: str, value: Any) -> tuple[str, ...]:
+    methods = _names(key, value)
+    if not all(method.isalpha() for method in methods):
+        raise _bad(key, 'a list of HTTP methods such as ["POST", "PUT"]', value)
+    return tuple(method.upper() for method in methods)
+
+
+def _count(key: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise _bad(key, "a whole number (0 or more)", value)
+    return value
+
+
+def _header_name(key: str, value: Any) -> str:
+    import re
+
+    if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9-]+", value):
+        raise _bad(key, 'an HTTP header name such as "X-Request-ID"', value)
+    return value
+
+
 def _path(key: str, value: Any) -> Path:
     if not isinstance(value, (str, os.PathLike)) or not str(value):
         raise _bad(key, "a directory path", value)
@@ -196,8 +263,9 @@ VALIDATORS: dict[str, Validator] = {
     "WHEN_FULL": _choice(WHEN_FULL_CHOICES),
     "BLOCK_TIMEOUT": _seconds,
     "BATCH_SIZE": _positive_int,
-    "FLUSH_INTERVAL": _seconds,
+    "FLUSH_INTERVAL": _positive_seconds,
     "SINK_QUEUE_SIZE": _positive_int,
+    "SINK_QUEUE_BYTES": _positive_int,
     "FSYNC_INTERVAL": _optional_seconds,
     "SHUTDOWN_TIMEOUT": _seconds,
     "REPORT_INTERVAL": _seconds,
@@ -217,8 +285,17 @@ VALIDATORS: dict[str, Validator] = {
     "EXCLUDE_MODELS": _model_patterns,
     "EXCLUDE_FIELDS": _fields_by_model,
     "MASK_FIELDS": _fields_by_model,
+    "KEEP_EMPTY_UPDATES": _boolean,
+    "BULK_DETAIL": _choice(BULK_DETAIL_CHOICES),
+    "BULK_CHUNK_SIZE": _positive_int,
     "REDACT_KEYS": _names,
     "REDACT_PATTERNS": _patterns,
+    "SKIP_PATHS": _path_patterns,
+    "BODY_METHODS": _methods,
+    "BODY_PATHS": _path_patterns,
+    "MAX_BODY_BYTES": _positive_int,
+    "TRUSTED_PROXIES": _count,
+    "REQUEST_ID_HEADER": _header_name,
 }
 
 assert set(VALIDATORS) == {f.name for f in fields(AuditSettings)}, "every setting needs a validator"

@@ -30,7 +30,14 @@ class AuditContext:
 
 
 _EMPTY = AuditContext()
-_current: contextvars.ContextVar[AuditContext] = contextvars.ContextVar("activity_audit_context", default=_EMPTY)
+_current: contextvars.ContextVar[AuditContext] = contextvars.ContextVar(
+    "activity_audit_context", default=_EMPTY
+)
+# Tokens of the audit_context blocks open in this thread or task, innermost last. Kept in a context variable,
+# not on the audit_context instance, so that one instance may be entered by several threads at once.
+_open_blocks: contextvars.ContextVar[tuple[contextvars.Token[AuditContext], ...]] = contextvars.ContextVar(
+    "activity_audit_open_blocks", default=()
+)
 
 
 def current() -> AuditContext:
@@ -49,7 +56,7 @@ def pop(token: contextvars.Token[AuditContext]) -> None:
     _current.reset(token)
 
 
-class audit_context:  # noqa: N801 - used like a function: ``with audit_context(actor=...)``
+class audit_context:
     """Say who is acting outside a request: a task, a management command, a script.
 
     Usable as a context manager or a decorator (sync or async functions)::
@@ -63,14 +70,16 @@ class audit_context:  # noqa: N801 - used like a function: ``with audit_context(
 
     def __init__(self, actor: Any = None, source: str | None = None, request_id: str | None = None) -> None:
         self._values = {"actor": actor, "source": source, "request_id": request_id}
-        self._tokens: list[contextvars.Token[AuditContext]] = []
 
     def __enter__(self) -> AuditContext:
-        self._tokens.append(push(**self._values))
+        token = push(**self._values)
+        _open_blocks.set((*_open_blocks.get(), token))
         return current()
 
     def __exit__(self, *exc_info: object) -> None:
-        pop(self._tokens.pop())
+        *outer, token = _open_blocks.get()
+        pop(token)
+        _open_blocks.set(tuple(outer))
 
     def __call__(self, func: _F) -> _F:
         import inspect
@@ -105,7 +114,10 @@ def request_scope(request: Any, request_id: str, client_ip: str | None = None) -
 def process_source() -> str:
     """A name for this process when nobody set one: the management command, else the program."""
     argv = sys.argv or [""]
-    program = argv[0].rsplit("/", 1)[-1]
-    if program in {"manage.py", "django-admin", "django-admin.py"} and len(argv) > 1:
+    parts = argv[0].replace("\\", "/").rsplit("/", 2)
+    program = parts[-1]
+    if program == "__main__.py" and len(parts) > 1:  # python -m <package>: name the package
+        program = parts[-2]
+    if program in {"manage.py", "django-admin", "django-admin.py", "django"} and len(argv) > 1:
         return argv[1]
     return program or "python"

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import atexit
 import itertools
+import operator
 import os
 import signal
 import threading
@@ -29,8 +30,9 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from . import records as rec
-from .encoding import dumps_line
+from .encoding import DEFAULT_LIMITS, dumps_line, one_line
 from .errors import PartialDelivery
+from .plugins.json_formatter import format_record as _builtin_format_record
 from .reporting import Reporter, write_stderr
 
 if TYPE_CHECKING:
@@ -43,6 +45,10 @@ RecordCall = Callable[[Record], Any]
 
 # Keys a record keeps when a redactor fails on it: enough to prove it existed, nothing it might have leaked.
 _STUB_KEYS = ("timestamp", "level", "name", "event_type", "event_id", "stream_id", "seq")
+
+# Problems the trail already holds exact records of (RECORDS_DROPPED, one per worker cycle, with seq ranges):
+# the reporter only rate-limits their stderr lines.
+_RECORDED_BY_THEMSELVES = frozenset({"RECORDS_DROPPED"})
 
 # Set on the pipeline's own threads: a record logged there (a sink's library logging its retries) must not
 # re-enter the pipeline and feed itself.
@@ -73,35 +79,67 @@ class FlushBarrier:
             self.done.set()
 
 
+# Seconds a sink may go without finishing a batch, while the worker waits for room in its backlog, before it
+# is treated as stalled (and its batches are dropped instead of holding up the other sinks).
+STALL_AFTER = 1.0
+_STALLED = f"backlog full and no batch finished for {STALL_AFTER:g}s (stalled)"
+
+
 class SinkRunner:
     """Feeds one ``sink`` implementation, in order, on a thread of its own.
 
-    The backlog is bounded by ``capacity`` records; a batch that does not fit is dropped and counted as lost
-    for this sink only.
+    The backlog is bounded by ``capacity`` records and ``capacity_bytes`` bytes of formatted lines. When a
+    batch does not fit, the worker waits for room as long as the sink keeps finishing batches (a slow sink
+    sets the pace, and the queue's ``WHEN_FULL`` policy applies upstream). A sink that finishes nothing for
+    :data:`STALL_AFTER` seconds is stalled: from then on, until it finishes a batch again, a batch that does
+    not fit is dropped at once and counted as lost for this sink only, so it holds back no other sink.
     """
 
-    def __init__(self, name: str, call: Callable[[Sequence[rec.Entry]], Any], capacity: int, pipeline: Pipeline):
+    def __init__(
+        self,
+        name: str,
+        call: Callable[[Sequence[rec.Entry]], Any],
+        capacity: int,
+        pipeline: Pipeline,
+        capacity_bytes: int = 64 << 20,
+    ):
         self.name = name
         self._call = call
         self._capacity = capacity
+        self._capacity_bytes = capacity_bytes
         self._pipeline = pipeline
-        self._items: deque[list[rec.Entry] | FlushBarrier] = deque()
+        self._items: deque[tuple[list[rec.Entry], int] | FlushBarrier] = deque()
         self._cond = threading.Condition(threading.Lock())
         self._backlog = 0
+        self._backlog_bytes = 0
         self._stopping = False
         self._thread: threading.Thread | None = None
         self.busy_since: float | None = None
         self.delivered = 0
         self.lost = 0
         self.failures = 0
+        self.finished_batches = 0
+        self.stalled = False
 
-    def offer(self, batch: list[rec.Entry]) -> bool:
-        """Queue ``batch`` for delivery; False (and nothing queued) when the backlog is full."""
+    def offer(self, batch: list[rec.Entry], size: int) -> bool:
+        """Queue ``batch`` (``size`` bytes of lines); False, nothing queued, when it does not fit (see above)."""
         with self._cond:
-            if self._backlog + len(batch) > self._capacity:
-                return False
-            self._items.append(batch)
+            deadline, progress = time.monotonic() + STALL_AFTER, self.finished_batches
+            while self._backlog and (
+                self._backlog + len(batch) > self._capacity or self._backlog_bytes + size > self._capacity_bytes
+            ):
+                if self.stalled or self._stopping:
+                    return False
+                if self.finished_batches != progress:  # slow, not stuck: keep waiting
+                    deadline, progress = time.monotonic() + STALL_AFTER, self.finished_batches
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    self.stalled = True
+                    return False
+                self._cond.wait(remaining)
+            self._items.append((batch, size))
             self._backlog += len(batch)
+            self._backlog_bytes += size
             self._cond.notify()
         self._ensure_thread()
         return True
@@ -116,10 +154,14 @@ class SinkRunner:
     def backlog(self) -> int:
         return self._backlog
 
+    @property
+    def backlog_bytes(self) -> int:
+        return self._backlog_bytes
+
     def stop(self) -> None:
         with self._cond:
             self._stopping = True
-            self._cond.notify()
+            self._cond.notify_all()
 
     def join(self, timeout: float) -> bool:
         """Wait for the backlog to be delivered; True when the thread finished in time."""
@@ -150,9 +192,9 @@ class SinkRunner:
             if isinstance(item, FlushBarrier):
                 item.arrive()
                 continue
-            self._deliver(item)
+            self._deliver(*item)
 
-    def _deliver(self, batch: list[rec.Entry]) -> None:
+    def _deliver(self, batch: list[rec.Entry], size: int) -> None:
         self.busy_since = time.monotonic()
         try:
             self._call(batch)
@@ -166,6 +208,10 @@ class SinkRunner:
             self.busy_since = None
             with self._cond:
                 self._backlog -= len(batch)
+                self._backlog_bytes -= size
+                self.finished_batches += 1
+                self.stalled = False
+                self._cond.notify_all()  # a worker may be waiting for room
 
     def _failed(self, lost: int, exc: BaseException) -> None:
         self.failures += 1
@@ -177,7 +223,9 @@ class _HookCallers:
     """Direct callers of the per-record hooks, rebuilt whenever the registered implementations change."""
 
     def __init__(self) -> None:
-        self._key: tuple[int, ...] | None = None
+        # The implementations themselves, not their id()s: an unregistered plugin's id can be reused by the
+        # next one registered (a new capture in tests), which would then never be called.
+        self._key: tuple[Any, ...] | None = None
         self.redactors: list[tuple[str, RecordCall]] = []
         self.formatters: list[tuple[str, RecordCall]] = []
         self.sinks: list[tuple[str, Callable[[Sequence[rec.Entry]], Any]]] = []
@@ -186,8 +234,8 @@ class _HookCallers:
         """Re-read the hook implementations; True when they changed since the last call."""
         hooks = (pm.hook.redact, pm.hook.format_record, pm.hook.sink)
         impls = [hook.get_hookimpls() for hook in hooks]
-        key = tuple(id(impl) for group in impls for impl in group)
-        if key == self._key:
+        key = tuple(impl for group in impls for impl in group)
+        if self._key is not None and len(key) == len(self._key) and all(map(operator.is_, key, self._key)):
             return False
         self._key = key
         self.redactors = _per_record_callers(pm, pm.hook.redact, impls[0])
@@ -232,6 +280,8 @@ class Pipeline:
         raw = stream.hex
         self._event_prefix = f"{raw[:8]}-{raw[8:12]}-8{raw[13:16]}-{'89ab'[int(raw[16], 16) & 3]}{raw[17:20]}-"
         self._seq = itertools.count(1)
+        # Held only to stamp and append, so that seq order is queue order and the bound is exact.
+        self._submit_lock = threading.Lock()
         self._queue: deque[tuple[str, Record] | FlushBarrier] = deque()
         self._wakeup = threading.Event()
         self._space = threading.Condition(threading.Lock())
@@ -283,26 +333,33 @@ class Pipeline:
             return False
         if self._worker is None:
             self._ensure_worker()  # so that PIPELINE_STARTED is the first record of the stream
-        seq = next(self._seq)
-        record["event_id"] = f"{self._event_prefix}{seq:012x}"
-        record["stream_id"] = self.stream_id
-        record["seq"] = seq
         queue = self._queue
-        if len(queue) >= self._maxsize and not self._wait_for_room():
+        with self._submit_lock:
+            seq = next(self._seq)
+            record["event_id"] = f"{self._event_prefix}{seq:012x}"
+            record["stream_id"] = self.stream_id
+            record["seq"] = seq
+            if len(queue) < self._maxsize:
+                queue.append((channel, record))
+                self.submitted += 1
+                if len(queue) == self._batch_size:
+                    self._wakeup.set()
+                return True
+        if not self._wait_for_room():
             self._count_drop(seq)
             return False
-        queue.append((channel, record))
-        self.submitted += 1
-        if len(queue) == self._batch_size:
-            self._wakeup.set()
+        with self._submit_lock:
+            queue.append((channel, record))
+            self.submitted += 1
         return True
 
     def _submit_internal(self, record: Record) -> None:
         """Queue one of the pipeline's own records; it bypasses the bound so it is never dropped."""
-        seq = next(self._seq)
-        record.update(event_id=f"{self._event_prefix}{seq:012x}", stream_id=self.stream_id, seq=seq)
-        self._queue.append((rec.CHANNEL_AUDIT, record))
-        self.submitted += 1
+        with self._submit_lock:
+            seq = next(self._seq)
+            record.update(event_id=f"{self._event_prefix}{seq:012x}", stream_id=self.stream_id, seq=seq)
+            self._queue.append((rec.CHANNEL_AUDIT, record))
+            self.submitted += 1
         self._wakeup.set()
 
     def _wait_for_room(self) -> bool:
@@ -396,7 +453,11 @@ class Pipeline:
     def _format(self, batch: list[tuple[str, Record]]) -> list[rec.Entry]:
         self._refresh_hooks()
         redactors, formatters = self._callers.redactors, self._callers.formatters
-        entries = []
+        # Only the built-in formatter: call the encoder it wraps directly (same bytes, two calls fewer).
+        builtin_only = len(formatters) == 1 and formatters[0][1] is _builtin_format_record
+        max_bytes, limits = self._max_bytes, self._limits or DEFAULT_LIMITS
+        entries: list[rec.Entry] = []
+        append, entry = entries.append, rec.Entry
         for channel, record in batch:
             for name, redact in redactors:
                 try:
@@ -404,7 +465,10 @@ class Pipeline:
                 except Exception as exc:
                     record = self._redaction_failed(record, name, exc)
                     break
-            entries.append(rec.Entry(channel, record, self._encode(record, formatters)))
+            if builtin_only:
+                append(entry(channel, record, dumps_line(record, max_bytes, limits)))
+            else:
+                append(entry(channel, record, self._encode(record, formatters)))
         return entries
 
     def _encode(self, record: Record, formatters: list[tuple[str, RecordCall]]) -> bytes:
@@ -416,8 +480,11 @@ class Pipeline:
                 break
             if line is None:
                 continue
-            if isinstance(line, bytes) and b"\n" not in line and b"\r" not in line:
-                return line
+            if format_record is _builtin_format_record and isinstance(line, bytes):
+                return line  # dumps_line output: one line by construction
+            checked = one_line(line) if isinstance(line, bytes) else None
+            if checked is not None:
+                return checked
             self.reporter.problem("FORMAT_FAILED", name, error="format_record must return one line of bytes")
             break
         return dumps_line(record, self._max_bytes, self._limits) if self._limits else dumps_line(record)
@@ -430,11 +497,12 @@ class Pipeline:
         return stub
 
     def _dispatch(self, entries: list[rec.Entry]) -> None:
+        size = sum([len(entry.line) for entry in entries])
         for runner in self._runners.values():
-            if not runner.offer(entries):
+            if not runner.offer(entries, size):
                 runner.lost += len(entries)
                 self.reporter.problem(
-                    "SINK_BACKLOG_FULL", runner.name, lost=len(entries), error="sink is not keeping up"
+                    "SINK_BACKLOG_FULL", runner.name, lost=len(entries), error=_STALLED
                 )
 
     def _pass_barrier(self, barrier: FlushBarrier) -> None:
@@ -447,6 +515,7 @@ class Pipeline:
         if self.pm is None or not self._callers.refresh(self.pm):
             return
         capacity = self.settings.SINK_QUEUE_SIZE if self.settings else 20_000
+        capacity_bytes = self.settings.SINK_QUEUE_BYTES if self.settings else 64 << 20
         current = {name: call for name, call in self._callers.sinks}
         for name in list(self._runners):
             if name not in current:
@@ -456,18 +525,24 @@ class Pipeline:
             if runner is None or runner._call is not call:
                 if runner is not None:
                     runner.stop()
-                self._runners[name] = SinkRunner(name, call, capacity, self)
+                self._runners[name] = SinkRunner(name, call, capacity, self, capacity_bytes)
 
     def _check_drops(self) -> None:
         with self._drop_lock:
             count, first, last = self._dropped, self._dropped_first_seq, self._dropped_last_seq
             self._dropped = 0
-        if count:
-            write_stderr(f"queue full: {count} records dropped (seq {first}..{last})")
+        if not count:
+            return
+        policy = "block" if self._block else "drop"
+        # stderr hears about it at most once per interval; the trail gets every drop, with its seq range.
+        self.reporter.problem(
+            "RECORDS_DROPPED", "queue", lost=count, error=f"queue full ({self._maxsize} records, policy {policy})"
+        )
+        if not self._stopped:
             self._submit_internal(
                 rec.pipeline_event(
                     "RECORDS_DROPPED", f"{count} audit records dropped: queue full", level="ERROR",
-                    count=count, first_seq=first, last_seq=last, policy="block" if self._block else "drop",
+                    count=count, first_seq=first, last_seq=last, policy=policy,
                 )
             )
 
@@ -486,7 +561,7 @@ class Pipeline:
         self, kind: str, source: str, occurrences: int, lost: int, error: str, details: dict[str, Any]
     ) -> None:
         write_stderr(f"{kind} {source}: {occurrences} time(s), {lost} record(s) lost; last error: {error}")
-        if self._stopped:
+        if self._stopped or kind in _RECORDED_BY_THEMSELVES:
             return
         self._submit_internal(
             rec.pipeline_event(
@@ -509,6 +584,8 @@ class Pipeline:
         deadline = time.monotonic() + timeout
         worker = self._worker
         if worker is not None:
+            self._check_drops()
+            self.reporter.flush_all()  # what went wrong so far goes into the trail, before the last record
             self._submit_internal(
                 rec.pipeline_event(
                     "PIPELINE_STOPPED", "Audit pipeline stopped", level="INFO", pid=os.getpid(),
@@ -519,22 +596,25 @@ class Pipeline:
             self._wakeup.set()
             worker.join(max(deadline - time.monotonic(), 0.0))
         self._stopped = True
-        self.reporter.flush_all()
         clean = worker is None or not worker.is_alive()
+        if not clean:
+            write_stderr(f"the audit worker did not finish in time; {len(self._queue)} queued items not delivered")
         for runner in self._runners.values():
             runner.stop()
-        for runner in self._runners.values():
-            if not runner.join(deadline - time.monotonic()):
-                clean = False
-                write_stderr(f"sink {runner.name} did not finish in time; {runner.backlog} records not delivered")
-        if not clean and self._queue:
-            write_stderr(f"{len(self._queue)} records still queued at shutdown were not delivered")
+        for runner in _join_all(list(self._runners.values()), deadline):
+            clean = False
+            write_stderr(f"sink {runner.name} did not finish in time; {runner.backlog} records not delivered")
+        self._check_drops()
+        self.reporter.flush_all()  # failures of the last batches: stderr only, the trail is closed
         if self.pm is not None:
             _call_each(self.pm, "audit_shutdown")
         return clean
 
     def after_fork_in_child(self) -> None:
         """Start over in a forked child: the parent owns, and writes, everything queued before the fork."""
+        # Keep the parent's queue and backlogs referenced: freeing them would touch (and copy) every page
+        # they live on, in every child a preforking server starts.
+        _inherited.append((self._queue, self._runners))
         self._new_stream()
         self._apply_limits()
         if self.pm is not None:
@@ -549,7 +629,13 @@ class Pipeline:
             "dropped": self.dropped_total,
             "queued": len(self._queue),
             "sinks": {
-                name: {"delivered": r.delivered, "lost": r.lost, "failures": r.failures, "backlog": r.backlog}
+                name: {
+                    "delivered": r.delivered,
+                    "lost": r.lost,
+                    "failures": r.failures,
+                    "backlog": r.backlog,
+                    "backlog_bytes": r.backlog_bytes,
+                }
                 for name, r in self._runners.items()
             },
         }
@@ -560,6 +646,22 @@ class Pipeline:
         self._new_stream()
         if self.settings is not None and self.pm is not None:
             self.configure(self.settings, self.pm)
+
+
+def _join_all(runners: list[SinkRunner], deadline: float) -> list[SinkRunner]:
+    """Wait for every runner until ``deadline``; a hung one does not eat the time of the others. Returns the
+    runners still busy at the deadline."""
+    pending = runners
+    while pending:
+        pending = [runner for runner in pending if not runner.join(0.0)]
+        if not pending or time.monotonic() >= deadline:
+            break
+        pending[0].join(min(0.02, max(deadline - time.monotonic(), 0.0)))
+    return pending
+
+
+# What a forked child inherited from its parent's pipeline, never used and never freed (see after_fork).
+_inherited: list[object] = []
 
 
 def _call_each(pm: pluggy.PluginManager, hook_name: str) -> None:

@@ -1,8 +1,9 @@
-"""Plain values in, one line of strict JSON out: the two halves of "a record is never dropped for its content".
+"""Plain values in, one line of strict JSON out: the two halves of "no record is dropped for its content".
 
-:func:`snapshot` runs on the caller thread when a record is captured. It copies whatever a Django project hands
-over (model field values, request bodies, ``extra=`` dicts) into plain JSON values, so that a later mutation of
-the original cannot change the record and nothing costly or unsafe happens later on another thread.
+:func:`snapshot` runs on the caller thread when a record is captured. It copies whatever a Django project
+hands over (model field values, request bodies, ``extra=`` dicts) into plain JSON values, so that a later
+mutation of the original cannot change the record and nothing costly or unsafe happens later on another
+thread.
 
 :func:`dumps_line` runs on the worker thread. It encodes a record with orjson and guarantees exactly one line
 of strict JSON: no bare ``NaN``, no raw U+2028/U+2029/U+0085, every control character escaped, lone
@@ -17,6 +18,7 @@ import enum
 import math
 import re
 import uuid
+import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +35,10 @@ _ENVELOPE_KEYS = ("timestamp", "level", "name", "message", "event_type", "event_
 _LINE_BREAKERS = ((b"\xc2\x85", b"\\u0085"), (b"\xe2\x80\xa8", b"\\u2028"), (b"\xe2\x80\xa9", b"\\u2029"))
 
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+# Time zones orjson encodes itself. A datetime with any other tzinfo is turned into text by the snapshot:
+# orjson 3.x crashes the process (not an exception) on a tzinfo whose utcoffset() raises.
+_NATIVE_TZINFO = (type(None), dt.timezone, zoneinfo.ZoneInfo)
 
 _MAX_INT = 2**63 - 1
 _MIN_INT = -(2**63)
@@ -62,7 +68,7 @@ class Snapshotter:
         self._active: set[int] = set()
 
     def copy(self, value: Any, depth: int = 0) -> Any:
-        """Return a plain copy of ``value``: None, bool, int, float, str, list, dict, or a datetime/date/UUID."""
+        """A plain copy of ``value``: None, bool, int, float, str, list, dict, or a datetime/date/UUID."""
         if value is None or value is True or value is False:
             return value
         kind = type(value)
@@ -72,12 +78,16 @@ class Snapshotter:
             return value if _MIN_INT <= value <= _MAX_INT else str(value)
         if kind is float:
             return value if math.isfinite(value) else _non_finite(value)
-        if isinstance(value, (dt.datetime, dt.date, uuid.UUID)):
-            if isinstance(value, dt.datetime) or not isinstance(value, dt.time):
-                return value
-        if isinstance(value, (Mapping, list, tuple, set, frozenset)):
-            return self._container(value, depth)
-        return self._scalar(value, depth)
+        if kind is dt.datetime and type(value.tzinfo) in _NATIVE_TZINFO:
+            return value
+        if kind is dt.date or kind is uuid.UUID:
+            return value
+        try:
+            if isinstance(value, (Mapping, list, tuple, set, frozenset)):
+                return self._container(value, depth)
+            return self._scalar(value, depth)
+        except Exception as exc:  # a container or object that fails while being read still leaves a trace
+            return self._text(f"<unreadable {_type_name(value)}: {type(exc).__name__}>")
 
     def _text(self, value: str) -> str:
         if self.scrub:
@@ -109,7 +119,10 @@ class Snapshotter:
     def _mapping(self, value: Mapping[Any, Any], depth: int) -> dict[str, Any]:
         out: dict[str, Any] = {}
         limit = self.limits.max_items
-        for index, (key, item) in enumerate(value.items()):
+        # A MultiValueDict (request.GET/POST) keeps every value of a key in a list; items() would show the
+        # last.
+        pairs = value.lists() if isinstance(value, dict) and hasattr(value, "lists") else value.items()
+        for index, (key, item) in enumerate(pairs):
             if index >= limit:
                 self.truncated = True
                 out["…truncated"] = f"{len(value) - limit} more keys"
@@ -137,8 +150,10 @@ class Snapshotter:
             return self.copy(float(value), depth)
         if isinstance(value, decimal.Decimal):
             return _decimal(value)
-        if isinstance(value, dt.time):
-            return value.isoformat()
+        if isinstance(value, (dt.datetime, dt.date, dt.time)):
+            return self._text(_isoformat(value))
+        if isinstance(value, uuid.UUID):
+            return str(value)
         if isinstance(value, (bytes, bytearray, memoryview)):
             return self._bytes(bytes(value))
         if isinstance(value, enum.Enum):
@@ -146,6 +161,9 @@ class Snapshotter:
         model_ref = _model_reference(value)
         if model_ref is not None:
             return self.copy(model_ref, depth + 1)
+        queryset_model = _queryset_model(value)
+        if queryset_model is not None:
+            return {"queryset": queryset_model}  # never evaluated here: str() would run a query
         if isinstance(value, BaseException):
             return self._text(f"{type(value).__name__}: {_safe_str(value)}")
         return self._text(_safe_str(value))
@@ -171,6 +189,8 @@ def dumps_line(record: Mapping[str, Any], max_bytes: int = 1 << 20, limits: Limi
     The fast path is a single ``orjson.dumps``; anything orjson refuses (lone surrogates, integers beyond 64
     bits, cycles, depth beyond its limit, objects whose ``__str__`` raises) goes through :class:`Snapshotter`
     first. A line over ``max_bytes`` is re-encoded with tighter caps until it fits, and marked truncated.
+    A float NaN or infinity that reaches this function raw is written as ``null`` (orjson's choice); values
+    captured through :func:`snapshot` already hold the strings ``"NaN"``, ``"Infinity"``, ``"-Infinity"``.
     """
     try:
         line = orjson.dumps(record, default=_default)
@@ -209,17 +229,41 @@ def _shrink(record: Mapping[str, Any], max_bytes: int, limits: Limits, original_
     return orjson.dumps(Snapshotter(Limits(max_chars=256), scrub=True).copy(stub), default=_default)
 
 
+# Raw ASCII bytes on which str.splitlines() (and most log shippers) split a line; none can occur in valid
+# JSON outside a string, and none may occur raw inside one.
+_ASCII_BREAKS = b"\n\r\x0b\x0c\x1c\x1d\x1e"
+
+
+def one_line(line: bytes) -> bytes | None:
+    """Check a line produced by a custom ``format_record``: the line with U+0085/U+2028/U+2029 escaped, or
+    None when it holds a raw ASCII line break (and must be replaced by the built-in encoding)."""
+    if len(line.translate(None, _ASCII_BREAKS)) != len(line):  # one C pass, no regex
+        return None
+    return _escape_line_breakers(line)
+
+
 def _escape_line_breakers(line: bytes) -> bytes:
+    if line.isascii():  # the usual case, checked at memory speed: none of the three can be there
+        return line
     for raw, escaped in _LINE_BREAKERS:
         if raw in line:
             line = line.replace(raw, escaped)
     return line
 
 
+class _CutValue(TypeError):
+    """Raised inside orjson's ``default`` when a value had to be cut: the record is re-encoded through
+    :class:`Snapshotter`, which also sets the record's ``truncated`` marker."""
+
+
 def _default(value: Any) -> Any:
     """orjson's fallback for types it does not know; must return something it does."""
     copier = Snapshotter()
-    plain = copier._scalar(value, 0) if not isinstance(value, (Mapping, set, frozenset)) else copier.copy(value)
+    plain = (
+        copier._scalar(value, 0) if not isinstance(value, (Mapping, set, frozenset)) else copier.copy(value)
+    )
+    if copier.truncated:
+        raise _CutValue
     if isinstance(plain, (str, list, dict)):
         return plain
     return _safe_str(plain)
@@ -229,6 +273,15 @@ def _non_finite(value: float) -> str:
     if math.isnan(value):
         return "NaN"
     return "Infinity" if value > 0 else "-Infinity"
+
+
+def _isoformat(value: dt.date | dt.time) -> str:
+    """ISO-8601 text of any date, time or datetime, subclasses and foreign time zones included."""
+    if isinstance(value, dt.datetime):
+        return dt.datetime.isoformat(value)
+    if isinstance(value, dt.date):
+        return dt.date.isoformat(value)
+    return dt.time.isoformat(value)
 
 
 def _decimal(value: decimal.Decimal) -> str:
@@ -251,10 +304,20 @@ def _safe_str(value: Any) -> str:
     try:
         return str(value)
     except Exception:  # an object whose __str__ raises must still leave a trace
-        try:
-            return f"<unprintable {type(value).__module__}.{type(value).__qualname__}>"
-        except Exception:
-            return "<unprintable object>"
+        return f"<unprintable {_type_name(value)}>"
+
+
+def _queryset_model(value: Any) -> str | None:
+    kind = type(value)
+    if not (hasattr(kind, "query") and hasattr(kind, "_fetch_all")):
+        return None
+    model = vars(value).get("model")
+    return getattr(getattr(model, "_meta", None), "label", None)
+
+
+def _type_name(value: Any) -> str:
+    kind = type(value)
+    return f"{kind.__module__}.{kind.__qualname__}"
 
 
 def _model_reference(value: Any) -> dict[str, Any] | None:

@@ -7,7 +7,7 @@ and what happens when it raises. Implementations are plain functions (or methods
 Threads
     *Caller thread* is the thread that made the change or served the request: keep work there tiny.
     *Worker thread* is the pipeline's single processing thread (``activity-audit-worker``).
-    *Sink thread* is the thread the core gives to each ``sink`` implementation (``activity-audit-sink:<name>``).
+    *Sink thread* is the thread each ``sink`` implementation gets (``activity-audit-sink:<plugin name>``).
 
 Speed
     ``redact`` and ``format_record`` run once per record, so the core calls their implementations directly, in
@@ -34,10 +34,12 @@ hookspec = pluggy.HookspecMarker("activity_audit")
 def audit_configure(settings: AuditSettings) -> None:
     """Validate and apply settings, once, at start-up.
 
-    Called by ``AppConfig.ready()`` on the main thread after every plugin is loaded, in call order, and again by
-    :func:`activity_audit.manager.reload` when tests change ``ACTIVITY_AUDIT``. A plugin reads its own options
-    with ``settings.plugin_config("<name>")``. Raising :class:`django.core.exceptions.ImproperlyConfigured`
-    stops start-up with that message; the message must name the setting at fault and must not contain secrets.
+    Called by ``AppConfig.ready()`` on the thread that sets Django up (normally the main thread) after every
+    plugin is loaded, in call order; again by :func:`activity_audit.runtime.reload` when tests change
+    ``ACTIVITY_AUDIT``; and for a plugin added by :func:`activity_audit.manager.register_plugin`, at once.
+    A plugin reads its own options with ``settings.plugin_config("<name>")``. Raising
+    :class:`django.core.exceptions.ImproperlyConfigured` stops start-up with that message; the message must
+    name the setting at fault and must not contain secrets. Any other exception stops start-up too.
     """
 
 
@@ -59,8 +61,11 @@ def audit_crud_event(record: dict[str, Any]) -> bool | None:
 def audit_request(record: dict[str, Any]) -> bool | None:
     """Observe, enrich or veto one incoming or outbound request record before it is queued.
 
-    Same contract as :func:`audit_crud_event`, for records of logger ``audit.request`` built by the middleware,
-    ``HTTPClient`` and ``SFTPClient``. Called on the caller thread after the response (or the error) is known.
+    Called on the caller thread after the response (or the error) is known, for records of logger
+    ``audit.request`` built by the middleware, ``HTTPClient`` and ``SFTPClient``. Every implementation runs
+    and may change the record in place (plain JSON values only). Returning ``False`` vetoes the record: it is
+    not queued and spends no sequence number. An exception is reported and counted, the record is still
+    queued, and the request is never affected.
     """
 
 
@@ -68,12 +73,13 @@ def audit_request(record: dict[str, Any]) -> bool | None:
 def redact(record: dict[str, Any]) -> None:
     """Remove secrets from one record, in place, before it is formatted.
 
-    Called on the worker thread, once per record, for every record of every kind (CRUD, request, container log,
-    pipeline events). Every implementation runs, last registered first. Mask values, keep keys, and add the
-    masked paths to ``record["redacted"]`` (a list) so a reader sees what was hidden. Return value ignored.
-    If an implementation raises, the record is not written as it was: it is replaced by a stub that keeps the
-    envelope (``event_id``, ``stream_id``, ``seq``, ``timestamp``, ``level``, ``name``) and says
-    ``"redaction_failed"``; the failure is counted and reported.
+    Called on the worker thread, once per record, for every record of every kind (CRUD, request, container
+    log, pipeline events). Every implementation runs, last registered first. Mask values, keep keys, and add
+    the masked paths to ``record["redacted"]`` (a list) so a reader sees what was hidden. Return value
+    ignored. If an implementation raises, the record is not written as it was: it is replaced by a stub that
+    keeps the envelope (``event_id``, ``stream_id``, ``seq``, ``timestamp``, ``level``, ``name``,
+    ``event_type``) and names the plugin in ``"redaction_failed"``; the failure is counted and reported
+    (``REDACTION_FAILED``).
     """
 
 
@@ -85,8 +91,10 @@ def format_record(record: dict[str, Any]) -> bytes | None:
     pluggy's ``firstresult``. The built-in implementation (``trylast``) uses
     :func:`activity_audit.encoding.dumps_line`, which never fails and never emits a raw line separator;
     a custom implementation should call it too for anything it does not handle itself. If an
-    implementation raises or returns something that is not one line of bytes, the built-in encoding is used
-    for that record and the fault is reported.
+    implementation raises, returns something that is not ``bytes``, or returns a line holding a raw ASCII line
+    break (``\n``, ``\r``, ``\v``, ``\f``, ``\x1c``-``\x1e``), the built-in encoding is used for that record
+    and the fault is reported (``FORMAT_FAILED``, with the plugin's name). A raw U+0085, U+2028 or U+2029 in a
+    returned line is escaped by the core.
     """
 
 

@@ -7,10 +7,11 @@ Paste the original ``LOGGING`` block with ``from activity_audit import *`` and i
     "handlers": {"file": get_json_handler(level="DEBUG", formatter="json"),
                  "api_file": get_api_file_handler(formatter="api_json")},
 
-The handlers do not write files themselves: :class:`PipelineHandler` copies each log record into a plain dict on
-the calling thread and submits it to the audit pipeline, whose file sink writes ``app.log`` (container logs) or
-``api.log`` in ``LOG_DIR``. The package's own CRUD and request records never pass through :mod:`logging`, so a
-root level of WARNING or ``propagate: False`` cannot lose them, and they are never written twice.
+The handlers do not write files themselves: :class:`PipelineHandler` copies each log record into a plain dict
+on the calling thread and submits it to the audit pipeline, whose file sink writes ``app.log`` (container
+logs) or ``api.log`` in ``LOG_DIR``. The package's own CRUD and request records never pass through
+:mod:`logging`, so a root level of WARNING or ``propagate: False`` cannot lose them, and they are never
+written twice.
 """
 
 from __future__ import annotations
@@ -28,8 +29,15 @@ CONSOLE_FORMAT = "%(levelname)s %(asctime)s %(pathname)s %(module)s %(funcName)s
 
 # Attributes every LogRecord has; anything else on a record came from ``extra=``.
 _STANDARD_ATTRIBUTES = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
-_API_FIELDS = ("service_name", "request_type", "protocol", "request_repr", "response_repr", "error_message",
-               "execution_time")
+_API_FIELDS = (
+    "service_name",
+    "request_type",
+    "protocol",
+    "request_repr",
+    "response_repr",
+    "error_message",
+    "execution_time",
+)
 _UTC = dt.timezone.utc
 
 
@@ -115,11 +123,13 @@ class APIJSONFormatter(JSONFormatter):
 class PipelineHandler(logging.Handler):
     """A logging handler that hands records to the audit pipeline instead of writing them itself.
 
-    ``channel`` picks the file of the default sink (``app`` -> ``app.log``). Records logged on the pipeline's own
-    threads are ignored, so a sink whose library logs cannot feed itself. Never raises into the caller.
+    ``channel`` picks the file of the default sink (``app`` -> ``app.log``). Records logged on the pipeline's
+    own threads are ignored, so a sink whose library logs cannot feed itself. Never raises into the caller.
     """
 
-    def __init__(self, channel: str = CHANNEL_APP, level: int | str = logging.NOTSET, filename: str | None = None):
+    def __init__(
+        self, channel: str = CHANNEL_APP, level: int | str = logging.NOTSET, filename: str | None = None
+    ):
         super().__init__(level)
         self.channel = filename.removesuffix(".log") if filename else channel
         self._fallback = JSONFormatter()
@@ -135,9 +145,9 @@ class PipelineHandler(logging.Handler):
         except Exception:
             self.handleError(record)
 
-    def createLock(self) -> None:  # noqa: N802 - logging's name
-        # The pipeline is thread-safe: a handler lock would only serialise callers (and be copied into children
-        # by fork while held).
+    def createLock(self) -> None:
+        # The pipeline is thread-safe: a handler lock would only serialise callers (and be copied into
+        # children by fork while held).
         self.lock = None
 
     def acquire(self) -> None:
@@ -162,7 +172,9 @@ def get_api_file_formatter() -> dict[str, Any]:
     return {"()": "activity_audit.logconfig.APIJSONFormatter"}
 
 
-def get_json_handler(level: str = "DEBUG", formatter: str = "json", filename: str | None = None) -> dict[str, Any]:
+def get_json_handler(
+    level: str = "DEBUG", formatter: str = "json", filename: str | None = None
+) -> dict[str, Any]:
     """Handler config that sends container logs to ``LOG_DIR/app.log`` (or ``LOG_DIR/<filename>``)."""
     return {
         "class": "activity_audit.logconfig.PipelineHandler",

@@ -6,11 +6,13 @@ Order of registration (pluggy calls the last registered first, so the nearest co
 2. installed distributions, through the ``activity_audit`` entry-point group (unless ``LOAD_ENTRY_POINTS`` is
    False), each under its entry-point name;
 3. the project's hooks modules: ``HOOKS_MODULES`` in the order given, then ``<app>.audit_hooks`` of every
-   installed app that has one, each under its dotted module name.
+   installed app that has one, each under its dotted module name;
+4. plugins added at run time with :func:`register_plugin` (tests, ``activity_audit.testing``), which survive
+   every reload until :func:`unregister_plugin` removes them.
 
-A name in ``DISABLED_PLUGINS`` is blocked before anything loads, built-ins included. A hooks module that cannot
-be imported, an entry point that fails to load, or an ``@hookimpl`` whose name is not a hook stops start-up
-with :class:`~django.core.exceptions.ImproperlyConfigured` naming it.
+A name in ``DISABLED_PLUGINS`` is blocked before anything loads, built-ins included. A hooks module that
+cannot be imported, an entry point that fails to load, or an ``@hookimpl`` whose name is not a hook stops
+start-up with :class:`~django.core.exceptions.ImproperlyConfigured` naming it.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ from __future__ import annotations
 import importlib
 import importlib.util
 from dataclasses import dataclass
-from typing import Any
 
 import pluggy
 from django.core.exceptions import ImproperlyConfigured
@@ -31,11 +32,14 @@ ENTRY_POINT_GROUP = "activity_audit"
 APP_HOOKS_MODULE = "audit_hooks"
 
 BUILTIN_PLUGINS: tuple[str, ...] = (
+    "activity_audit.plugins.redaction",
     "activity_audit.plugins.json_formatter",
     "activity_audit.plugins.file_sink",
+    "activity_audit.crud.plugin",
 )
 
 _pm: pluggy.PluginManager | None = None
+_runtime_plugins: dict[str, object] = {}
 
 
 def new_plugin_manager() -> pluggy.PluginManager:
@@ -43,6 +47,11 @@ def new_plugin_manager() -> pluggy.PluginManager:
     pm = pluggy.PluginManager(PROJECT_NAME)
     pm.add_hookspecs(hookspecs)
     return pm
+
+
+def hook_names() -> list[str]:
+    """The names of every hook in :mod:`activity_audit.hookspecs`, sorted."""
+    return sorted(name for name, value in vars(hookspecs).items() if hasattr(value, f"{PROJECT_NAME}_spec"))
 
 
 def get_plugin_manager() -> pluggy.PluginManager:
@@ -61,7 +70,7 @@ def load_plugins(settings: AuditSettings, installed_apps: list[str] | None = Non
         pm.set_blocked(name)
     for module_name in BUILTIN_PLUGINS:
         if not pm.is_blocked(module_name):
-            pm.register(importlib.import_module(module_name), name=module_name)
+            _register(pm, importlib.import_module(module_name), module_name, "built-in plugin")
     if settings.LOAD_ENTRY_POINTS:
         _load_entry_points(pm)
     for module_name in settings.HOOKS_MODULES:
@@ -70,9 +79,66 @@ def load_plugins(settings: AuditSettings, installed_apps: list[str] | None = Non
         candidate = f"{app_module}.{APP_HOOKS_MODULE}"
         if candidate not in settings.HOOKS_MODULES and _module_exists(candidate):
             _register_hooks_module(pm, candidate, f"the app '{app_module}'")
+    for name, plugin in _runtime_plugins.items():
+        if not pm.is_blocked(name):
+            _register(pm, plugin, name, "plugin")
     _check_hook_names(pm)
     _pm = pm
     return pm
+
+
+def register_plugin(plugin: object, name: str) -> None:
+    """Add ``plugin`` to the current manager now and to every manager built by later reloads.
+
+    For tests and tools that must keep a plugin across ``override_settings(ACTIVITY_AUDIT=...)``. The plugin
+    is validated like any other (an ``@hookimpl`` that is not a hook raises ``ImproperlyConfigured``) and its
+    own ``audit_configure`` is called at once with the current settings, as start-up would have done.
+    """
+    from .conf import get_settings
+
+    if name in _runtime_plugins:
+        raise ValueError(f"a plugin named {name!r} is already registered")
+    pm = get_plugin_manager()
+    _register(pm, plugin, name, "plugin")
+    try:
+        _check_hook_names(pm)
+        for impl in pm.hook.audit_configure.get_hookimpls():
+            if impl.plugin is plugin:
+                impl.function(**({"settings": get_settings()} if impl.argnames else {}))
+    except BaseException:
+        pm.unregister(name=name)
+        raise
+    _runtime_plugins[name] = plugin
+
+
+def unregister_plugin(name: str) -> None:
+    """Remove a plugin added with :func:`register_plugin`, from the current manager and from later ones."""
+    _runtime_plugins.pop(name, None)
+    pm = get_plugin_manager()
+    if pm.has_plugin(name):
+        pm.unregister(name=name)
+
+
+def known_plugin_names(installed_apps: list[str] | None = None) -> set[str]:
+    """Every name a plugin could be registered under here, loaded or blocked (checks ``DISABLED_PLUGINS``)."""
+    from importlib.metadata import entry_points
+
+    from .conf import get_settings
+
+    names = set(BUILTIN_PLUGINS) | set(get_settings().HOOKS_MODULES) | set(_runtime_plugins)
+    names |= {entry_point.name for entry_point in entry_points(group=ENTRY_POINT_GROUP)}
+    for app_module in installed_apps if installed_apps is not None else _installed_app_modules():
+        candidate = f"{app_module}.{APP_HOOKS_MODULE}"
+        if _module_exists(candidate):
+            names.add(candidate)
+    return names
+
+
+def _register(pm: pluggy.PluginManager, plugin: object, name: str, what: str) -> None:
+    try:
+        pm.register(plugin, name=name)
+    except pluggy.PluginValidationError as exc:
+        raise ImproperlyConfigured(f"The activity_audit {what} '{name}' is invalid: {exc}") from exc
 
 
 def _load_entry_points(pm: pluggy.PluginManager) -> None:
@@ -89,7 +155,10 @@ def _load_entry_points(pm: pluggy.PluginManager) -> None:
                 f"{type(exc).__name__}: {exc}. Uninstall it or add '{entry_point.name}' to "
                 "ACTIVITY_AUDIT['DISABLED_PLUGINS']."
             ) from exc
-        pm.register(plugin, name=entry_point.name)
+        _register(pm, plugin, entry_point.name, "plugin")
+        distribution = getattr(entry_point, "dist", None)
+        if distribution is not None:
+            _distributions[id(plugin)] = f"{distribution.metadata['name']} {distribution.version}"
 
 
 def _register_hooks_module(pm: pluggy.PluginManager, module_name: str, origin: str) -> None:
@@ -102,24 +171,28 @@ def _register_hooks_module(pm: pluggy.PluginManager, module_name: str, origin: s
             f"The audit hooks module '{module_name}' (from {origin}) cannot be imported: "
             f"{type(exc).__name__}: {exc}"
         ) from exc
-    try:
-        pm.register(module, name=module_name)
-    except pluggy.PluginValidationError as exc:
-        raise ImproperlyConfigured(f"The audit hooks module '{module_name}' is invalid: {exc}") from exc
+    _register(pm, module, module_name, "hooks module")
 
 
 def _check_hook_names(pm: pluggy.PluginManager) -> None:
-    """Refuse ``@hookimpl`` functions whose name is not a hook (a typo would otherwise never be called)."""
-    known = {name for name in dir(hookspecs) if callable(getattr(hookspecs, name)) and name != "hookspec"}
+    """Refuse ``@hookimpl`` functions whose name is not a hook (a typo would otherwise never be called).
+
+    ``@hookimpl(optionalhook=True)`` is the escape hatch for a plugin that also supports newer versions.
+    """
+    known = hook_names()
     for name, plugin in pm.list_name_plugin():
         if plugin is None:
             continue
         for hook_caller in pm.get_hookcallers(plugin) or []:
-            if hook_caller.name not in known:
-                raise ImproperlyConfigured(
-                    f"The activity_audit plugin '{name}' implements '{hook_caller.name}', which is not a hook. "
-                    f"Known hooks: {', '.join(sorted(known))}."
-                )
+            if hook_caller.spec is not None:
+                continue
+            impls = [impl for impl in hook_caller.get_hookimpls() if impl.plugin is plugin]
+            if all(impl.optionalhook for impl in impls):
+                continue
+            raise ImproperlyConfigured(
+                f"The activity_audit plugin '{name}' implements '{hook_caller.name}', which is not a hook. "
+                f"Known hooks: {', '.join(known)}."
+            )
 
 
 def _module_exists(module_name: str) -> bool:
@@ -144,20 +217,29 @@ class PluginInfo:
     hooks: tuple[str, ...]
 
 
+# Which distribution each entry-point plugin came from, by id of the plugin object.
+_distributions: dict[int, str] = {}
+
+
 def describe_plugins(pm: pluggy.PluginManager) -> list[PluginInfo]:
     """The loaded plugins in call order (the first listed is called first) with the hooks each implements."""
-    distributions = {id(plugin): dist for plugin, dist in pm.list_plugin_distinfo()}
     infos = []
     for name, plugin in reversed(pm.list_name_plugin()):
         if plugin is None:
             continue
-        dist: Any = distributions.get(id(plugin))
-        if dist is not None:
-            origin = f"entry point of {dist.project_name} {dist.version}"
-        elif name in BUILTIN_PLUGINS:
-            origin = "built-in"
-        else:
-            origin = "hooks module"
-        hooks = tuple(sorted(caller.name for caller in pm.get_hookcallers(plugin) or []))
-        infos.append(PluginInfo(name=name, origin=origin, hooks=hooks))
+        infos.append(PluginInfo(name=name, origin=_origin(name, plugin), hooks=_hook_names(pm, plugin)))
     return infos
+
+
+def _origin(name: str, plugin: object) -> str:
+    if name in BUILTIN_PLUGINS:
+        return "built-in"
+    if id(plugin) in _distributions:
+        return f"entry point of {_distributions[id(plugin)]}"
+    if name in _runtime_plugins:
+        return "registered at run time"
+    return "hooks module"
+
+
+def _hook_names(pm: pluggy.PluginManager, plugin: object) -> tuple[str, ...]:
+    return tuple(sorted(caller.name for caller in pm.get_hookcallers(plugin) or []))

@@ -1,4 +1,4 @@
-"""Start-up and reload: settings -> plugins -> ``audit_configure`` -> pipeline. Called from ``AppConfig.ready``."""
+"""Start-up and reload: settings -> plugins -> ``audit_configure`` -> pipeline, from ``AppConfig.ready``."""
 
 from __future__ import annotations
 

@@ -63,7 +63,7 @@ class CapturedRecords:
         return [orjson.loads(entry.line) for entry in self.entries]
 
     def of(self, name: str, **matching: Any) -> list[dict[str, Any]]:
-        """Records of logger ``name`` (``audit.crud``, ``audit.request`` ...) whose fields equal ``matching``."""
+        """Records of logger ``name`` (``audit.crud``, ``audit.request`` ...) matching ``matching``."""
         return [
             record
             for record in self.all_records
@@ -78,19 +78,32 @@ class CapturedRecords:
 
 @contextmanager
 def capture_audit() -> Iterator[CapturedRecords]:
-    """Register an in-memory sink for the duration of the block (records submitted before it are not caught)."""
-    from .manager import get_plugin_manager
+    """Register an in-memory sink for the duration of the block (records submitted before it are not caught).
 
+    The sink stays registered when ``ACTIVITY_AUDIT`` is overridden inside the block.
+    """
     captured = CapturedRecords()
-    pm = get_plugin_manager()
-    pipeline.flush(10.0)
-    name = f"activity_audit.testing.capture-{next(_ids)}"
-    pm.register(captured, name=name)
-    try:
+    with registered_plugin(captured, name=f"activity_audit.testing.capture-{next(_ids)}"):
         yield captured
+
+
+@contextmanager
+def registered_plugin(plugin: object, name: str) -> Iterator[object]:
+    """Register ``plugin`` (a module, class instance or namespace of ``@hookimpl`` functions) for the block.
+
+    Records submitted before the block are delivered first, so the plugin sees only what happens inside it;
+    on exit everything submitted inside the block is delivered before the plugin is removed. The plugin is
+    called before every other (it is registered last) and survives reloads caused by ``override_settings``.
+    """
+    from .manager import register_plugin, unregister_plugin
+
+    pipeline.flush(10.0)
+    register_plugin(plugin, name)
+    try:
+        yield plugin
     finally:
         pipeline.flush(10.0)
-        pm.unregister(name=name)
+        unregister_plugin(name)
 
 
 try:

@@ -1,3 +1,5 @@
+import uuid
+
 from django.db import models
 
 
@@ -9,3 +11,60 @@ class LedgerEntry(models.Model):
     """Lives on the ``other`` database alias."""
 
     amount = models.DecimalField(max_digits=12, decimal_places=2)
+
+
+class Tag(models.Model):
+    label = models.CharField(max_length=50)
+
+
+class Book(models.Model):
+    """About ten fields of mixed types, an FK and an M2M: the model the CRUD tests and benchmarks use."""
+
+    title = models.CharField(max_length=200)
+    summary = models.TextField(blank=True, default="")
+    pages = models.IntegerField(default=0)
+    price = models.DecimalField(max_digits=8, decimal_places=2, default=0)
+    rating = models.FloatField(default=0.0)
+    in_print = models.BooleanField(default=True)
+    published = models.DateField(null=True, blank=True)
+    last_sold_at = models.DateTimeField(null=True, blank=True)
+    isbn = models.UUIDField(default=uuid.uuid4)
+    metadata = models.JSONField(default=dict, blank=True)
+    cover = models.FileField(upload_to="covers/", blank=True, default="")
+    author = models.ForeignKey(Author, on_delete=models.CASCADE, related_name="books")
+    tags = models.ManyToManyField(Tag, related_name="books", blank=True)
+
+
+class Chapter(models.Model):
+    """Deleted with its book (cascade)."""
+
+    book = models.ForeignKey(Book, on_delete=models.CASCADE, related_name="chapters")
+    number = models.IntegerField()
+
+
+class Review(models.Model):
+    """Keeps living when its book is deleted (SET_NULL)."""
+
+    book = models.ForeignKey(Book, on_delete=models.SET_NULL, null=True, related_name="reviews")
+    stars = models.IntegerField(default=3)
+
+
+class ApiClient(models.Model):
+    """Holds secrets: ``api_token`` is masked by name, ``notes`` only when MASK_FIELDS says so."""
+
+    name = models.CharField(max_length=50)
+    api_token = models.CharField(max_length=100)
+    notes = models.TextField(blank=True, default="")
+
+
+class Club(models.Model):
+    name = models.CharField(max_length=50)
+    members = models.ManyToManyField(Author, through="Membership", related_name="clubs")
+
+
+class Membership(models.Model):
+    """A link table of its own (custom ``through``)."""
+
+    club = models.ForeignKey(Club, on_delete=models.CASCADE)
+    author = models.ForeignKey(Author, on_delete=models.CASCADE)
+    role = models.CharField(max_length=20, default="member")

@@ -1,0 +1,326 @@
+"""What a request or response body looks like in a record: a bounded, safe summary, never the raw stream.
+
+:func:`summarize_body` turns a body (bytes, or a reader it reads at most ``max_bytes + 1`` from) and its
+``Content-Type`` into plain JSON values:
+
+- empty body: ``None``;
+- JSON and ``*/*+json``: the parsed value;
+- malformed JSON: ``{"malformed_json": true, "text": "<safe text>"}``;
+- ``application/x-www-form-urlencoded``: ``{"key": "value", "repeated": ["a", "b"]}``;
+- ``text/*``, XML, JavaScript, CSV: the text;
+- invalid UTF-8 in any textual type: ``{"invalid_utf8": true, "text": "<text with \\xNN escapes>"}``;
+- ``multipart/form-data``: ``{"fields": {...}, "files": [{"field", "filename", "content_type", "size"}]}``,
+  never the content of a file;
+- anything else (images, PDFs, archives ...): ``{"type": "<content type>", "size": <bytes>}``;
+- a textual body over ``max_bytes``: ``{"truncated": true, "size": <original bytes or null>,
+  "text": "<its first max_bytes bytes, as safe text>"}``.
+
+The header helpers return a plain ``dict`` with the names as they were sent (case preserved).
+
+Every public function here is pure, bounded by ``max_bytes`` and never raises: a body it cannot summarise
+becomes ``{"type": ..., "size": ..., "error": "<exception class>"}``.
+"""
+
+from __future__ import annotations
+
+import codecs
+from collections.abc import Iterable, Mapping
+from typing import IO, Any
+from urllib.parse import parse_qsl
+
+import orjson
+
+DEFAULT_MAX_BODY_BYTES = 64 * 1024
+
+JSON = "json"
+FORM = "form"
+TEXT = "text"
+MULTIPART = "multipart"
+BINARY = "binary"
+
+_TEXT_SUBTYPES = frozenset(
+    {"xml", "javascript", "ecmascript", "x-javascript", "csv", "x-yaml", "yaml", "graphql", "x-ndjson"}
+)
+# A multipart part whose headers take more than this is not a part we can describe.
+_MAX_PART_HEADER_BYTES = 8 * 1024
+
+
+def media_type(content_type: str | None) -> tuple[str, dict[str, str]]:
+    """``"Application/JSON; charset=UTF-8"`` -> ``("application/json", {"charset": "UTF-8"})``."""
+    if not content_type:
+        return "", {}
+    main, _, rest = content_type.partition(";")
+    params: dict[str, str] = {}
+    for item in rest.split(";"):
+        name, sep, value = item.partition("=")
+        if sep:
+            params[name.strip().lower()] = value.strip().strip('"')
+    return main.strip().lower(), params
+
+
+def body_kind(content_type: str | None) -> str:
+    """One of ``json``, ``form``, ``text``, ``multipart``, ``binary`` for a ``Content-Type`` value."""
+    mime, _ = media_type(content_type)
+    top, _, sub = mime.partition("/")
+    if sub == "json" or sub.endswith("+json"):
+        return JSON
+    if mime == "application/x-www-form-urlencoded":
+        return FORM
+    if top == "multipart":
+        return MULTIPART
+    if top == "text" or sub in _TEXT_SUBTYPES or sub.endswith("+xml"):
+        return TEXT
+    return BINARY
+
+
+def is_textual(content_type: str | None) -> bool:
+    """True for the types whose content a record may keep: JSON, form, text, XML."""
+    return body_kind(content_type) in (JSON, FORM, TEXT)
+
+
+def summarize_body(
+    content_type: str | None,
+    body: bytes | bytearray | memoryview | IO[bytes] | None,
+    max_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    size: int | None = None,
+) -> Any:
+    """The record's view of one body (see the module docstring for the shapes). Never raises.
+
+    ``body`` is the whole body as bytes, or a binary reader: at most ``max_bytes + 1`` bytes are read from it,
+    and a seekable reader is put back where it was. ``size`` is the full size when known (``Content-Length``);
+    it is reported for truncated and binary bodies that were not read in full.
+    """
+    try:
+        return _summarize(content_type, body, max_bytes, size)
+    except Exception as exc:
+        return {"type": content_type or None, "size": size, "error": type(exc).__name__}
+
+
+def _summarize(content_type: str | None, body: Any, max_bytes: int, size: int | None) -> Any:
+    kind = body_kind(content_type)
+    if body is None:
+        return None if not size else {"type": content_type or None, "size": size}
+    if kind == BINARY and size is not None and not isinstance(body, (bytes, bytearray, memoryview)):
+        return {"type": content_type or None, "size": size}
+    data, complete = _read_bounded(body, max_bytes, size)
+    full_size = len(data) if complete and size is None else size
+    if not data:
+        return None
+    if kind == BINARY:
+        return {"type": content_type or None, "size": full_size}
+    if kind == MULTIPART:
+        summary = summarize_multipart(content_type, data, max_bytes)
+        if not complete and isinstance(summary, dict):
+            summary.update(truncated=True, size=full_size)
+        return summary
+    charset = media_type(content_type)[1].get("charset", "utf-8")
+    if not complete or len(data) > max_bytes:
+        return {"truncated": True, "size": full_size, "text": safe_text(data[:max_bytes], charset)[0]}
+    text, clean = safe_text(data, charset)
+    if not clean:
+        return {"invalid_utf8": True, "text": text}
+    if kind == JSON:
+        return parse_json(text)
+    if kind == FORM:
+        return parse_form(text)
+    return text
+
+
+def _read_bounded(body: Any, max_bytes: int, size: int | None) -> tuple[bytes, bool]:
+    """The bytes to look at, and whether they are the whole body.
+
+    Bytes are the whole body unless ``size`` says they are only its beginning.
+    """
+    if isinstance(body, (bytes, bytearray, memoryview)):
+        data = bytes(body)
+        return data, size is None or size <= len(data)
+    position = body.tell() if _seekable(body) else None
+    try:
+        data = bytes(body.read(max_bytes + 1) or b"")
+    finally:
+        if position is not None:
+            body.seek(position)
+    return data, len(data) <= max_bytes
+
+
+def _seekable(reader: Any) -> bool:
+    try:
+        return bool(reader.seekable())
+    except Exception:
+        return False
+
+
+def safe_text(data: bytes, charset: str = "utf-8") -> tuple[str, bool]:
+    """Decode ``data``; bytes that do not decode become ``\\xNN`` escapes. Returns (text, decoded cleanly).
+
+    An unknown ``charset`` falls back to UTF-8. A multi-byte character cut at the end of ``data`` (a body cut
+    at the cap) is dropped, not escaped.
+    """
+    try:
+        codecs.lookup(charset)
+    except LookupError:
+        charset = "utf-8"
+    try:
+        return data.decode(charset), True
+    except UnicodeDecodeError:
+        pass
+    decoder = codecs.getincrementaldecoder(charset)(errors="backslashreplace")
+    text = decoder.decode(data, final=False)
+    tail = decoder.getstate()[0]
+    if tail and len(tail) < 4:
+        return text, _decodes(data[: len(data) - len(tail)], charset)
+    return text + decoder.decode(b"", final=True), False
+
+
+def _decodes(data: bytes, charset: str) -> bool:
+    try:
+        data.decode(charset)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def parse_json(text: str) -> Any:
+    """The parsed JSON value, or ``{"malformed_json": true, "text": text}``."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        pass
+    try:  # integers beyond 64 bits, which orjson refuses and the standard library reads
+        import json
+
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        return {"malformed_json": True, "text": text}
+
+
+def parse_form(text: str) -> dict[str, Any]:
+    """``a=1&b=2&b=3`` -> ``{"a": "1", "b": ["2", "3"]}``: one value stays a string, repeats become a list."""
+    return group_pairs(parse_qsl(text, keep_blank_values=True))
+
+
+def group_pairs(pairs: Iterable[tuple[str, Any]]) -> dict[str, Any]:
+    """Pairs to a dict, keeping every value of a repeated key (as a list, in order)."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key not in out:
+            out[key] = value
+        elif isinstance(out[key], list):
+            out[key].append(value)
+        else:
+            out[key] = [out[key], value]
+    return out
+
+
+def multi_value_dict(pairs: Iterable[tuple[str, list[Any]]]) -> dict[str, Any]:
+    """A Django ``QueryDict.lists()`` to a dict: a single value stays a value, several stay a list."""
+    return {key: values[0] if len(values) == 1 else list(values) for key, values in pairs}
+
+
+def summarize_multipart(
+    content_type: str | None, data: bytes, max_bytes: int = DEFAULT_MAX_BODY_BYTES
+) -> Any:
+    """Field values (textual, up to ``max_bytes`` in all) and file names and sizes of a multipart body.
+
+    File content is never kept nor copied: parts are located by offset. A body without a usable boundary
+    gives ``{"type": ..., "size": ...}``.
+    """
+    boundary = media_type(content_type)[1].get("boundary")
+    if not boundary:
+        return {"type": content_type or None, "size": len(data)}
+    delimiter = b"--" + boundary.encode("latin-1")
+    fields: list[tuple[str, Any]] = []
+    files: list[dict[str, Any]] = []
+    budget = max_bytes
+    position = data.find(delimiter)
+    while position != -1:
+        start = position + len(delimiter)
+        if data[start : start + 2] == b"--":
+            break
+        position = data.find(delimiter, start)
+        end = len(data) if position == -1 else position
+        head_end = data.find(b"\r\n\r\n", start, min(end, start + _MAX_PART_HEADER_BYTES))
+        if head_end == -1:
+            continue
+        content_start = head_end + 4
+        content_end = end - 2 if data[end - 2 : end] == b"\r\n" and end - 2 >= content_start else end
+        size = content_end - content_start
+        headers = _part_headers(data[start:head_end])
+        name, filename = _disposition(headers.get("content-disposition", ""))
+        if filename is not None:
+            files.append(
+                {
+                    "field": name,
+                    "filename": filename,
+                    "content_type": headers.get("content-type"),
+                    "size": size,
+                }
+            )
+        elif size <= budget:
+            budget -= size
+            fields.append((name, safe_text(data[content_start:content_end])[0]))
+        else:
+            fields.append((name, {"truncated": True, "size": size}))
+    return {"fields": group_pairs(fields), "files": files}
+
+
+def _part_headers(head: bytes) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for line in head.decode("utf-8", errors="replace").split("\r\n"):
+        name, sep, value = line.partition(":")
+        if sep:
+            headers[name.strip().lower()] = value.strip()
+    return headers
+
+
+def _disposition(value: str) -> tuple[str, str | None]:
+    _, params = media_type(value)
+    return params.get("name", ""), params.get("filename")
+
+
+def uploaded_files(files: Iterable[tuple[str, list[Any]]]) -> list[dict[str, Any]]:
+    """Django's ``request.FILES.lists()`` as the records' file list (names, types, sizes; no content)."""
+    return [
+        {
+            "field": field,
+            "filename": getattr(upload, "name", None),
+            "content_type": getattr(upload, "content_type", None),
+            "size": getattr(upload, "size", None),
+        }
+        for field, uploads in files
+        for upload in uploads
+    ]
+
+
+# --- headers -------------------------------------------------------------------------------------------
+
+
+def capture_headers(headers: Mapping[str, Any] | Iterable[tuple[str, Any]] | None) -> dict[str, str]:
+    """Headers as a plain ``{name: value}`` dict, names as sent. Never raises.
+
+    Accepts a mapping (Django's ``request.headers`` / ``response.headers``, a ``requests`` header dict) or
+    ``(name, value)`` pairs; a name given twice keeps both values joined with ``", "``.
+    """
+    if not headers:
+        return {}
+    try:
+        pairs = headers.items() if isinstance(headers, Mapping) else headers
+        out: dict[str, str] = {}
+        for name, value in pairs:
+            text = value.decode("latin-1") if isinstance(value, bytes) else str(value)
+            key = name.decode("latin-1") if isinstance(name, bytes) else str(name)
+            out[key] = f"{out[key]}, {text}" if key in out else text
+        return out
+    except Exception as exc:
+        return {"[unreadable headers]": type(exc).__name__}
+
+
+def headers_from_meta(meta: Mapping[str, Any]) -> dict[str, str]:
+    """Request headers from a WSGI/ASGI ``META`` dict (``HTTP_X_API_KEY`` -> ``X-Api-Key``)."""
+    out: dict[str, str] = {}
+    for key, value in meta.items():
+        if key.startswith("HTTP_"):
+            out[key[5:].replace("_", "-").title()] = str(value)
+        elif key in ("CONTENT_TYPE", "CONTENT_LENGTH") and value:
+            out[key.replace("_", "-").title()] = str(value)
+    return out

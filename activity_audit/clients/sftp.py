@@ -1,0 +1,434 @@
+"""Audited SFTP on paramiko: verified host keys, atomic uploads, one ``audit.request`` record per operation.
+
+::
+
+    with SFTPClient("sftp.example", 22, "reports", password=secret, service_name="bank",
+                    known_hosts="/etc/myapp/known_hosts") as sftp:
+        sftp.upload("/tmp/report.csv", "inbox/report.csv")   # atomic: a temporary name, then posix-rename
+        names = sftp.list("inbox")
+
+Every operation (``connect``, ``upload``, ``download``, ``list``, ``remove``) gives a record with
+``protocol: "sftp"``, ``operation``, ``host``, ``port``, ``username``, ``remote_path``, ``bytes`` (moved so
+far, also when the operation failed), ``execution_time`` (seconds), and ``error_message`` (``null`` on
+success). Passwords, private keys and passphrases never appear in a record, a message or ``repr``.
+
+Host keys are checked against ``known_hosts`` (OpenSSH format; hashed names work) right after the key
+exchange, before authentication: an unknown host raises :class:`UnknownHostKeyError`, a key that differs
+from the known one :class:`ChangedHostKeyError`. Both name the host and the offered key's ``SHA256:``
+fingerprint, and the connection is closed without sending the username or any credential. There is no
+"accept new keys" mode.
+"""
+
+from __future__ import annotations
+
+import base64
+import builtins
+import contextlib
+import hashlib
+import os
+import posixpath
+import secrets
+import socket
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path, PurePosixPath
+from types import TracebackType
+from typing import IO, Any, TypeVar
+
+from .outbound import auditing_enabled, describe_error, record_call
+
+try:
+    import paramiko
+except ImportError as exc:  # pragma: no cover - exercised in a test that hides paramiko
+    from .outbound import missing_extra
+
+    raise missing_extra("paramiko", "sftp", "activity_audit.SFTPClient", exc) from exc
+
+__all__ = [
+    "ChangedHostKeyError",
+    "HostKeyVerificationError",
+    "SFTPClient",
+    "UnknownHostKeyError",
+    "key_fingerprint",
+]
+
+PROTOCOL = "sftp"
+DEFAULT_KNOWN_HOSTS = Path("~/.ssh/known_hosts")
+
+_T = TypeVar("_T")
+LocalFile = str | os.PathLike[str] | IO[bytes]
+RemotePath = str | PurePosixPath
+
+
+class HostKeyVerificationError(paramiko.SSHException):
+    """The server's host key is not the one ``known_hosts`` vouches for; nothing was sent to it."""
+
+    def __init__(self, message: str, host: str, key_type: str, fingerprint: str) -> None:
+        super().__init__(message)
+        self.host = host
+        self.key_type = key_type
+        self.fingerprint = fingerprint
+
+
+class UnknownHostKeyError(HostKeyVerificationError):
+    """``known_hosts`` has no key for this host."""
+
+
+class ChangedHostKeyError(HostKeyVerificationError):
+    """``known_hosts`` has keys for this host, and the server offered another one."""
+
+
+def key_fingerprint(key: paramiko.PKey) -> str:
+    """OpenSSH's ``SHA256:<base64>`` fingerprint of a public key (what ``ssh-keygen -lf`` prints)."""
+    digest = hashlib.sha256(key.asbytes()).digest()
+    return "SHA256:" + base64.b64encode(digest).decode("ascii").rstrip("=")
+
+
+class _Progress:
+    """What an operation did so far, for its record."""
+
+    __slots__ = ("bytes", "details")
+
+    def __init__(self) -> None:
+        self.bytes: int | None = None
+        self.details: dict[str, Any] = {}
+
+    def transferred(self, done: int, _total: int) -> None:
+        self.bytes = done
+
+
+class SFTPClient:
+    """An SFTP connection whose operations are audited under ``service_name``.
+
+    Authenticate with ``password``, with ``private_key`` (a path to an OpenSSH/PEM private key, or a loaded
+    ``paramiko.PKey``; ``private_key_passphrase`` if it is encrypted), or both (the key is tried first).
+    ``known_hosts`` defaults to ``~/.ssh/known_hosts``. Relative remote paths are joined to ``base_dir``
+    with POSIX rules (``base_dir="/inbox"``: ``"a/b.csv"`` -> ``"/inbox/a/b.csv"``; an absolute path is
+    kept as it is). ``timeout`` (seconds) bounds connecting, authenticating and every wait for the server.
+
+    The connection opens on :meth:`connect`, on entering ``with``, or on the first operation, and is opened
+    again on the next operation after it dropped. Operations are serialised: one client may be shared by
+    threads.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        username: str,
+        password: str | None = None,
+        service_name: str = "sftp",
+        known_hosts: str | os.PathLike[str] | None = None,
+        *,
+        private_key: str | os.PathLike[str] | paramiko.PKey | None = None,
+        private_key_passphrase: str | None = None,
+        base_dir: str = "",
+        timeout: float = 30.0,
+    ) -> None:
+        if password is None and private_key is None:
+            raise ValueError("SFTPClient needs a password or a private_key")
+        self.host = host
+        self.port = port
+        self.username = username
+        self.service_name = service_name
+        self.known_hosts = Path(known_hosts if known_hosts is not None else DEFAULT_KNOWN_HOSTS).expanduser()
+        self.base_dir = base_dir
+        self.timeout = timeout
+        self.__password = password
+        self.__private_key = private_key
+        self.__passphrase = private_key_passphrase
+        self._lock = threading.RLock()
+        self._transport: paramiko.Transport | None = None
+        self._sftp: paramiko.SFTPClient | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"<SFTPClient {self.service_name!r} {self.username}@{self.host}:{self.port}"
+            f"{' connected' if self.is_connected() else ''}>"
+        )
+
+    # --- connection -------------------------------------------------------------------------------------
+
+    def connect(self) -> None:
+        """Open the connection now (verify the host key, authenticate, start SFTP), if it is not open."""
+        with self._lock:
+            self._connection()
+
+    def is_connected(self) -> bool:
+        return self._sftp is not None and self._transport is not None and self._transport.is_active()
+
+    def close(self) -> None:
+        """Close the connection; the next operation opens a new one."""
+        with self._lock:
+            sftp, transport, self._sftp, self._transport = self._sftp, self._transport, None, None
+            with contextlib.suppress(Exception):
+                if sftp is not None:
+                    sftp.close()
+            with contextlib.suppress(Exception):
+                if transport is not None:
+                    transport.close()
+
+    def __enter__(self) -> SFTPClient:
+        self.connect()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    # --- operations -------------------------------------------------------------------------------------
+
+    def remote_path(self, path: RemotePath) -> str:
+        """``path`` joined to ``base_dir`` with POSIX rules (what the records show as ``remote_path``)."""
+        text = str(path)
+        if not text:
+            raise ValueError("an empty remote path")
+        return posixpath.join(self.base_dir, text) if self.base_dir else text
+
+    def upload(self, local: LocalFile, remote_path: RemotePath) -> int:
+        """Copy ``local`` (a path or a binary file object) to ``remote_path``; returns the bytes sent.
+
+        The data goes to a temporary name in the target directory (``.<name>.<random>.part``) that is then
+        renamed over ``remote_path`` with ``posix-rename``: readers see the old file or the whole new one,
+        never a part. On failure the temporary file is removed (when the connection still allows it).
+        """
+        target = self.remote_path(remote_path)
+        directory, name = posixpath.split(target)
+        if not name:
+            raise ValueError(f"remote path {target!r} names a directory, not a file")
+        temporary = posixpath.join(directory, f".{name}.{secrets.token_hex(6)}.part")
+
+        def transfer(sftp: paramiko.SFTPClient, progress: _Progress) -> int:
+            progress.bytes = 0
+            try:
+                with _readable(local) as source:
+                    sftp.putfo(source, temporary, callback=progress.transferred, confirm=True)
+                sftp.posix_rename(temporary, target)
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    sftp.remove(temporary)
+                raise
+            return progress.bytes
+
+        return self._operation("upload", target, transfer)
+
+    def download(self, remote_path: RemotePath, local: LocalFile) -> int:
+        """Copy ``remote_path`` to ``local`` (a path or a binary file object); returns the bytes received.
+
+        A local path is written through a temporary file in its directory and renamed into place, so a
+        failed download leaves no partial file under that name.
+        """
+        source = self.remote_path(remote_path)
+
+        def transfer(sftp: paramiko.SFTPClient, progress: _Progress) -> int:
+            progress.bytes = 0
+            with _writable(local) as target:
+                sftp.getfo(source, target, callback=progress.transferred)
+            return progress.bytes
+
+        return self._operation("download", source, transfer)
+
+    def list(self, remote_dir: RemotePath | None = None) -> builtins.list[str]:
+        """The names in ``remote_dir`` (default: ``base_dir``), without ``.`` and ``..``, sorted."""
+        directory = self.remote_path(remote_dir) if remote_dir is not None else self.base_dir or "."
+
+        def read(sftp: paramiko.SFTPClient, progress: _Progress) -> builtins.list[str]:
+            names = sorted(sftp.listdir(directory))
+            progress.details["entries"] = len(names)
+            return names
+
+        return self._operation("list", directory, read)
+
+    def remove(self, remote_path: RemotePath) -> None:
+        """Delete the file ``remote_path``."""
+        target = self.remote_path(remote_path)
+
+        def delete(sftp: paramiko.SFTPClient, progress: _Progress) -> None:
+            sftp.remove(target)
+
+        self._operation("remove", target, delete)
+
+    # --- internals ------------------------------------------------------------------------------------
+
+    def _operation(
+        self, operation: str, remote_path: str, action: Callable[[paramiko.SFTPClient, _Progress], _T]
+    ) -> _T:
+        """Run ``action`` on an open connection and record it, whatever the outcome."""
+        with self._lock:
+            progress = _Progress()
+            started = time.perf_counter()
+            try:
+                result = action(self._connection(), progress)
+            except Exception as exc:
+                self._record(operation, remote_path, progress, time.perf_counter() - started, exc)
+                raise
+            self._record(operation, remote_path, progress, time.perf_counter() - started, None)
+            return result
+
+    def _connection(self) -> paramiko.SFTPClient:
+        """The open SFTP session; (re)connects, with its own ``connect`` record, when there is none."""
+        if self._sftp is not None and self.is_connected():
+            return self._sftp
+        self.close()
+        progress = _Progress()
+        started = time.perf_counter()
+        try:
+            self._transport, self._sftp = self._open(progress)
+        except Exception as exc:
+            self._record("connect", None, progress, time.perf_counter() - started, exc)
+            raise
+        self._record("connect", None, progress, time.perf_counter() - started, None)
+        return self._sftp
+
+    def _open(self, progress: _Progress) -> tuple[paramiko.Transport, paramiko.SFTPClient]:
+        known = self._known_keys()
+        sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
+        try:
+            transport = paramiko.Transport(sock)
+        except BaseException:
+            sock.close()
+            raise
+        try:
+            transport.banner_timeout = transport.auth_timeout = self.timeout
+            if known:
+                _prefer_known_key_types(transport, known)
+            transport.start_client(timeout=self.timeout)
+            offered = transport.get_remote_server_key()
+            progress.details["host_key_fingerprint"] = key_fingerprint(offered)
+            self._verify_host_key(offered, known)
+            progress.details["auth"] = self._authenticate(transport)
+            sftp = paramiko.SFTPClient.from_transport(transport)
+            if sftp is None:
+                raise paramiko.SSHException("the server refused to start the sftp subsystem")
+            channel = sftp.get_channel()
+            if channel is not None:
+                channel.settimeout(self.timeout)
+            return transport, sftp
+        except BaseException:
+            transport.close()
+            raise
+
+    def _known_host_name(self) -> str:
+        return self.host if self.port == 22 else f"[{self.host}]:{self.port}"
+
+    def _known_keys(self) -> dict[str, paramiko.PKey]:
+        """The keys ``known_hosts`` holds for this host, by key type (empty when none or no file)."""
+        host_keys = paramiko.HostKeys()
+        if self.known_hosts.exists():
+            host_keys.load(str(self.known_hosts))
+        entries = host_keys.lookup(self._known_host_name())
+        return {key_type: entries[key_type] for key_type in entries} if entries else {}
+
+    def _verify_host_key(self, offered: paramiko.PKey, known: dict[str, paramiko.PKey]) -> None:
+        name, key_type, fingerprint = self._known_host_name(), offered.get_name(), key_fingerprint(offered)
+        if not known:
+            raise UnknownHostKeyError(
+                f"SFTP host {name} is not in {self.known_hosts}: it offered the {key_type} key "
+                f"{fingerprint}. Confirm that fingerprint with the server's operator, then add the key to "
+                f"known_hosts (e.g. from `ssh-keyscan -p {self.port} {self.host}`). "
+                "Nothing was sent to the server.",
+                name,
+                key_type,
+                fingerprint,
+            )
+        expected = known.get(key_type)
+        if expected is None or expected.asbytes() != offered.asbytes():
+            listed = ", ".join(f"{kind} {key_fingerprint(key)}" for kind, key in known.items())
+            raise ChangedHostKeyError(
+                f"SFTP host key of {name} does not match {self.known_hosts}: the server offered the "
+                f"{key_type} key {fingerprint}, known_hosts has {listed}. The key changed, or someone is "
+                "intercepting the connection. Nothing was sent to the server.",
+                name,
+                key_type,
+                fingerprint,
+            )
+
+    def _authenticate(self, transport: paramiko.Transport) -> str:
+        """Authenticate with the key, then the password; returns the method that worked."""
+        password = self.__password
+        if self.__private_key is not None:
+            try:
+                transport.auth_publickey(self.username, self._load_private_key())
+                return "publickey"
+            except paramiko.AuthenticationException:
+                if password is None:
+                    raise
+        assert password is not None
+        transport.auth_password(self.username, password)
+        return "password"
+
+    def _load_private_key(self) -> paramiko.PKey:
+        key = self.__private_key
+        if isinstance(key, paramiko.PKey):
+            return key
+        assert key is not None
+        return paramiko.PKey.from_path(Path(key).expanduser(), self.__passphrase)
+
+    def _record(
+        self,
+        operation: str,
+        remote_path: str | None,
+        progress: _Progress,
+        execution_time: float,
+        error: BaseException | None,
+    ) -> None:
+        if not auditing_enabled():
+            return
+        record_call(
+            self.service_name,
+            PROTOCOL,
+            execution_time,
+            describe_error(error) if error is not None else None,
+            operation=operation,
+            host=self.host,
+            port=self.port,
+            username=self.username,
+            remote_path=remote_path,
+            bytes=progress.bytes,
+            **progress.details,
+        )
+
+
+def _prefer_known_key_types(transport: paramiko.Transport, known: dict[str, paramiko.PKey]) -> None:
+    """Ask the server for a host key of a type known_hosts has, as OpenSSH does."""
+    options = transport.get_security_options()
+    wanted = {_key_family(key_type) for key_type in known}
+    current = builtins.list(options.key_types)
+    preferred = [algorithm for algorithm in current if _key_family(algorithm) in wanted]
+    options.key_types = preferred + [algorithm for algorithm in current if algorithm not in preferred]
+
+
+def _key_family(algorithm: str) -> str:
+    """The known_hosts key type a host key algorithm belongs to (``rsa-sha2-512`` -> ``ssh-rsa``)."""
+    return "ssh-rsa" if algorithm.startswith("rsa-sha2-") else algorithm
+
+
+@contextlib.contextmanager
+def _readable(local: LocalFile) -> Iterator[IO[bytes]]:
+    if isinstance(local, (str, os.PathLike)):
+        with open(local, "rb") as handle:
+            yield handle
+    else:
+        yield local
+
+
+@contextlib.contextmanager
+def _writable(local: LocalFile) -> Iterator[IO[bytes]]:
+    if not isinstance(local, (str, os.PathLike)):
+        yield local
+        return
+    final = Path(local)
+    handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - renamed into place on success, removed on failure
+        dir=final.parent, prefix=f".{final.name}.", suffix=".part", delete=False
+    )
+    try:
+        with handle:
+            yield handle
+        os.replace(handle.name, final)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(handle.name)
+        raise

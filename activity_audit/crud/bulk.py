@@ -1,0 +1,243 @@
+"""Bulk writes that send no model signal: ``QuerySet.update()``, ``bulk_create()`` and ``bulk_update()``.
+
+:func:`install` wraps these three methods of :class:`django.db.models.QuerySet` once (managers look them
+up by name, so ``Book.objects.update(...)`` and ``aupdate()`` go through the wrappers too). Users' model
+classes, managers and migrations are never touched. Each wrapper calls the original with the same
+arguments and returns its result unchanged; exceptions pass through untouched; a failure of the capture
+itself is reported and swallowed.
+
+Each operation on an audited model writes exactly one record (split in parts of ``BULK_CHUNK_SIZE`` pks):
+``QUERYSET_UPDATE``, ``BULK_CREATE`` or ``BULK_UPDATE``. A bulk write that Django makes inside another one
+(``bulk_update()`` runs ``update()`` per batch) or for an m2m change (the link table's ``bulk_create()``) is
+not recorded again. ``QuerySet.delete()`` needs no wrapper: Django sends ``post_delete`` per row, see
+deletions.py.
+
+What each capture costs, by ``BULK_DETAIL``:
+
+``"rows"`` (default)
+    ``update()``: one ``SELECT`` of the pks of the matching rows, before the update. ``bulk_create()``: the
+    values of every row (read from the objects, no query). ``bulk_update()``: the old and new values of the
+    listed fields of every object, from the loaded snapshots (no query).
+``"pks"``
+    the same queries, pks without values.
+``"count"``
+    no query at all: counts, and the values ``update()`` set.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from django.db.models import Model, QuerySet
+
+from ..dispatch import pipeline
+from . import m2m, options, snapshots
+from .chunks import parts, with_part
+from .events import BULK_CREATE, BULK_UPDATE, QUERYSET_UPDATE, Moment, crud_record, moment
+from .selection import ModelPolicy, is_masked, policy_for
+from .transactions import emit_on_commit
+
+_MARK = "__activity_audit_wrapped__"
+
+# True while one of the wrapped methods runs in this thread or task: nested bulk writes are part of it.
+_inside_bulk_write: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "activity_audit_bulk", default=False
+)
+
+
+def install() -> None:
+    """Wrap the three bulk methods of ``QuerySet``, once per process."""
+    for name, make_wrapper in (
+        ("update", _wrap_update),
+        ("bulk_create", _wrap_bulk_create),
+        ("bulk_update", _wrap_bulk_update),
+    ):
+        original = getattr(QuerySet, name)
+        if getattr(original, _MARK, False):
+            continue
+        wrapper = functools.wraps(original)(make_wrapper(original))
+        setattr(wrapper, _MARK, True)
+        setattr(QuerySet, name, wrapper)
+
+
+def _audited(queryset: QuerySet[Any]) -> ModelPolicy | None:
+    """The policy of the queryset's model when this write is to be recorded here, else None."""
+    if not pipeline.enabled or _inside_bulk_write.get():
+        return None
+    model = queryset.model
+    if m2m.claim(model):
+        return None
+    return policy_for(model)
+
+
+def _wrap_update(original: Callable[..., int]) -> Callable[..., int]:
+    def update(self: QuerySet[Any], **kwargs: Any) -> int:
+        policy = _audited(self)
+        if policy is None:
+            return original(self, **kwargs)
+        when, pks = _before(lambda: _pks_of(self))
+        token = _inside_bulk_write.set(True)
+        try:
+            count = original(self, **kwargs)
+        finally:
+            _inside_bulk_write.reset(token)
+        _after(lambda: _record_update(self, policy, when, pks, kwargs, count))
+        return count
+
+    return update
+
+
+def _wrap_bulk_create(original: Callable[..., list[Model]]) -> Callable[..., list[Model]]:
+    def bulk_create(self: QuerySet[Any], objs: Iterable[Model], *args: Any, **kwargs: Any) -> list[Model]:
+        policy = _audited(self)
+        if policy is None:
+            return original(self, objs, *args, **kwargs)
+        objs = list(objs)  # Django does the same first; a generator must not be consumed twice
+        when, _ = _before(lambda: None)
+        token = _inside_bulk_write.set(True)
+        try:
+            created = original(self, objs, *args, **kwargs)
+        finally:
+            _inside_bulk_write.reset(token)
+        _after(lambda: _record_bulk_create(self, policy, when, created, kwargs))
+        return created
+
+    return bulk_create
+
+
+def _wrap_bulk_update(original: Callable[..., int]) -> Callable[..., int]:
+    def bulk_update(
+        self: QuerySet[Any], objs: Iterable[Model], fields: Sequence[str], *args: Any, **kwargs: Any
+    ) -> int:
+        policy = _audited(self)
+        if policy is None:
+            return original(self, objs, fields, *args, **kwargs)
+        objs = tuple(objs)  # Django does the same first
+        when, _ = _before(lambda: None)
+        token = _inside_bulk_write.set(True)
+        try:
+            count = original(self, objs, fields, *args, **kwargs)
+        finally:
+            _inside_bulk_write.reset(token)
+        _after(lambda: _record_bulk_update(self, policy, when, objs, fields, count))
+        return count
+
+    return bulk_update
+
+
+# --- capture: never raises ---------------------------------------------------------------------------
+
+
+def _before(read_pks: Callable[[], list[Any] | None]) -> tuple[Moment | None, list[Any] | None]:
+    try:
+        return moment(), read_pks()
+    except Exception as exc:
+        _failed(exc)
+        return None, None
+
+
+def _after(capture: Callable[[], None]) -> None:
+    try:
+        capture()
+    except Exception as exc:
+        _failed(exc)
+
+
+def _failed(exc: Exception) -> None:
+    pipeline.reporter.problem("CAPTURE_FAILED", "crud:bulk", error=f"{type(exc).__name__}: {exc}")
+
+
+def _pks_of(queryset: QuerySet[Any]) -> list[Any] | None:
+    """The pks an ``update()`` is about to change: one SELECT, unless ``BULK_DETAIL = "count"``."""
+    if not options.current.wants_pks:
+        return None
+    return list(queryset.values_list("pk", flat=True))
+
+
+def _emit(
+    queryset: QuerySet[Any],
+    policy: ModelPolicy,
+    when: Moment | None,
+    event_type: str,
+    operation: str,
+    count: int,
+    pks: list[Any] | None,
+    rows: list[Any] | None,
+    **fields: Any,
+) -> None:
+    if count == 0:
+        return  # nothing changed, nothing to record
+    when = when or moment()
+    message = f"{event_type} event for {policy.name} ({count} rows)"
+    per_row = pks if pks is not None else []
+    for chunk, part in parts(range(len(per_row)), options.current.chunk_size):
+        detail: dict[str, Any] = {"operation": operation, "count": count, **fields}
+        if pks is not None:
+            detail["pks"] = [pks[index] for index in chunk]
+        if rows is not None:
+            detail["rows"] = [rows[index] for index in chunk]
+        record = crud_record(
+            event_type, policy.name, policy.label, None, queryset.db, when, message, **with_part(detail, part)
+        )
+        emit_on_commit(record, queryset.db)
+
+
+def _record_update(
+    queryset: QuerySet[Any],
+    policy: ModelPolicy,
+    when: Moment | None,
+    pks: list[Any] | None,
+    assignments: dict[str, Any],
+    count: int,
+) -> None:
+    values: dict[str, Any] = {}
+    for name, value in assignments.items():
+        spec = policy.by_name.get(name)
+        if spec is None and name in policy.excluded:
+            continue
+        key = spec.name if spec is not None else name
+        values[key] = snapshots.masked() if is_masked(policy, key) else snapshots.plain(value)
+    fields: dict[str, Any] = {"values": values}
+    if pks is not None and len(pks) != count:
+        # another transaction changed matching rows between the SELECT and the UPDATE
+        fields["pks_complete"] = False
+    _emit(queryset, policy, when, QUERYSET_UPDATE, "update", count, pks, None, **fields)
+
+
+def _record_bulk_create(
+    queryset: QuerySet[Any],
+    policy: ModelPolicy,
+    when: Moment | None,
+    created: list[Model],
+    kwargs: dict[str, Any],
+) -> None:
+    wants = options.current
+    pks = [obj.pk for obj in created] if wants.wants_pks else None
+    rows = [snapshots.row_values(obj, policy) for obj in created] if wants.wants_rows else None
+    for obj in created:
+        snapshots.remember(obj, policy)  # saved now: later saves diff against these values
+    fields = {key: True for key in ("ignore_conflicts", "update_conflicts") if kwargs.get(key)}
+    _emit(queryset, policy, when, BULK_CREATE, "bulk_create", len(created), pks, rows, **fields)
+
+
+def _record_bulk_update(
+    queryset: QuerySet[Any],
+    policy: ModelPolicy,
+    when: Moment | None,
+    objs: tuple[Model, ...],
+    field_names: Sequence[str],
+    count: int,
+) -> None:
+    wants = options.current
+    rows: list[Any] | None = [] if wants.wants_rows else None
+    for obj in objs:
+        changes, after = snapshots.updated_changes(obj, policy, field_names)
+        obj.__dict__[snapshots.SNAPSHOT_ATTR] = after
+        if rows is not None:
+            rows.append({"pk": obj.pk, "changes": changes})
+    pks = [obj.pk for obj in objs] if wants.wants_pks else None
+    fields = {"fields": [policy.by_name[name].name for name in field_names if name in policy.by_name]}
+    _emit(queryset, policy, when, BULK_UPDATE, "bulk_update", count, pks, rows, **fields)

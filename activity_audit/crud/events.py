@@ -1,0 +1,81 @@
+"""The CRUD record: the seed's fields, then who, where and what changed (schema in docs/crud.md).
+
+Every record is built on the caller thread at the moment of the change, so its ``timestamp``, ``actor``,
+``user`` and ``request_id`` are those of the change even when it is emitted later, at commit.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, NamedTuple
+
+from ..actor import Actor, resolve_actor
+from ..context import current
+from ..records import now
+
+CRUD_LOGGER = "audit.crud"
+AUDIT_LEVEL = "AUDIT"
+
+# Event types (docs/crud.md has one example of each).
+CREATE = "CREATE"
+UPDATE = "UPDATE"
+DELETE = "DELETE"
+M2M_ADD = "M2M_ADD"
+M2M_REMOVE = "M2M_REMOVE"
+M2M_CLEAR = "M2M_CLEAR"
+BULK_CREATE = "BULK_CREATE"
+BULK_UPDATE = "BULK_UPDATE"
+QUERYSET_UPDATE = "QUERYSET_UPDATE"
+BULK_DELETE = "BULK_DELETE"
+LOGIN = "LOGIN"
+LOGOUT = "LOGOUT"
+LOGIN_FAILED = "LOGIN_FAILED"
+
+
+class Moment(NamedTuple):
+    """When and on whose behalf a change happened."""
+
+    timestamp: dt.datetime
+    actor: Actor
+    request_id: str | None
+
+
+def moment() -> Moment:
+    """The time, actor and request of the current thread or task, now."""
+    return Moment(now(), resolve_actor(), current().request_id)
+
+
+def crud_record(
+    event_type: str,
+    model_name: str,
+    model_label: str,
+    instance_id: str | None,
+    db: str | None,
+    when: Moment,
+    message: str | None = None,
+    **fields: Any,
+) -> dict[str, Any]:
+    """One ``audit.crud`` record in the documented key order; ``fields`` follow ``db``."""
+    record: dict[str, Any] = {
+        "timestamp": when.timestamp,
+        "level": AUDIT_LEVEL,
+        "name": CRUD_LOGGER,
+        "message": message or f"{event_type} event for {model_name} (id: {instance_id})",
+        "model": model_name,
+        "event_type": event_type,
+        "instance_id": instance_id,
+        "user": when.actor.user,
+        "extra": {},
+        "model_label": model_label,
+        "changes": fields.pop("changes", {}),
+        "request_id": when.request_id,
+        "actor": when.actor.name,
+        "db": db,
+    }
+    record.update(fields)
+    return record
+
+
+def instance_id_of(pk: Any) -> str | None:
+    """The record's ``instance_id``: the primary key as a string (as the seed wrote UUIDs), or None."""
+    return None if pk is None else str(pk)

@@ -1,0 +1,161 @@
+"""Many-to-many changes, from either side of the relation: ``M2M_ADD``, ``M2M_REMOVE``, ``M2M_CLEAR``.
+
+One record per ``add()``, ``remove()`` or ``clear()`` (``set()`` is a remove then an add, so up to two
+records), on the model of the instance whose manager was used, under the name of that side's accessor:
+``{"tags": {"added": [1, 2]}}`` from ``book.tags.add(...)``, ``{"books": {"added": [7]}}`` from
+``tag.books.add(book)``, with ``related_model`` naming the other side.
+
+The pks are exact: for ``add()`` Django passes only the links it really created; for ``remove()`` and
+``clear()`` one SELECT on the link table, made before the change, lists the links that really existed
+(Django itself passes the pks asked for, and none at all for ``clear()``).
+
+While an m2m change is in progress its link table is marked, so that the ``bulk_create()`` or
+``QuerySet.delete()`` Django runs on it is not recorded a second time as a bulk write (bulk.py, receivers.py).
+"""
+
+from __future__ import annotations
+
+import contextvars
+from typing import Any
+
+from django.apps import apps
+from django.db import models
+
+from ..dispatch import pipeline
+from .chunks import sorted_pks
+from .events import M2M_ADD, M2M_CLEAR, M2M_REMOVE, crud_record, instance_id_of, moment
+from .selection import is_masked, is_recorded, policy_for
+from .snapshots import masked
+from .transactions import emit_on_commit
+
+_EVENTS = {
+    "post_add": (M2M_ADD, "added"),
+    "post_remove": (M2M_REMOVE, "removed"),
+    "post_clear": (M2M_CLEAR, "cleared"),
+}
+
+# Link tables whose m2m change is in progress in this thread or task.
+_tables_in_progress: contextvars.ContextVar[frozenset[type[models.Model]]] = contextvars.ContextVar(
+    "activity_audit_m2m_tables", default=frozenset()
+)
+# The links that existed before a remove() or clear(): (through model, id(instance), reverse, pks).
+_existing: contextvars.ContextVar[tuple[Any, ...] | None] = contextvars.ContextVar(
+    "activity_audit_m2m_existing", default=None
+)
+_fields_by_through: dict[type[models.Model], models.ManyToManyField[Any, Any] | None] = {}
+
+
+def in_progress(model: type[models.Model]) -> bool:
+    """True while ``model`` is the link table of an m2m change being made in this thread or task."""
+    return model in _tables_in_progress.get()
+
+
+def claim(model: type[models.Model]) -> bool:
+    """Like :func:`in_progress`, and forget the mark: Django runs one bulk write per m2m change."""
+    tables = _tables_in_progress.get()
+    if model not in tables:
+        return False
+    _tables_in_progress.set(tables - {model})
+    return True
+
+
+def on_m2m_changed(
+    sender: type[models.Model],
+    instance: models.Model,
+    action: str,
+    reverse: bool,
+    model: type[models.Model],
+    pk_set: set[Any] | None,
+    using: str,
+    **kwargs: Any,
+) -> None:
+    """``m2m_changed`` receiver (connected for every sender); failures are reported, never raised."""
+    try:
+        _handle(sender, instance, action, reverse, model, pk_set, using)
+    except Exception as exc:
+        pipeline.reporter.problem("CAPTURE_FAILED", "crud:m2m_changed", error=f"{type(exc).__name__}: {exc}")
+
+
+def _handle(
+    sender: type[models.Model],
+    instance: models.Model,
+    action: str,
+    reverse: bool,
+    model: type[models.Model],
+    pk_set: set[Any] | None,
+    using: str,
+) -> None:
+    if action.startswith("pre_"):
+        _tables_in_progress.set(_tables_in_progress.get() | {sender})
+        if action in ("pre_remove", "pre_clear"):
+            _remember_existing(sender, instance, reverse, pk_set, using)
+        return
+    _tables_in_progress.set(_tables_in_progress.get() - {sender})
+    event = _EVENTS.get(action)
+    policy = policy_for(type(instance))
+    field = _field_of(sender)
+    if event is None or policy is None or field is None:
+        return
+    event_type, verb = event
+    pks = (pk_set or set()) if action == "post_add" else _take_existing(sender, instance, reverse, pk_set)
+    if not pks:
+        return
+    accessor = field.remote_field.get_accessor_name() if reverse else field.name
+    if accessor is None or not is_recorded(policy, accessor):
+        return
+    change: dict[str, Any] = masked() if is_masked(policy, accessor) else {verb: sorted_pks(pks)}
+    emit_on_commit(
+        crud_record(
+            event_type,
+            policy.name,
+            policy.label,
+            instance_id_of(instance.pk),
+            using,
+            moment(),
+            changes={accessor: change},
+            related_model=model._meta.label,
+        ),
+        using,
+    )
+
+
+def _remember_existing(
+    through: type[models.Model], instance: models.Model, reverse: bool, pk_set: set[Any] | None, using: str
+) -> None:
+    field = _field_of(through)
+    if field is None:
+        return
+    source, target = field.m2m_field_name(), field.m2m_reverse_field_name()
+    if reverse:
+        source, target = target, source
+    links = through._default_manager.using(using).filter(**{source: instance})
+    if pk_set is not None:
+        links = links.filter(**{f"{target}__in": pk_set})
+    existing = set(links.values_list(target, flat=True))
+    _existing.set((through, id(instance), reverse, existing))
+
+
+def _take_existing(
+    through: type[models.Model], instance: models.Model, reverse: bool, pk_set: Any
+) -> set[Any]:
+    remembered = _existing.get()
+    _existing.set(None)
+    if remembered is not None and remembered[:3] == (through, id(instance), reverse):
+        found: set[Any] = remembered[3]
+        return found
+    return set(pk_set or ())
+
+
+def _field_of(through: type[models.Model]) -> models.ManyToManyField[Any, Any] | None:
+    """The ManyToManyField whose link table is ``through``."""
+    try:
+        return _fields_by_through[through]
+    except KeyError:
+        pass
+    found = None
+    for candidate in apps.get_models():
+        for field in candidate._meta.local_many_to_many:
+            if field.remote_field.through is through:
+                found = field
+    _fields_by_through[through] = found
+    return found

@@ -1,0 +1,26 @@
+"""The built-in CRUD plugin: ``audit_configure`` wires the capture to the settings, idempotently.
+
+Registered as ``activity_audit.crud.plugin`` (``manager.BUILTIN_PLUGINS``); put that name in
+``DISABLED_PLUGINS`` to turn CRUD capture off at start-up.
+"""
+
+from __future__ import annotations
+
+from ..conf import AuditSettings
+from ..markers import hookimpl
+from . import auth, bulk, commands, options, receivers, selection, snapshots
+
+
+@hookimpl
+def audit_configure(settings: AuditSettings) -> None:
+    options.configure(settings)
+    selection.configure(settings)
+    snapshots.limits = settings.limits
+    bulk.install()
+    commands.install()
+    if settings.ENABLED:
+        receivers.connect(selection.audited_models())
+        auth.connect()
+    else:
+        receivers.connect(())
+        auth.disconnect()

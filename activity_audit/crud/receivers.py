@@ -1,0 +1,122 @@
+"""The model-signal receivers, and connecting them to exactly the audited models.
+
+Receivers are strong (``weak=False``, so they survive ``DEBUG = False`` and garbage collection) and carry a
+``dispatch_uid``, so connecting twice is harmless. ``post_init``, ``post_save`` and ``post_delete`` are
+connected per audited model (``sender=model``): models that are not audited pay nothing, and keep Django's
+fast delete path (a ``post_delete`` receiver for every sender would make Django load every row of every
+cascade). ``m2m_changed`` is connected once for all senders.
+
+Every receiver swallows its own failures: they are reported through the pipeline's reporter and the user's
+save or delete goes on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from django.db import models
+from django.db.models import signals
+
+from ..dispatch import pipeline
+from . import deletions, m2m, options
+from .events import CREATE, DELETE, UPDATE, crud_record, instance_id_of, moment
+from .selection import policy_for
+from .snapshots import SNAPSHOT_ATTR, deleted_changes, record_created, remember, updated_changes
+from .transactions import emit_on_commit
+
+_UID = "activity_audit.crud"
+
+_connected: set[type[models.Model]] = set()
+
+
+def on_post_init(sender: type[models.Model], instance: models.Model, **kwargs: Any) -> None:
+    """Keep what was loaded, so that a later save can be diffed without a query."""
+    try:
+        policy = policy_for(sender)
+        if policy is not None:
+            remember(instance, policy)
+    except Exception as exc:
+        _failed("post_init", exc)
+
+
+def on_post_save(
+    sender: type[models.Model],
+    instance: models.Model,
+    created: bool,
+    using: str,
+    update_fields: frozenset[str] | None = None,
+    **kwargs: Any,
+) -> None:
+    """``CREATE`` with every field, or ``UPDATE`` with the fields that changed (nothing when none did)."""
+    try:
+        policy = policy_for(sender)
+        if policy is None:
+            return
+        if created:
+            event_type, changes = CREATE, record_created(instance, policy)
+        else:
+            changes, after = updated_changes(instance, policy, update_fields)
+            instance.__dict__[SNAPSHOT_ATTR] = after
+            if not changes and not options.current.keep_empty_updates:
+                return
+            event_type = UPDATE
+        record = crud_record(
+            event_type,
+            policy.name,
+            policy.label,
+            instance_id_of(instance.pk),
+            using,
+            moment(),
+            changes=changes,
+        )
+        emit_on_commit(record, using)
+    except Exception as exc:
+        _failed("post_save", exc)
+
+
+def on_post_delete(
+    sender: type[models.Model], instance: models.Model, using: str, origin: Any = None, **kwargs: Any
+) -> None:
+    """``DELETE`` for the row deleted by name; the other rows of the operation go to a ``BULK_DELETE``."""
+    try:
+        policy = policy_for(sender)
+        if policy is None or m2m.in_progress(sender):
+            return
+        if origin is None or origin is instance:
+            record = crud_record(
+                DELETE,
+                policy.name,
+                policy.label,
+                instance_id_of(instance.pk),
+                using,
+                moment(),
+                changes=deleted_changes(instance, policy),
+            )
+            emit_on_commit(record, using)
+        else:
+            deletions.add_row(origin, policy, instance.pk, using)
+    except Exception as exc:
+        _failed("post_delete", exc)
+
+
+def connect(audited: Iterable[type[models.Model]]) -> None:
+    """Connect the receivers to exactly ``audited`` (and disconnect models no longer audited)."""
+    wanted = set(audited)
+    for model in _connected - wanted:
+        for signal in (signals.post_init, signals.post_save, signals.post_delete):
+            signal.disconnect(sender=model, dispatch_uid=_UID)
+    for model in wanted - _connected:
+        signals.post_init.connect(on_post_init, sender=model, weak=False, dispatch_uid=_UID)
+        signals.post_save.connect(on_post_save, sender=model, weak=False, dispatch_uid=_UID)
+        signals.post_delete.connect(on_post_delete, sender=model, weak=False, dispatch_uid=_UID)
+    _connected.clear()
+    _connected.update(wanted)
+    if wanted:
+        signals.m2m_changed.connect(m2m.on_m2m_changed, weak=False, dispatch_uid=_UID)
+    else:
+        signals.m2m_changed.disconnect(dispatch_uid=_UID)
+
+
+def _failed(where: str, exc: Exception) -> None:
+    pipeline.reporter.problem("CAPTURE_FAILED", f"crud:{where}", error=f"{type(exc).__name__}: {exc}")

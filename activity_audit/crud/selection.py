@@ -1,0 +1,280 @@
+"""Which models are audited, and how each of their fields appears in a record.
+
+A model is audited unless it is one of Django's internals or the package's own (:data:`DEFAULT_EXCLUDED`), or
+``EXCLUDE_MODELS`` names it, or ``INCLUDE_MODELS`` is set and does not name it. Naming a model exactly
+(``"sessions.Session"``) in ``INCLUDE_MODELS`` audits it even if it is excluded by default; ``EXCLUDE_MODELS``
+always wins. Patterns are ``"app_label.Model"`` or ``"app_label.*"``, compared case-insensitively.
+
+A field of an audited model is *excluded* (never in a record, not even in memory) when ``EXCLUDE_FIELDS``
+names it, and *masked* (a change shows as ``{"changed": true, "masked": true}``, never a value) when
+``MASK_FIELDS`` names it, when it is the password of a user model or the data of a session model, or when
+its name is one the built-in redactor masks wherever it appears (``password``, ``token``, ``api_key`` ...
+plus ``REDACT_KEYS``, see :mod:`activity_audit.redaction`), so that a CRUD record shows the same thing
+whether or not the redactor runs. Primary keys are not listed
+among the changes: the record's ``instance_id`` carries them.
+
+:func:`policy_for` is called on every captured change, so its answer is cached per model class until the
+next :func:`configure`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.apps import apps
+from django.db import models
+
+from ..conf import AuditSettings
+from ..redaction import Redactor
+
+# Django's internals and the package's own models: auditing them is noise or leaks secrets.
+DEFAULT_EXCLUDED: tuple[str, ...] = (
+    "sessions.*",
+    "contenttypes.*",
+    "migrations.*",
+    "admin.logentry",
+    "auth.permission",
+    "activity_audit.*",
+)
+
+# Field names masked on top of the keys the built-in redactor treats as secrets (activity_audit.redaction).
+SENSITIVE_NAMES: frozenset[str] = frozenset({"session_data"})
+
+# How a field's value is copied into the snapshot (see snapshots.py).
+PLAIN = 0  # immutable values (str, int, Decimal, date, UUID ...): kept as they are
+MUTABLE = 1  # values that may be mutated in place (JSON dicts and lists ...): deep-copied
+FILE = 2  # FieldFile: the stored name
+
+_IMMUTABLE_FIELDS: tuple[type[models.Field[Any, Any]], ...] = (
+    models.CharField,
+    models.TextField,
+    models.IntegerField,
+    models.FloatField,
+    models.DecimalField,
+    models.BooleanField,
+    models.DateField,
+    models.TimeField,
+    models.DurationField,
+    models.UUIDField,
+    models.GenericIPAddressField,
+    models.BinaryField,
+    models.ForeignKey,
+)
+
+
+_PYTHON_TYPES: tuple[tuple[type[models.Field[Any, Any]], type], ...] = (
+    (models.DecimalField, decimal.Decimal),
+    (models.DateTimeField, dt.datetime),  # before DateField, its base class
+    (models.DateField, dt.date),
+    (models.TimeField, dt.time),
+    (models.UUIDField, uuid.UUID),
+    (models.FloatField, float),
+    (models.BooleanField, bool),
+    (models.IntegerField, int),
+)
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """One concrete field as records show it: ``name`` in records, ``attname`` in ``instance.__dict__``."""
+
+    name: str
+    attname: str
+    kind: int
+    masked: bool
+    field: models.Field[Any, Any]
+    # The Python type the database gives back; a value of another type (``price=0``,
+    # ``published="2024-01-02"``) is converted with ``field.to_python`` before it is compared or recorded.
+    python_type: type | None = None
+
+
+class ModelPolicy:
+    """What is recorded for one audited model class."""
+
+    __slots__ = (
+        "attnames",
+        "by_name",
+        "excluded",
+        "fields",
+        "files",
+        "label",
+        "masked",
+        "model",
+        "mutables",
+        "name",
+        "pk_attname",
+        "typed",
+    )
+
+    def __init__(
+        self,
+        model: type[models.Model],
+        fields: tuple[FieldSpec, ...],
+        excluded: frozenset[str] = frozenset(),
+        masked: frozenset[str] = frozenset(),
+    ) -> None:
+        self.model = model
+        self.excluded = excluded  # names left out of records (EXCLUDE_FIELDS), m2m accessors included
+        self.masked = masked  # names whose values never appear (MASK_FIELDS and secret names)
+        self.label: str = model._meta.label
+        self.name: str = model.__name__
+        self.pk_attname: str = model._meta.pk.attname if model._meta.pk else "pk"
+        self.fields = fields
+        self.by_name: dict[str, FieldSpec] = {}
+        for spec in fields:
+            self.by_name[spec.name] = spec
+            self.by_name[spec.attname] = spec
+        self.attnames: tuple[str, ...] = tuple(spec.attname for spec in fields)
+        self.mutables: tuple[str, ...] = tuple(spec.attname for spec in fields if spec.kind == MUTABLE)
+        self.files: tuple[str, ...] = tuple(spec.attname for spec in fields if spec.kind == FILE)
+        self.typed: tuple[FieldSpec, ...] = tuple(spec for spec in fields if spec.python_type is not None)
+
+
+@dataclass(frozen=True)
+class Rules:
+    """The selection settings, normalised to lower case."""
+
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    exclude_fields: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    mask_fields: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    secret_keys: Redactor = field(default_factory=Redactor)
+
+    @classmethod
+    def from_settings(cls, settings: AuditSettings) -> Rules:
+        return cls(
+            include=tuple(pattern.lower() for pattern in settings.INCLUDE_MODELS),
+            exclude=tuple(pattern.lower() for pattern in settings.EXCLUDE_MODELS),
+            exclude_fields=_lower_keys(settings.EXCLUDE_FIELDS),
+            mask_fields=_lower_keys(settings.MASK_FIELDS),
+            secret_keys=Redactor(settings.REDACT_KEYS),
+        )
+
+    def audits(self, model: type[models.Model]) -> bool:
+        label = model._meta.label_lower
+        if _matches(label, self.exclude):
+            return False
+        if self.include:
+            if label in self.include:
+                return True
+            if not _matches(label, self.include):
+                return False
+        return not (_matches(label, DEFAULT_EXCLUDED) or _is_session_model(model))
+
+    def policy(self, model: type[models.Model]) -> ModelPolicy:
+        label = model._meta.label_lower
+        excluded = _names_for(label, self.exclude_fields)
+        masked = _names_for(label, self.mask_fields) | _built_in_secrets(model)
+        return ModelPolicy(model, self.fields_of(model, excluded, masked), excluded, masked)
+
+    def is_masked(self, name: str, masked: frozenset[str]) -> bool:
+        return name in masked or name.lower() in SENSITIVE_NAMES or self.secret_keys.is_sensitive_key(name)
+
+    def fields_of(
+        self, model: type[models.Model], excluded: frozenset[str], masked: frozenset[str]
+    ) -> tuple[FieldSpec, ...]:
+        specs = []
+        for model_field in model._meta.concrete_fields:
+            if model_field.primary_key or model_field.name in excluded or model_field.attname in excluded:
+                continue
+            is_masked = self.is_masked(model_field.name, masked) or model_field.attname in masked
+            specs.append(
+                FieldSpec(
+                    model_field.name,
+                    model_field.attname,
+                    _kind(model_field),
+                    is_masked,
+                    model_field,
+                    _python_type(model_field),
+                )
+            )
+        return tuple(specs)
+
+
+_rules = Rules()
+_policies: dict[type[models.Model], ModelPolicy | None] = {}
+
+
+def configure(settings: AuditSettings) -> None:
+    """Apply the selection settings and forget every cached answer."""
+    global _rules
+    _rules = Rules.from_settings(settings)
+    _policies.clear()
+
+
+def policy_for(model: type[models.Model]) -> ModelPolicy | None:
+    """The policy of ``model``, or None when it is not audited."""
+    try:
+        return _policies[model]
+    except KeyError:
+        pass
+    policy = _rules.policy(model) if _rules.audits(model) else None
+    _policies[model] = policy
+    return policy
+
+
+def is_recorded(policy: ModelPolicy, name: str) -> bool:
+    """False when ``EXCLUDE_FIELDS`` leaves ``name`` (a field or m2m accessor) out of this model's records."""
+    return name not in policy.excluded
+
+
+def is_masked(policy: ModelPolicy, name: str) -> bool:
+    """True when the values of ``name`` (a field or m2m accessor) must never appear in a record."""
+    return _rules.is_masked(name, policy.masked)
+
+
+def audited_models() -> list[type[models.Model]]:
+    """Every installed model that is audited (proxies included, auto-created m2m tables not)."""
+    return [model for model in apps.get_models() if policy_for(model) is not None]
+
+
+def _matches(label: str, patterns: Iterable[str]) -> bool:
+    app_label = label.split(".", 1)[0]
+    return any(pattern == label or pattern == f"{app_label}.*" for pattern in patterns)
+
+
+def _names_for(label: str, by_model: Mapping[str, frozenset[str]]) -> frozenset[str]:
+    app_label = label.split(".", 1)[0]
+    return by_model.get(label, frozenset()) | by_model.get(f"{app_label}.*", frozenset())
+
+
+def _lower_keys(by_model: Mapping[str, tuple[str, ...]]) -> dict[str, frozenset[str]]:
+    return {model.lower(): frozenset(names) for model, names in by_model.items()}
+
+
+def _kind(field: models.Field[Any, Any]) -> int:
+    if isinstance(field, models.FileField):
+        return FILE
+    return PLAIN if isinstance(field, _IMMUTABLE_FIELDS) else MUTABLE
+
+
+def _python_type(field: models.Field[Any, Any]) -> type | None:
+    for field_class, python_type in _PYTHON_TYPES:
+        if isinstance(field, field_class):
+            return python_type
+    return None
+
+
+def _built_in_secrets(model: type[models.Model]) -> frozenset[str]:
+    """The password hash of user models and the payload of session models."""
+    from django.contrib.auth.base_user import AbstractBaseUser
+
+    names: set[str] = set()
+    if issubclass(model, AbstractBaseUser):
+        names.add("password")
+    if _is_session_model(model):
+        names.add("session_data")
+    return frozenset(names)
+
+
+def _is_session_model(model: type[models.Model]) -> bool:
+    try:
+        from django.contrib.sessions.base_session import AbstractBaseSession
+    except ImportError:  # pragma: no cover - django.contrib.sessions is always importable
+        return False
+    return issubclass(model, AbstractBaseSession)

@@ -1,0 +1,223 @@
+"""What a row held when it was loaded or last saved, kept on the instance, and the diffs it gives.
+
+``post_init`` stores a snapshot of the audited field values in ``instance.__dict__`` under
+:data:`SNAPSHOT_ATTR`; it costs one small dict per instance and no query. Immutable values (str, int,
+Decimal, date, UUID, FK ids ...) are shared, not copied. Values that can change in place (JSON dicts and
+lists) are frozen as their canonical JSON bytes (:class:`FrozenJson`, sorted keys), so
+``book.metadata["k"] = 1`` is seen as a change and comparing two JSON values is one bytes comparison.
+Files are kept by name, and a value of another type than the database returns (``price=0``) is converted
+with ``field.to_python`` so that it compares and records as the database stores it. Fields deferred at
+load time are missing from the snapshot.
+
+A snapshot is never mutated once stored: every save stores a new dict, so ``copy.copy(instance)`` shares
+nothing that could go wrong.
+
+Values in records are plain JSON values (Decimal as an exact string, dates and times as ISO-8601, UUIDs as
+strings, FKs as the related pk, files as names, JSON as a fresh copy), cut to ``MAX_FIELD_CHARS`` /
+``MAX_ITEMS`` like every captured value. A masked field shows ``{"changed": true, "masked": true}``.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import decimal
+import math
+import uuid
+from collections.abc import Collection
+from typing import Any
+
+import orjson
+from django.db import models
+
+from ..encoding import Limits, Snapshotter
+from .selection import FILE, MUTABLE, FieldSpec, ModelPolicy
+
+SNAPSHOT_ATTR = "_activity_audit_loaded"
+
+Snapshot = dict[str, Any]
+Changes = dict[str, dict[str, Any]]
+
+_MISSING = object()
+_IMMUTABLE_TYPES = frozenset({str, int, float, bool, type(None), bytes})
+_PASSED_AS_IS = frozenset({bool, type(None), dt.datetime, dt.date, uuid.UUID})
+_JSON_OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
+_INT64 = range(-(2**63), 2**63)
+
+limits = Limits()
+
+
+class FrozenJson(bytes):
+    """A JSON value as canonical bytes: immutable, cheap to compare, decoded into a fresh copy on demand."""
+
+    __slots__ = ()
+
+
+def masked() -> dict[str, bool]:
+    """The change of a field whose values are never written (a new dict each time: records are mutable)."""
+    return {"changed": True, "masked": True}
+
+
+def remember(instance: models.Model, policy: ModelPolicy) -> None:
+    """Store the snapshot of ``instance`` as it is now (``post_init``, and after every save)."""
+    instance.__dict__[SNAPSHOT_ATTR] = take(instance.__dict__, policy)
+
+
+def take(values: dict[str, Any], policy: ModelPolicy) -> Snapshot:
+    """Copy the audited attributes present in ``values`` (an instance's ``__dict__``)."""
+    snap = {attname: values[attname] for attname in policy.attnames if attname in values}
+    for attname in policy.mutables:
+        if attname in snap:
+            snap[attname] = freeze(snap[attname])
+    for attname in policy.files:
+        value = snap.get(attname)
+        if value is not None and type(value) is not str:
+            snap[attname] = _file_name(value)
+    for spec in policy.typed:
+        value = snap.get(spec.attname)
+        if value is not None and type(value) is not spec.python_type:
+            snap[spec.attname] = _converted(spec, value)
+    return snap
+
+
+def loaded(instance: models.Model) -> Snapshot | None:
+    """The snapshot stored on ``instance``, or None (an instance made before auditing started)."""
+    snap: Snapshot | None = instance.__dict__.get(SNAPSHOT_ATTR)
+    return snap
+
+
+def record_created(instance: models.Model, policy: ModelPolicy) -> Changes:
+    """Store the snapshot of a new row and return its fields as changes: ``{"old": None, "new": value}``."""
+    snap = take(instance.__dict__, policy)
+    instance.__dict__[SNAPSHOT_ATTR] = snap
+    return {
+        spec.name: masked() if spec.masked else {"old": None, "new": plain(snap[spec.attname])}
+        for spec in policy.fields
+        if spec.attname in snap
+    }
+
+
+def deleted_changes(instance: models.Model, policy: ModelPolicy) -> Changes:
+    """Every audited field of a deleted row, as last loaded or saved: ``{"old": value, "new": None}``."""
+    snap = loaded(instance)
+    if snap is None:
+        snap = take(instance.__dict__, policy)
+    return {
+        spec.name: masked() if spec.masked else {"old": plain(snap[spec.attname]), "new": None}
+        for spec in policy.fields
+        if spec.attname in snap
+    }
+
+
+def updated_changes(
+    instance: models.Model, policy: ModelPolicy, update_fields: Collection[str] | None
+) -> tuple[Changes, Snapshot]:
+    """The fields a save changed, ``{"old": loaded value, "new": saved value}``, and the snapshot to keep.
+
+    Only fields in ``update_fields`` are compared when it is given (the others were not written). A field
+    whose loaded value is unknown (deferred at load time, loaded later) is reported with ``"old": None`` and
+    ``"old_unknown": true``.
+    """
+    values = instance.__dict__
+    before = loaded(instance) or {}
+    after: Snapshot | None = None
+    changes: Changes = {}
+    for spec in policy.fields:
+        attname = spec.attname
+        if attname not in values:
+            continue
+        if update_fields is not None and spec.name not in update_fields and attname not in update_fields:
+            continue
+        new = _stored_form(spec, values[attname])
+        old = before.get(attname, _MISSING)
+        if old is not _MISSING and type(old) is type(new) and _equal(old, new):
+            continue
+        if after is None:
+            after = dict(before)
+        after[attname] = new
+        if spec.masked:
+            changes[spec.name] = masked()
+        elif old is _MISSING:
+            changes[spec.name] = {"old": None, "new": plain(new), "old_unknown": True}
+        else:
+            changes[spec.name] = {"old": plain(old), "new": plain(new)}
+    return changes, before if after is None else after
+
+
+def row_values(instance: models.Model, policy: ModelPolicy) -> dict[str, Any]:
+    """``{field: value}`` of the audited fields of ``instance``, masked ones as the masked marker."""
+    values = instance.__dict__
+    return {
+        spec.name: masked() if spec.masked else plain(_stored_form(spec, values[spec.attname]))
+        for spec in policy.fields
+        if spec.attname in values
+    }
+
+
+def freeze(value: Any) -> Any:
+    """A JSON value as :class:`FrozenJson`; anything orjson cannot encode is deep-copied instead."""
+    if type(value) in _IMMUTABLE_TYPES:
+        return value
+    try:
+        return FrozenJson(orjson.dumps(value, option=_JSON_OPTIONS))
+    except (TypeError, ValueError):
+        return _deep_copy(value)
+
+
+def plain(value: Any) -> Any:
+    """``value`` (as held in a snapshot) as a plain JSON value for a record, within the capture limits."""
+    kind = type(value)
+    if kind is str:
+        return value if len(value) <= limits.max_chars else Snapshotter(limits).copy(value)
+    if kind is int:
+        return value if value in _INT64 else str(value)
+    if kind in _PASSED_AS_IS:
+        return value
+    if kind is decimal.Decimal and value.is_finite():
+        return str(value)
+    if kind is float and math.isfinite(value):
+        return value
+    if kind is FrozenJson:
+        decoded = orjson.loads(memoryview(value))
+        return decoded if len(value) <= limits.max_chars else Snapshotter(limits).copy(decoded)
+    return Snapshotter(limits).copy(value)
+
+
+def _stored_form(spec: FieldSpec, value: Any) -> Any:
+    """``value`` in the form a snapshot keeps it (see :func:`take`)."""
+    if value is None:
+        return None
+    kind = spec.kind
+    if kind == MUTABLE:
+        return freeze(value)
+    if kind == FILE:
+        return value if type(value) is str else _file_name(value)
+    if spec.python_type is not None and type(value) is not spec.python_type:
+        return _converted(spec, value)
+    return value
+
+
+def _converted(spec: FieldSpec, value: Any) -> Any:
+    try:
+        return spec.field.to_python(value)
+    except Exception:  # Django will refuse it on save; compare and record it as given
+        return value
+
+
+def _equal(old: Any, new: Any) -> bool:
+    try:
+        return bool(old == new)
+    except Exception:  # a value that cannot be compared is a change
+        return False
+
+
+def _file_name(value: Any) -> Any:
+    name = getattr(value, "name", value)
+    return name if name is None or type(name) is str else str(name)
+
+
+def _deep_copy(value: Any) -> Any:
+    try:
+        return copy.deepcopy(value)
+    except Exception:  # an uncopyable value is compared by reference: a change in place may go unseen
+        return value

@@ -1,0 +1,262 @@
+"""``AuditLoggingMiddleware``: one ``audit.request`` record per incoming request.
+
+Add it to ``MIDDLEWARE`` after ``AuthenticationMiddleware`` (so the user is known)::
+
+    MIDDLEWARE = [..., "django.contrib.auth.middleware.AuthenticationMiddleware",
+                  "activity_audit.middleware.AuditLoggingMiddleware", ...]
+
+It runs natively in WSGI and ASGI stacks (no thread switch). For the duration of the request it binds the
+request, its id and the client address to the audit context (:func:`activity_audit.context.request_scope`),
+so every CRUD record the request causes carries the same ``request_id``; the context is restored in
+``finally`` whatever happens, also for skipped paths.
+
+Auditing never breaks a request: a failure inside it is reported through the pipeline's reporter and the
+response goes out unchanged. An exception raised by the view is recorded (status 500, class and message)
+and still reaches Django exactly as before. The record's schema is in ``docs/requests.md``.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import time
+from collections.abc import Callable
+from typing import Any
+
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+
+from .actor import ANONYMOUS, Actor, resolve_actor
+from .bodies import capture_headers
+from .context import current, pop, push, request_scope
+from .dispatch import pipeline
+from .emit import emit_request
+from .encoding import Snapshotter
+from .records import new_record, now
+from .request_capture import (
+    RequestRules,
+    client_address,
+    current_rules,
+    error_text,
+    preload_request_body,
+    query_params,
+    request_body,
+    request_id,
+    response_body,
+    response_headers,
+    route_of,
+)
+
+REQUEST_LOGGER = "audit.request"
+REQUEST_MESSAGE = "Audit Internal Request"
+_SOURCE = "AuditLoggingMiddleware"
+
+
+class _InFlight:
+    """What the middleware knows about one request between its start and its record."""
+
+    __slots__ = ("client_ip", "exception", "request_id", "rules", "skipped", "started", "timestamp")
+
+    def __init__(self, rules: RequestRules, request_id: str, client_ip: str | None, skipped: bool) -> None:
+        self.rules = rules
+        self.request_id = request_id
+        self.client_ip = client_ip
+        self.skipped = skipped
+        self.exception: BaseException | None = None
+        self.timestamp = now()
+        self.started = time.perf_counter()
+
+
+_in_flight: contextvars.ContextVar[_InFlight | None] = contextvars.ContextVar(
+    "activity_audit_request", default=None
+)
+
+
+class AuditLoggingMiddleware:
+    """Audit every incoming request and its response (see the module docstring)."""
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: Callable[[Any], Any]) -> None:
+        self.get_response = get_response
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
+
+    def __call__(self, request: Any) -> Any:
+        if self.is_async:
+            return self.__acall__(request)
+        flight = _start(request)
+        if flight is None:
+            return self.get_response(request)
+        with request_scope(request, flight.request_id, flight.client_ip):
+            token = _in_flight.set(flight)
+            try:
+                response = self.get_response(request)
+            except BaseException as exc:
+                _finish(flight, request, None, exc, resolve_actor)
+                raise
+            finally:
+                _in_flight.reset(token)
+            _finish(flight, request, response, None, resolve_actor)
+        return response
+
+    async def __acall__(self, request: Any) -> Any:
+        flight = _start(request)
+        if flight is None:
+            return await self.get_response(request)
+        with request_scope(request, flight.request_id, flight.client_ip):
+            token = _in_flight.set(flight)
+            try:
+                response = await self.get_response(request)
+            except BaseException as exc:
+                _finish(flight, request, None, exc, await _actor_after_async_view(request))
+                raise
+            finally:
+                _in_flight.reset(token)
+            _finish(flight, request, response, None, await _actor_after_async_view(request))
+        return response
+
+    def process_exception(self, request: Any, exception: Exception) -> None:
+        """Note the view's exception for the record; Django goes on handling it as before.
+
+        Django always calls ``process_exception`` synchronously (in async stacks through ``sync_to_async``,
+        which carries the context variables over), so this stays a plain method.
+        """
+        flight = _in_flight.get()
+        if flight is not None:
+            flight.exception = exception
+
+
+def _start(request: Any) -> _InFlight | None:
+    """Before the view: the request's id and client, and a small textual body cached. Never raises.
+
+    None when auditing is off altogether (the request then passes through untouched).
+    """
+    if not pipeline.enabled:
+        return None
+    try:
+        rules = current_rules()
+        meta = request.META
+        skipped = rules.is_skipped(request.path)
+        flight = _InFlight(
+            rules, request_id(meta, rules), client_address(meta, rules.trusted_proxies), skipped
+        )
+    except Exception as exc:
+        _report(exc)
+        return None
+    if not skipped:
+        try:
+            preload_request_body(request, rules)
+        except Exception as exc:  # e.g. the client went away while sending: the view will meet it as before
+            _report(exc)
+    return flight
+
+
+def _finish(
+    flight: _InFlight,
+    request: Any,
+    response: Any,
+    exc: BaseException | None,
+    actor: Actor | Callable[[], Actor],
+) -> None:
+    """After the view, inside the request's scope: echo the id, build and emit the record. Never raises."""
+    try:
+        if response is not None and flight.rules.request_id_header not in response:
+            response[flight.rules.request_id_header] = flight.request_id
+        if flight.skipped:
+            return
+        emit_request(_record(flight, request, response, exc or flight.exception, actor))
+    except Exception as failure:
+        _report(failure)
+
+
+def _record(
+    flight: _InFlight,
+    request: Any,
+    response: Any,
+    exc: BaseException | None,
+    actor: Actor | Callable[[], Actor],
+) -> dict[str, Any]:
+    rules = flight.rules
+    elapsed = time.perf_counter() - flight.started
+    who = actor() if callable(actor) else actor
+    keeps_body = rules.keeps_body(request.method, request.path)
+    meta = request.META
+    copier = Snapshotter(rules.settings.limits)
+    status = response.status_code if response is not None else (500 if isinstance(exc, Exception) else None)
+    request_repr = copier.copy(
+        {
+            "method": request.method,
+            "path": request.path,
+            "query_params": query_params(request),
+            "headers": capture_headers(request.headers),
+            "user": who.user,
+        }
+    )
+    request_repr["body"] = request_body(request, rules, copier) if keeps_body else None
+    response_repr = copier.copy(
+        {"status_code": status, "headers": response_headers(response) if response is not None else {}}
+    )
+    response_repr["body"] = (
+        response_body(response, rules.max_body_bytes, copier) if keeps_body and response is not None else None
+    )
+    record = new_record(
+        "API",
+        REQUEST_LOGGER,
+        REQUEST_MESSAGE,
+        service_name=rules.settings.SERVICE_NAME,
+        request_type="internal",
+        protocol="http",
+        request_repr=request_repr,
+        response_repr=response_repr,
+        error_message=error_text(exc) if exc is not None else None,
+        execution_time=elapsed,
+        request_id=flight.request_id,
+        client_ip=flight.client_ip,
+        forwarded_for=copier.copy(meta.get("HTTP_X_FORWARDED_FOR")),
+        user_agent=copier.copy(meta.get("HTTP_USER_AGENT")),
+        route=route_of(request),
+        actor=who.name,
+    )
+    record["timestamp"] = flight.timestamp
+    sensitive = getattr(request, "sensitive_post_parameters", None)
+    if sensitive:
+        record["sensitive_post_parameters"] = copier.copy(sensitive)
+    if copier.truncated:
+        record["truncated"] = True
+    return record
+
+
+async def _actor_after_async_view(request: Any) -> Actor | Callable[[], Actor]:
+    """The actor, without a synchronous database query on the event loop.
+
+    When the view never looked at ``request.user`` the lazy user is still unevaluated; it is read through
+    ``request.auser()`` (Django's async accessor) instead.
+    """
+    try:
+        lazy = request.__dict__.get("user")
+        wrapped = getattr(lazy, "_wrapped", None)
+        auser = getattr(request, "auser", None)
+        if lazy is None or auser is None or wrapped is None or not _is_unevaluated(wrapped):
+            return resolve_actor
+        user = await auser()
+        if current().actor is not None or not getattr(user, "is_authenticated", False):
+            return resolve_actor if current().actor is not None else Actor(ANONYMOUS, None)
+        token = push(actor=user)
+        try:
+            return resolve_actor()
+        finally:
+            pop(token)
+    except Exception as exc:
+        _report(exc)
+        return Actor(ANONYMOUS, None)
+
+
+def _is_unevaluated(wrapped: Any) -> bool:
+    from django.utils.functional import empty
+
+    return wrapped is empty
+
+
+def _report(exc: BaseException) -> None:
+    pipeline.reporter.problem("CAPTURE_FAILED", _SOURCE, error=f"{type(exc).__name__}: {exc}")

@@ -1,0 +1,98 @@
+"""Built-in ``redact``: masks secrets in every record (requests, CRUD, container logs) on the worker thread.
+
+What is masked and how to extend it: :mod:`activity_audit.redaction` and ``docs/redaction.md``. Settings:
+``REDACT_KEYS`` (more sensitive keys) and ``REDACT_PATTERNS`` (regular expressions masked in every string).
+Django's ``@sensitive_post_parameters`` is honoured: the request middleware copies the names the view
+declared into ``record["sensitive_post_parameters"]`` and their values in the request body are masked here
+(``"__ALL__"`` masks every value of the body).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from ..conf import AuditSettings
+from ..markers import hookimpl
+from ..redaction import MASK, Redactor
+
+# Envelope fields: written by the package itself, never holding user data.
+_NOT_SCANNED = frozenset(
+    {
+        "timestamp",
+        "level",
+        "name",
+        "event_id",
+        "stream_id",
+        "seq",
+        "service_name",
+        "request_type",
+        "protocol",
+        "execution_time",
+        "request_id",
+        "redacted",
+        "sensitive_post_parameters",
+    }
+)
+ALL_PARAMETERS = "__ALL__"
+
+_redactor = Redactor()
+
+
+@hookimpl
+def audit_configure(settings: AuditSettings) -> None:
+    global _redactor
+    _redactor = Redactor(settings.REDACT_KEYS, settings.REDACT_PATTERNS)
+
+
+@hookimpl
+def redact(record: dict[str, Any]) -> None:
+    declared = record.get("sensitive_post_parameters")
+    if not declared and not _redactor.may_hold_secrets(_encoded(record)):
+        return
+    found = _redactor.redact(record, skip=_NOT_SCANNED)
+    if declared:
+        found.extend(_mask_declared(record, declared))
+    if found:
+        previous = record.get("redacted")
+        record["redacted"] = [*previous, *found] if isinstance(previous, list) else found
+
+
+def _encoded(record: dict[str, Any]) -> bytes:
+    """The record as JSON for the cheap test; anything orjson refuses is looked at in full."""
+    try:
+        return orjson.dumps(record, default=str)
+    except (TypeError, ValueError):
+        return b"token"  # matches a key root: walk the record
+
+
+def _mask_declared(record: dict[str, Any], declared: Any) -> list[str]:
+    """Mask the request-body values a view declared with ``@sensitive_post_parameters``."""
+    request = record.get("request_repr")
+    if not isinstance(request, dict):
+        return []
+    body = request.get("body")
+    path = "request_repr.body"
+    if isinstance(body, dict) and isinstance(body.get("fields"), dict) and "files" in body:
+        body, path = body["fields"], "request_repr.body.fields"
+    if declared == ALL_PARAMETERS:
+        return _mask_everything(request, body, path)
+    if not isinstance(declared, list):
+        return []
+    return _redactor.mask_keys(body, [name for name in declared if isinstance(name, str)], path)
+
+
+def _mask_everything(request: dict[str, Any], body: Any, path: str) -> list[str]:
+    if isinstance(body, dict) and not {"truncated", "malformed_json", "invalid_utf8", "unread"} & set(body):
+        masked = [key for key, value in body.items() if value not in (None, "", MASK)]
+        for key in masked:
+            body[key] = MASK
+        return [f"{path}.{key}" for key in masked]
+    if body in (None, "", MASK):
+        return []
+    if path.endswith(".fields"):
+        request["body"]["fields"] = MASK
+    else:
+        request["body"] = MASK
+    return [path]

@@ -1,0 +1,383 @@
+"""Finding secrets in a record and masking them: sensitive keys at any depth, and secret-shaped text.
+
+:class:`Redactor` walks a record (plain JSON values) in place. It keeps every key and replaces values:
+
+- the value of a **sensitive key**, at any depth, whatever its type (``None``, booleans and empty strings are
+  left alone: they hide nothing). Keys are compared case-insensitively with ``-``, ``_``, spaces and a
+  trailing number ignored, so ``X-Api-Key``, ``api_key``, ``apiKey`` and ``API-KEY`` are one key, and
+  ``password2`` is ``password``. A key is sensitive when it is in :data:`SENSITIVE_KEYS` (or
+  ``REDACT_KEYS``) or ends with one of :data:`SENSITIVE_SUFFIXES` (``new_password``, ``github_token``).
+- inside any string: JSON Web Tokens, PEM private keys, ``Bearer``/``Basic`` credentials, the password of
+  ``scheme://user:password@host``, ``key=value`` pairs (URL query strings, form text, signed-URL signatures)
+  and ``"key": value`` pairs (JSON text, e.g. a truncated body) whose key is sensitive, payment card numbers,
+  and whatever ``REDACT_PATTERNS`` match.
+- integers that are payment card numbers.
+
+Card numbers are 13 to 19 digits, optionally grouped with spaces or dashes, that pass the Luhn check **and**
+start with an issuer prefix (Visa, Mastercard, Amex, Discover, JCB, Diners, UnionPay, Maestro's fixed
+prefixes). Ordinary ids rarely pass both, and 13-digit millisecond timestamps (which start with 1) never do;
+a 16-digit id that happens to look like a card is masked (a false positive is the safe side). A masked card
+keeps at most its first 6 and last 4 digits (PCI DSS).
+
+Each masked place is reported as a path (``request_repr.headers.Authorization``, ``items[2].token``) so a
+reader knows what was hidden. Strings are scanned only when a cheap test (a substring that every match
+must contain) says a pattern could match.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Any
+
+MASK = "[REDACTED]"
+
+# Compared after normalisation: lower case, without "-", "_", " " and trailing digits.
+SENSITIVE_KEYS = frozenset(
+    {
+        # headers
+        "authorization",
+        "proxyauthorization",
+        "cookie",
+        "setcookie",
+        "xapikey",
+        "xcsrftoken",
+        "xxsrftoken",
+        "xauthtoken",
+        "xamzsecuritytoken",
+        # body and query keys
+        "password",
+        "passwd",
+        "pwd",
+        "passphrase",
+        "secret",
+        "token",
+        "accesstoken",
+        "refreshtoken",
+        "idtoken",
+        "clientsecret",
+        "apikey",
+        "csrfmiddlewaretoken",
+        "sessionid",
+        "sessionkey",
+        "code",
+        "sig",
+        "signature",
+        "xamzsignature",
+        "xamzcredential",
+        "privatekey",
+        "otp",
+        "pin",
+        # card data
+        "cardnumber",
+        "creditcard",
+        "ccnumber",
+        "cardno",
+        "cvv",
+        "cvc",
+        "cvn",
+        "securitycode",
+    }
+)
+SENSITIVE_SUFFIXES = (
+    "password",
+    "passwd",
+    "passphrase",
+    "secret",
+    "token",
+    "apikey",
+    "privatekey",
+    "secretkey",
+    "signature",
+    "credential",
+    "credentials",
+    "sessionid",
+    "cardnumber",
+    "authorization",
+)
+
+_JWT = re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*")
+_PEM_PRIVATE_KEY = re.compile(
+    r"-----BEGIN ([A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?)-----.*?(?:-----END \1-----|\Z)", re.DOTALL
+)
+# A credential after the scheme word: 8+ token characters with a digit or symbol, or 20+ letters (so that
+# "basic authentication" in prose stays).
+_AUTH_SCHEME = re.compile(
+    r"\b(Bearer|Basic|Digest)(\s+)(?:(?=[A-Za-z]*[0-9._~+/=-])[A-Za-z0-9._~+/=-]{8,}|[A-Za-z]{20,})",
+    re.IGNORECASE,
+)
+_URL_PASSWORD = re.compile(r"(://[^/\s:@]*:)([^/\s@]+)(@)")
+_KEY_EQUALS_VALUE = re.compile(r"(^|[?&;\s])([A-Za-z0-9_.\-\[\]]{1,64})=([^&#;\s\"'<>]+)")
+_QUOTED_KEY_VALUE = re.compile(
+    r"""(["'])([^"'\\\n]{1,64})\1(\s*:\s*)("(?:[^"\\]|\\.)*"?|'(?:[^'\\]|\\.)*'?|-?\d[\d.eE+-]*)"""
+)
+_CARD_CANDIDATE = re.compile(r"(?<![\d.])\d(?:[ -]?\d){12,18}(?![\d])")
+
+_CARD_CANDIDATE_BYTES = re.compile(rb"(?<![\d.])\d(?:[ -]?\d){12,18}(?![\d])")
+# Every key of SENSITIVE_KEYS and SENSITIVE_SUFFIXES, in any spelling, contains one of these (lower case);
+# every secret-shaped value contains one of the markers (a card number is found by its digits).
+_KEY_ROOTS = frozenset(
+    {"pass", "pwd", "secret", "token", "key", "authoriz", "cookie", "session", "code", "sig", "credential"}
+    | {"card", "cvv", "cvc", "cvn", "otp", "pin", "private", "ccnum", "cc_num", "cc-num", "cc num"}
+)
+_VALUE_MARKERS = frozenset({"eyj", "private key", "bearer", "basic", "digest"})
+_NOTHING: frozenset[str] = frozenset()
+# Deeper than this, a value is masked whole rather than walked (no secret can hide in what is not written).
+_MAX_WALK_DEPTH = 64
+_NORMALISE = str.maketrans("", "", "-_ ")
+_KEY_CACHE_LIMIT = 10_000
+
+
+class Redactor:
+    """Masks secrets in records; build one per settings, reuse it for every record (it is thread-safe).
+
+    ``extra_keys`` are added to the sensitive keys (same normalisation); ``extra_patterns`` are regular
+    expressions whose every match is masked in every string.
+    """
+
+    def __init__(self, extra_keys: Iterable[str] = (), extra_patterns: Iterable[str] = ()) -> None:
+        extra_keys = tuple(extra_keys)
+        self.keys = SENSITIVE_KEYS | {normalise_key(key) for key in extra_keys}
+        patterns = list(extra_patterns)
+        self._custom = re.compile("|".join(f"(?:{pattern})" for pattern in patterns)) if patterns else None
+        self._key_cache: dict[str, bool] = {}
+        extra_roots = {_longest_word(key) for key in extra_keys}
+        self._roots = tuple(
+            root.encode() for root in sorted(_KEY_ROOTS | _VALUE_MARKERS | extra_roots) if root
+        )
+
+    # --- keys ----------------------------------------------------------------------------------------------
+    def is_sensitive_key(self, key: str) -> bool:
+        """True when the value under ``key`` must be masked (see the module docstring)."""
+        cached = self._key_cache.get(key)
+        if cached is None:
+            name = normalise_key(key)
+            cached = name in self.keys or name.endswith(SENSITIVE_SUFFIXES)
+            if len(self._key_cache) >= _KEY_CACHE_LIMIT:
+                self._key_cache.clear()
+            self._key_cache[key] = cached
+        return cached
+
+    # --- whole records -----------------------------------------------------------------------------------
+    def redact(self, value: Any, skip: frozenset[str] = frozenset()) -> list[str]:
+        """Mask secrets in ``value`` (a dict or list) in place; top-level keys in ``skip`` are not looked at.
+
+        Returns the paths of what was masked, in the order found.
+        """
+        found: list[str] = []
+        if isinstance(value, dict):
+            self._walk_dict(value, "", found, skip)
+        elif isinstance(value, list):
+            self._walk_list(value, "", found)
+        return found
+
+    def may_hold_secrets(self, line: bytes) -> bool:
+        """A cheap test on a record's JSON encoding: False means :meth:`redact` would find nothing.
+
+        Every sensitive key, however spelt, contains one of a few lower-case roots, and every secret-shaped
+        value has a marker (``eyj``, ``private``, ``bearer`` ...) or a long run of digits; the encoded record
+        is searched for those in C, so records without any are not walked at all.
+        """
+        lowered = line.lower().replace(b'"status_code"', b"")
+        if any(root in lowered for root in self._roots):
+            return True
+        if b"@" in line and _URL_PASSWORD.search(line.decode("utf-8", "replace")) is not None:
+            return True
+        if _CARD_CANDIDATE_BYTES.search(line) is not None:
+            return True
+        return self._custom is not None and self._custom.search(line.decode("utf-8", "replace")) is not None
+
+    def mask_keys(self, value: Any, names: Iterable[str], path: str) -> list[str]:
+        """Mask the values of exactly ``names`` (case-insensitive) at any depth of ``value``, in place."""
+        wanted = {normalise_key(name) for name in names}
+        found: list[str] = []
+        self._mask_named(value, wanted, path, found)
+        return found
+
+    def _mask_named(self, value: Any, wanted: set[str], path: str, found: list[str]) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                where = _join(path, key)
+                if isinstance(key, str) and normalise_key(key) in wanted and _hides_something(item):
+                    value[key] = masked_value(item)
+                    found.append(where)
+                else:
+                    self._mask_named(item, wanted, where, found)
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                self._mask_named(item, wanted, f"{path}[{index}]", found)
+
+    def _walk_dict(self, value: dict[Any, Any], path: str, found: list[str], skip: frozenset[str]) -> None:
+        cache = self._key_cache
+        for key, item in value.items():
+            kind = type(item)
+            if item is None or kind is bool or kind is float or key in skip:
+                continue
+            sensitive = cache.get(key)
+            if sensitive is None:
+                sensitive = type(key) is str and self.is_sensitive_key(key)
+            if sensitive:
+                if _hides_something(item):
+                    value[key] = masked_value(item)
+                    found.append(f"{path}{key}")
+            elif kind is str:
+                if len(item) > 4:
+                    clean = self.scrub_text(item)
+                    if clean is not None:
+                        value[key] = clean
+                        found.append(f"{path}{key}")
+            elif kind is dict or kind is list:
+                if item:
+                    where = f"{path}{key}"
+                    if where.count(".") + where.count("[") >= _MAX_WALK_DEPTH:
+                        value[key] = MASK
+                        found.append(where)
+                    elif kind is dict:
+                        self._walk_dict(item, f"{where}.", found, _NOTHING)
+                    else:
+                        self._walk_list(item, where, found)
+            elif kind is int and item >= 10**12:
+                masked = mask_card_number(str(item))
+                if masked is not None:
+                    value[key] = masked
+                    found.append(f"{path}{key}")
+
+    def _walk_list(self, value: list[Any], path: str, found: list[str]) -> None:
+        for index, item in enumerate(value):
+            kind = type(item)
+            if kind is str:
+                if len(item) > 4:
+                    clean = self.scrub_text(item)
+                    if clean is not None:
+                        value[index] = clean
+                        found.append(f"{path}[{index}]")
+            elif kind is dict or kind is list:
+                where = f"{path}[{index}]"
+                if where.count(".") + where.count("[") >= _MAX_WALK_DEPTH:
+                    value[index] = MASK
+                    found.append(where)
+                elif kind is dict:
+                    self._walk_dict(item, f"{where}.", found, _NOTHING)
+                else:
+                    self._walk_list(item, where, found)
+            elif kind is int and item >= 10**12:
+                masked = mask_card_number(str(item))
+                if masked is not None:
+                    value[index] = masked
+                    found.append(f"{path}[{index}]")
+
+    # --- text ----------------------------------------------------------------------------------------------
+    def scrub_text(self, text: str) -> str | None:
+        """``text`` with every secret-shaped part masked, or None when nothing was found."""
+        original = text
+        if "PRIVATE KEY" in text:
+            text = _PEM_PRIVATE_KEY.sub(MASK, text)
+        if "eyJ" in text:
+            text = _JWT.sub(MASK, text)
+        if "earer" in text or "EARER" in text or "asic" in text or "ASIC" in text or "igest" in text:
+            text = _AUTH_SCHEME.sub(rf"\1\2{MASK}", text)
+        if "://" in text and "@" in text:
+            text = _URL_PASSWORD.sub(rf"\1{MASK}\3", text)
+        if "=" in text:
+            text = _KEY_EQUALS_VALUE.sub(self._mask_pair, text)
+        if ":" in text and ('"' in text or "'" in text):
+            text = _QUOTED_KEY_VALUE.sub(self._mask_quoted_pair, text)
+        text = _CARD_CANDIDATE.sub(_mask_card_match, text)
+        if self._custom is not None:
+            text = self._custom.sub(MASK, text)
+        return None if text == original else text
+
+    def _mask_pair(self, match: re.Match[str]) -> str:
+        lead, key, _ = match.groups()
+        if not self.is_sensitive_key(key) or match.group(3) == MASK:
+            return match.group(0)
+        return f"{lead}{key}={MASK}"
+
+    def _mask_quoted_pair(self, match: re.Match[str]) -> str:
+        quote, key, colon, value = match.groups()
+        if not self.is_sensitive_key(key) or value in ('""', "''"):
+            return match.group(0)
+        return f'{quote}{key}{quote}{colon}"{MASK}"'
+
+
+def normalise_key(key: str) -> str:
+    """``"X-Api-Key"`` -> ``"xapikey"``; ``"password2"`` -> ``"password"``."""
+    return key.lower().translate(_NORMALISE).rstrip("0123456789") or key.lower()
+
+
+def masked_value(value: Any) -> Any:
+    """``value`` with every leaf that hides something masked; dicts and lists keep their shape."""
+    if isinstance(value, dict):
+        return {key: masked_value(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [masked_value(item) for item in value]
+    return MASK if _hides_something(value) else value
+
+
+def _hides_something(value: Any) -> bool:
+    if isinstance(value, (dict, list)):
+        return any(_hides_something(item) for item in (value.values() if isinstance(value, dict) else value))
+    return value is not None and value != "" and type(value) is not bool and value != MASK
+
+
+def _join(path: str, key: Any) -> str:
+    return f"{path}.{key}" if path else str(key)
+
+
+def _longest_word(key: str) -> str:
+    words = re.findall(r"[a-z]+", key.lower())
+    return max(words, key=len) if words else key.lower()
+
+
+# --- payment cards ------------------------------------------------------------------------------------------
+
+
+def luhn_valid(digits: str) -> bool:
+    """The Luhn (mod 10) check used by every payment card number."""
+    total = 0
+    for position, char in enumerate(reversed(digits)):
+        digit = ord(char) - 48
+        if position % 2:
+            digit = digit * 2 - 9 if digit > 4 else digit * 2
+        total += digit
+    return total % 10 == 0
+
+
+def has_card_prefix(digits: str) -> bool:
+    """True when ``digits`` starts with an issuer prefix of a card brand and has that brand's length."""
+    length = len(digits)
+    two, four = int(digits[:2]), int(digits[:4])
+    if digits[0] == "4":  # Visa
+        return length in (13, 16, 19)
+    if 51 <= two <= 55 or 2221 <= four <= 2720:  # Mastercard
+        return length == 16
+    if two in (34, 37):  # American Express
+        return length == 15
+    if four == 6011 or 644 <= int(digits[:3]) <= 649 or two == 65:  # Discover
+        return 16 <= length <= 19
+    if 3528 <= four <= 3589:  # JCB
+        return 16 <= length <= 19
+    if 300 <= int(digits[:3]) <= 305 or two in (36, 38, 39):  # Diners Club
+        return 14 <= length <= 19
+    if two == 62:  # UnionPay
+        return 16 <= length <= 19
+    if four in (5018, 5020, 5038, 5893, 6304, 6759, 6761, 6762, 6763):  # Maestro
+        return 12 <= length <= 19
+    return False
+
+
+def mask_card_number(candidate: str) -> str | None:
+    """The masked card number if ``candidate`` (digits, spaces, dashes) is one, else None."""
+    digits = candidate.replace(" ", "").replace("-", "")
+    if not 13 <= len(digits) <= 19 or not digits.isdigit():
+        return None
+    if not has_card_prefix(digits) or not luhn_valid(digits):
+        return None
+    shown_head = 6 if len(digits) >= 15 else 0
+    hidden = len(digits) - shown_head - 4
+    return f"{digits[:shown_head]}{'*' * hidden}{digits[-4:]}"
+
+
+def _mask_card_match(match: re.Match[str]) -> str:
+    masked = mask_card_number(match.group(0))
+    return match.group(0) if masked is None else masked

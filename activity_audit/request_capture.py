@@ -1,0 +1,288 @@
+"""What the request middleware reads from a Django request and response, as plain values.
+
+The functions here run on the request thread; they read what is already in memory, never consume a stream
+the view or the client still needs, and leave parsing and redaction of anything large to later stages.
+
+Request bodies: the one rule
+    The middleware reads a request body itself only **before** the view, and only when all of these hold: the
+    method and path keep bodies (``BODY_METHODS``, ``BODY_PATHS``), the type is textual (JSON, ``+json``,
+    form, text, XML), ``Content-Length`` is known and at most ``MAX_BODY_BYTES`` (and at most Django's
+    ``DATA_UPLOAD_MAX_MEMORY_SIZE``, so the view never meets ``RequestDataTooBig`` it would not have met), and
+    nothing has started reading the stream. It reads through ``request.body``, which keeps the bytes and hands
+    the view the same bytes through ``request.body``, ``request.POST``, ``request.read()`` and
+    ``request.stream`` (how Django itself caches a body). This is what lets a record show a JSON body that a
+    framework such as Django REST framework reads from the stream.
+
+    Everything else (multipart uploads, binary bodies, bodies over the cap, bodies of unknown length) is never
+    read by the middleware: upload handlers still stream files to disk and a view reading ``request.stream``
+    gets every byte. After the view the record uses what the view itself read (``request.body``, or
+    ``request.POST``/``request.FILES`` for multipart: field values plus file names and sizes), and otherwise
+    says ``{"type": ..., "size": ..., "unread": true}``.
+
+Response bodies
+    Streaming responses (``StreamingHttpResponse``, ``FileResponse``) are never iterated: the record has
+    ``{"type": ..., "size": <Content-Length or null>, "streaming": true}``. Other responses are summarised
+    from the content already in memory, of which at most ``MAX_BODY_BYTES`` is copied.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings as django_settings
+
+from .bodies import (
+    MULTIPART,
+    body_kind,
+    capture_headers,
+    group_pairs,
+    is_textual,
+    multi_value_dict,
+    summarize_body,
+    uploaded_files,
+)
+from .conf import AuditSettings, get_settings
+from .encoding import Snapshotter
+
+_VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:+/=-]{0,127}")
+
+
+@dataclass(frozen=True)
+class RequestRules:
+    """The request settings, compiled once per settings object."""
+
+    settings: AuditSettings
+    is_skipped: Callable[[str], bool]
+    keeps_body_for_path: Callable[[str], bool]
+    body_methods: frozenset[str]
+    max_body_bytes: int
+    trusted_proxies: int
+    request_id_header: str
+    request_id_meta_key: str
+
+    def keeps_body(self, method: str | None, path: str) -> bool:
+        return method in self.body_methods and self.keeps_body_for_path(path)
+
+
+_rules: RequestRules | None = None
+
+
+def current_rules() -> RequestRules:
+    """The compiled rules for the settings in force (recompiled when the settings object changes)."""
+    global _rules
+    settings = get_settings()
+    rules = _rules
+    if rules is None or rules.settings is not settings:
+        rules = _rules = _compile(settings)
+    return rules
+
+
+def _compile(settings: AuditSettings) -> RequestRules:
+    header = settings.REQUEST_ID_HEADER
+    return RequestRules(
+        settings=settings,
+        is_skipped=path_matcher(settings.SKIP_PATHS, default=False),
+        keeps_body_for_path=path_matcher(settings.BODY_PATHS, default=True),
+        body_methods=frozenset(settings.BODY_METHODS),
+        max_body_bytes=settings.MAX_BODY_BYTES,
+        trusted_proxies=settings.TRUSTED_PROXIES,
+        request_id_header=header,
+        request_id_meta_key="HTTP_" + header.upper().replace("-", "_"),
+    )
+
+
+def path_matcher(patterns: tuple[str, ...], default: bool) -> Callable[[str], bool]:
+    """A test for paths: prefixes use ``str.startswith``, ``^`` patterns one combined regular expression.
+
+    With no patterns at all the test always returns ``default``.
+    """
+    if not patterns:
+        return lambda path: default
+    prefixes = tuple(pattern for pattern in patterns if not pattern.startswith("^"))
+    expressions = [pattern for pattern in patterns if pattern.startswith("^")]
+    if not expressions:
+        return lambda path: path.startswith(prefixes)
+    combined = re.compile("|".join(f"(?:{expression})" for expression in expressions))
+    return lambda path: path.startswith(prefixes) or combined.match(path) is not None
+
+
+# --- identity of the request -----------------------------------------------------------------------------
+
+
+def request_id(meta: dict[str, Any], rules: RequestRules) -> str:
+    """The caller's request id when it is a sane token, otherwise a new UUID4.
+
+    Sane: 1 to 128 characters of ``A-Z a-z 0-9 . _ : + / = -``, starting with a letter or digit.
+    """
+    incoming = meta.get(rules.request_id_meta_key)
+    if incoming and _VALID_REQUEST_ID.fullmatch(incoming):
+        return str(incoming)
+    return str(uuid.uuid4())
+
+
+def client_address(meta: dict[str, Any], trusted_proxies: int) -> str | None:
+    """The client's IP address.
+
+    ``REMOTE_ADDR`` unless ``trusted_proxies`` (N) proxies stand in front of the application: then each
+    of them appended the address it was connected from to ``X-Forwarded-For``, so the client is the N-th
+    address counted from the right of ``X-Forwarded-For`` + ``REMOTE_ADDR``. Entries further left were
+    written by the client and are ignored. An entry that is not an IP address gives ``REMOTE_ADDR``.
+    """
+    remote = meta.get("REMOTE_ADDR") or None
+    forwarded = meta.get("HTTP_X_FORWARDED_FOR")
+    if not trusted_proxies or not forwarded:
+        return remote
+    chain = [hop.strip() for hop in forwarded.split(",") if hop.strip()]
+    if remote:
+        chain.append(remote)
+    candidate = chain[-(trusted_proxies + 1)] if len(chain) > trusted_proxies else chain[0]
+    try:
+        return str(ipaddress.ip_address(candidate))
+    except ValueError:
+        return remote
+
+
+def route_of(request: Any) -> str | None:
+    """The URL pattern that matched (``"api/authors/<int:pk>/"``), for grouping; None when nothing matched."""
+    match = getattr(request, "resolver_match", None)
+    route = getattr(match, "route", None)
+    return str(route) if route is not None else None
+
+
+# --- bodies ----------------------------------------------------------------------------------------------
+
+
+def content_length(meta: dict[str, Any]) -> int | None:
+    try:
+        length = int(meta.get("CONTENT_LENGTH") or 0)
+    except (TypeError, ValueError):
+        return None
+    return length if length > 0 else None
+
+
+def preload_request_body(request: Any, rules: RequestRules) -> None:
+    """Before the view: cache a small textual body through ``request.body`` (see the module docstring)."""
+    meta = request.META
+    if not rules.keeps_body(request.method, request.path) or not is_textual(meta.get("CONTENT_TYPE")):
+        return
+    length = content_length(meta)
+    upload_limit = django_settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    if (
+        length is None
+        or length > rules.max_body_bytes
+        or (upload_limit is not None and length > upload_limit)
+    ):
+        return
+    if "_body" in request.__dict__ or getattr(request, "_read_started", True):
+        return
+    request.body  # noqa: B018 - reading caches the bytes; the view gets the same bytes
+
+
+def request_body(request: Any, rules: RequestRules, copier: Snapshotter) -> Any:
+    """After the view: the request body's summary from what is already in memory. Never reads a stream.
+
+    The summary is passed through ``copier`` (the record's caps) unless it is too small to exceed them.
+    """
+    meta = request.META
+    content_type = meta.get("CONTENT_TYPE") or None
+    length = content_length(meta)
+    body = request.__dict__.get("_body")
+    if body is not None:
+        return within_caps(summarize_body(content_type, body, rules.max_body_bytes), len(body), copier)
+    if body_kind(content_type) == MULTIPART and "_files" in request.__dict__:
+        return copier.copy(parsed_multipart(request, rules.max_body_bytes))
+    if length is None:
+        return None
+    return {"type": content_type, "size": length, "unread": True}
+
+
+def parsed_multipart(request: Any, max_bytes: int) -> dict[str, Any]:
+    """Fields (values up to ``max_bytes`` in all) and files (name, type, size) Django already parsed."""
+    budget = max_bytes
+    fields: list[tuple[str, Any]] = []
+    for name, values in request.__dict__["_post"].lists():
+        for value in values:
+            size = len(value)
+            if size <= budget:
+                budget -= size
+                fields.append((name, value))
+            else:
+                fields.append((name, {"truncated": True, "size": size}))
+    return {"fields": group_pairs(fields), "files": uploaded_files(request.__dict__["_files"].lists())}
+
+
+def response_body(response: Any, max_bytes: int, copier: Snapshotter) -> Any:
+    """The summary of a response body; streaming responses are described, never iterated."""
+    content_type = response.get("Content-Type")
+    if getattr(response, "streaming", False):
+        return {"type": content_type, "size": _declared_length(response), "streaming": True}
+    prefix, size = _content_prefix(response, max_bytes)
+    return within_caps(summarize_body(content_type, prefix, max_bytes, size=size), len(prefix), copier)
+
+
+def within_caps(summary: Any, source_bytes: int, copier: Snapshotter) -> Any:
+    """``summary`` held to the record's caps.
+
+    A summary is a fresh value nobody else holds, so it needs no copy for safety; it only has to respect
+    ``MAX_FIELD_CHARS``/``MAX_ITEMS``/``MAX_DEPTH``. Parsed from at most ``max_chars`` bytes, no string in it
+    can be longer than ``max_chars`` and it holds at most ``max_chars / 2`` items and levels, which the
+    record's readers (the redactor included) handle; anything larger goes through ``copier``.
+    """
+    if source_bytes <= copier.limits.max_chars:
+        return summary
+    return copier.copy(summary)
+
+
+def _content_prefix(response: Any, max_bytes: int) -> tuple[bytes, int]:
+    """At most ``max_bytes + 1`` bytes of the content, and the full size, without joining a large body."""
+    chunks = getattr(response, "_container", None)
+    if not isinstance(chunks, list) or not all(isinstance(chunk, bytes) for chunk in chunks):
+        content = bytes(response.content)
+        return content, len(content)
+    size = sum(len(chunk) for chunk in chunks)
+    if len(chunks) == 1:
+        return chunks[0], size
+    parts, kept = [], 0
+    for chunk in chunks:
+        if kept > max_bytes:
+            break
+        parts.append(chunk[: max_bytes + 1 - kept])
+        kept += len(parts[-1])
+    return b"".join(parts), size
+
+
+def _declared_length(response: Any) -> int | None:
+    try:
+        return int(response["Content-Length"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def query_params(request: Any) -> dict[str, Any]:
+    """``?a=1&b=2&b=3`` -> ``{"a": "1", "b": ["2", "3"]}`` (repeated keys keep every value)."""
+    if not request.META.get("QUERY_STRING"):
+        return {}
+    return multi_value_dict(request.GET.lists())
+
+
+def response_headers(response: Any) -> dict[str, str]:
+    """Response headers as sent, ``Set-Cookie`` included (Django keeps cookies apart from the headers)."""
+    headers = capture_headers(response.headers)
+    cookies = getattr(response, "cookies", None)
+    if cookies:
+        headers["Set-Cookie"] = ", ".join(morsel.OutputString() for morsel in cookies.values())
+    return headers
+
+
+def error_text(exc: BaseException) -> str:
+    """``"ValueError: boom"``; an exception whose ``str()`` fails still gives its class."""
+    try:
+        message = str(exc)
+    except Exception:
+        message = "<unprintable>"
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__

@@ -1,0 +1,524 @@
+"""At-least-once delivery to a remote store through a local spool on disk.
+
+A remote sink (S3, SFTP, ...) must not lose records when the remote is down or the process restarts, and must
+not slow the application. So its ``sink`` hook only appends the batch to a local *segment* file and returns; a
+background thread closes segments, compresses them and uploads them. The model is Vector's and Fluent Bit's
+disk buffers: write first, ship from disk, accept duplicates, dedupe by ``event_id``.
+
+Files, in ``LOG_DIR/spool/<plugin>/`` (``DIR_MODE``, files ``FILE_MODE``)::
+
+    <created_ns>-<pid>-<random>.open    the segment being written, flock'ed by its writer for its lifetime
+    <created_ns>-<pid>-<random>.ready   a closed segment waiting for upload, deleted once uploaded
+
+Contract:
+
+* :meth:`Spool.append` writes whole lines and fsyncs before it returns; a batch that would take the spool past
+  ``spool_max_bytes`` is refused with :class:`SpoolFull` (the core then counts it lost and records
+  ``SINK_FAILED``), and a failed write is cut back to the last whole line (:class:`PartialDelivery`);
+* a segment is closed when it reaches ``segment_max_bytes`` or ``segment_max_age`` seconds, and when the
+  records' ``stream_id`` changes, so that one segment holds one stream;
+* closed segments are uploaded oldest first as gzip (``mtime=0``, so a retry sends the same bytes) under the
+  deterministic name :meth:`Segment.object_name`, so a repeated upload replaces itself; a segment is deleted
+  only after its upload succeeded;
+* a failed upload is retried with exponential backoff and full jitter between ``retry_initial`` and
+  ``retry_max`` seconds, reported through ``pipeline.reporter`` (``UPLOAD_FAILED``, once per
+  ``REPORT_INTERVAL``); later segments wait, so delivery stays in order;
+* an ``.open`` segment whose writer died (SIGKILL) is no longer locked: any spool on the same directory trims
+  its torn last line, closes it and uploads it. Several processes (gunicorn workers) share one directory: each
+  writes its own segment and an upload is claimed with ``flock``;
+* :meth:`Spool.close` (at ``audit_shutdown``) stops the thread and closes the segment without uploading:
+  the next start delivers it. :meth:`Spool.after_fork` lets a forked child start its own segment and thread.
+
+Guarantee: every record that reached :meth:`Spool.append` is uploaded at least once, unless the spool was full
+(counted and reported) or the disk itself was lost.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import fcntl
+import gzip
+import os
+import random
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import orjson
+
+from .errors import PartialDelivery
+
+if TYPE_CHECKING:
+    from .conf import AuditSettings
+    from .plugin_options import PluginOptions
+    from .records import Entry
+
+OPEN_SUFFIX = ".open"
+READY_SUFFIX = ".ready"
+
+SPOOL_OPTION_KEYS = ("segment_max_bytes", "segment_max_age", "spool_max_bytes", "retry_initial", "retry_max")
+
+
+@dataclass(frozen=True)
+class SpoolOptions:
+    """Where the spool lives and how it cuts, caps and retries."""
+
+    directory: Path
+    segment_max_bytes: int = 8 << 20
+    segment_max_age: float = 60.0
+    max_bytes: int = 1 << 30
+    retry_initial: float = 1.0
+    retry_max: float = 300.0
+    file_mode: int = 0o640
+    dir_mode: int = 0o750
+
+    @classmethod
+    def read(cls, options: PluginOptions, settings: AuditSettings) -> SpoolOptions:
+        """The spool options of a plugin (keys :data:`SPOOL_OPTION_KEYS`), checked, with their defaults."""
+        retry_initial = options.seconds("retry_initial", cls.retry_initial, minimum=0.01)
+        return cls(
+            directory=settings.LOG_DIR / "spool" / options.plugin,
+            segment_max_bytes=options.integer("segment_max_bytes", cls.segment_max_bytes, minimum=1024),
+            segment_max_age=options.seconds("segment_max_age", cls.segment_max_age, minimum=0.01),
+            max_bytes=options.integer("spool_max_bytes", cls.max_bytes, minimum=1024),
+            retry_initial=retry_initial,
+            retry_max=options.seconds("retry_max", cls.retry_max, minimum=retry_initial),
+            file_mode=settings.FILE_MODE,
+            dir_mode=settings.DIR_MODE,
+        )
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One closed segment as it is uploaded: gzip data and what its records say about themselves."""
+
+    data: bytes
+    records: int
+    stream_id: str
+    first_seq: int
+    last_seq: int
+    first_timestamp: dt.datetime
+
+    def object_name(self, prefix: str = "") -> str:
+        """``[<prefix>/]YYYY/MM/DD/HH/<stream_id>-<first_seq>-<last_seq>.jsonl.gz``, hour of the first record.
+
+        The same segment always gets the same name, and no two segments do: a record belongs to one segment
+        and ``(stream_id, seq)`` names one record. Seqs are zero-padded so that names sort by seq.
+        """
+        hour = self.first_timestamp.astimezone(dt.timezone.utc).strftime("%Y/%m/%d/%H")
+        name = f"{hour}/{self.stream_id}-{self.first_seq:012d}-{self.last_seq:012d}.jsonl.gz"
+        prefix = prefix.strip("/")
+        return f"{prefix}/{name}" if prefix else name
+
+
+class Uploader(Protocol):
+    """What a remote sink provides to the spool; called on the spool's thread only."""
+
+    def upload(self, name: str, segment: Segment) -> None:
+        """Store ``segment.data`` under ``name`` below the remote's base (replacing what has that name).
+
+        ``name`` is :meth:`Segment.object_name` (``YYYY/MM/DD/HH/<stream>-<first>-<last>.jsonl.gz``). Raise
+        when the data is not stored; the message is reported as is, so it must name the remote and the cause
+        and must not contain a secret.
+        """
+
+    def close(self) -> None:
+        """Close connections (at shutdown, or after a failure, before the next attempt)."""
+
+    def forget(self) -> None:
+        """Drop connections inherited by a forked child without closing them cleanly."""
+
+
+class SpoolFull(Exception):
+    """The batch was refused because the spool reached ``spool_max_bytes``."""
+
+
+class Spool:
+    """The spool of one remote sink: :meth:`append` on the sink thread, uploads on a thread of its own."""
+
+    def __init__(self, name: str, options: SpoolOptions, uploader: Uploader) -> None:
+        self.name = name
+        self.options = options
+        self.uploader = uploader
+        self.uploaded_segments = 0
+        self.uploaded_records = 0
+        self._reset_process_state()
+
+    def _reset_process_state(self) -> None:
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._fd: int | None = None
+        self._path: Path | None = None
+        self._segment_stream: str | None = None
+        self._segment_bytes = 0
+        self._segment_opened = 0.0
+        self._used_bytes: int | None = None
+        self._claimed_fd: int | None = None
+
+    # --- writing (sink thread) ------------------------------------------------------------------------------
+    def append(self, entries: Sequence[Entry]) -> None:
+        """Store ``entries`` durably in the spool; return when they are fsynced. See the module contract."""
+        if not entries:
+            return
+        with self._lock:
+            self._ensure_directory()
+            incoming = sum(len(entry.line) + 1 for entry in entries)
+            used = self._used()
+            if used + incoming > self.options.max_bytes:
+                message = (
+                    f"spool {self.options.directory} is full ({used} bytes, cap spool_max_bytes="
+                    f"{self.options.max_bytes}): {len(entries)} records refused; the remote is not keeping up"
+                )
+                raise SpoolFull(message)  # the core counts the batch lost and reports SINK_FAILED
+            written = 0
+            for stream_id, lines in _runs_by_stream(entries):
+                stream_id = stream_id or ""
+                if self._fd is not None and stream_id != self._segment_stream:
+                    self._seal_current()
+                if self._fd is None:
+                    self._open_segment(stream_id)
+                try:
+                    self._write(lines)
+                except OSError as exc:
+                    raise PartialDelivery(written, f"spool write failed: {exc}") from exc
+                written += len(lines)
+            assert self._fd is not None
+            try:
+                os.fsync(self._fd)
+            except OSError as exc:
+                raise PartialDelivery(0, f"spool fsync failed: {exc}") from exc
+            if self._segment_bytes >= self.options.segment_max_bytes or self._stop.is_set():
+                self._seal_current()
+        self.start()
+
+    def _write(self, lines: list[bytes]) -> None:
+        assert self._fd is not None
+        data = b"".join(line + b"\n" for line in lines)
+        view, done = memoryview(data), 0
+        try:
+            while done < len(data):
+                done += os.write(self._fd, view[done:])
+        except OSError:
+            if done:
+                os.ftruncate(self._fd, self._segment_bytes)  # never leave a torn line behind
+            raise
+        self._segment_bytes += len(data)
+        if self._used_bytes is not None:
+            self._used_bytes += len(data)
+
+    def _open_segment(self, stream_id: str) -> None:
+        stem = f"{time.time_ns():020d}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        path = self.options.directory / f"{stem}{OPEN_SUFFIX}"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW
+        fd = os.open(path, flags, self.options.file_mode)
+        os.fchmod(fd, self.options.file_mode)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        _fsync_directory(self.options.directory)
+        self._fd, self._path, self._segment_stream = fd, path, stream_id
+        self._segment_bytes, self._segment_opened = 0, time.monotonic()
+        self._wake.set()  # the uploader recomputes when this segment is due
+
+    def _seal_current(self) -> None:
+        """Close the segment being written: fsync, rename to ``.ready``, unlock. The caller holds _lock."""
+        fd, path = self._fd, self._path
+        if fd is None or path is None:
+            return
+        self._fd = self._path = self._segment_stream = None
+        try:
+            if self._segment_bytes:
+                os.fsync(fd)
+                os.rename(path, path.with_suffix(READY_SUFFIX))
+            else:
+                os.unlink(path)
+            _fsync_directory(self.options.directory)
+        finally:
+            os.close(fd)
+        self._wake.set()
+
+    def _ensure_directory(self) -> None:
+        directory = self.options.directory
+        if not directory.is_dir():
+            directory.mkdir(parents=True, mode=self.options.dir_mode, exist_ok=True)
+            os.chmod(directory, self.options.dir_mode)
+
+    def _used(self) -> int:
+        if self._used_bytes is None:
+            self._used_bytes = sum(size for _path, size in self._segment_files())
+        return self._used_bytes
+
+    # --- lifecycle ------------------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the upload thread unless it runs (called on the first batch; cheap when running)."""
+        if self._thread is not None:
+            return
+        with self._lock:
+            if self._thread is None and not self._stop.is_set():
+                self._thread = threading.Thread(target=self._run, name=f"activity-audit-spool:{self.name}")
+                self._thread.daemon = True
+                self._thread.start()
+
+    def close(self, timeout: float = 2.0) -> None:
+        """Stop the upload thread and close the segment; what is not uploaded waits for the next start."""
+        self._stop.set()
+        self._wake.set()
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+        with self._lock:
+            self._seal_current()
+        if thread is None or not thread.is_alive():
+            self.uploader.close()
+
+    def after_fork(self) -> None:
+        """In a forked child: drop the parent's descriptors (keeping its locks) and threads; start afresh."""
+        for fd in (self._fd, self._claimed_fd):
+            if fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(fd)  # the parent still holds its own descriptor, so its flock stays
+        self.uploader.forget()
+        self._reset_process_state()
+
+    def wake(self) -> None:
+        """Ask the upload thread to look at the spool now instead of at its next due time."""
+        self._wake.set()
+
+    def stats(self) -> dict[str, Any]:
+        """Counters for health checks and tests."""
+        return {
+            "directory": str(self.options.directory),
+            "backlog_segments": len(self.backlog()),
+            "uploaded_segments": self.uploaded_segments,
+            "uploaded_records": self.uploaded_records,
+        }
+
+    def backlog(self) -> list[Path]:
+        """The segment files not yet uploaded, oldest first (``.open`` ones included)."""
+        return [path for path, _size in self._segment_files()]
+
+    # --- uploading (spool thread) ---------------------------------------------------------------------------
+    def _run(self) -> None:
+        from .dispatch import pipeline, pipeline_thread
+
+        # Logging by boto3 or paramiko on this thread must not re-enter the pipeline.
+        pipeline_thread.active = True
+        backoff = Backoff(self.options.retry_initial, self.options.retry_max)
+        while not self._stop.is_set():
+            try:
+                self._cut_if_old()
+                self._adopt_abandoned()
+                self._upload_ready()
+            except Exception as exc:
+                self.uploader.close()
+                delay = backoff.next_delay()
+                pipeline.reporter.problem(
+                    "UPLOAD_FAILED",
+                    self.name,
+                    error=_describe(exc),
+                    retry_in_seconds=round(delay, 1),
+                    backlog_segments=len(self.backlog()),
+                )
+                self._stop.wait(delay)
+                continue
+            backoff.reset()
+            self._wake.wait(self._seconds_until_cut())
+            self._wake.clear()
+
+    def _seconds_until_cut(self) -> float:
+        if self._fd is None:
+            return self.options.segment_max_age
+        age = time.monotonic() - self._segment_opened
+        return max(self.options.segment_max_age - age, 0.01)
+
+    def _cut_if_old(self) -> None:
+        with self._lock:
+            age = time.monotonic() - self._segment_opened
+            if self._fd is not None and age >= self.options.segment_max_age:
+                self._seal_current()
+
+    def _adopt_abandoned(self) -> None:
+        """Close the ``.open`` segments whose writer is gone (its flock died with it)."""
+        for path, _size in self._segment_files():
+            if path.suffix != OPEN_SUFFIX or path == self._path:
+                continue
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW)
+            except FileNotFoundError:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                continue  # its writer is alive
+            try:
+                if os.fstat(fd).st_nlink == 0:
+                    continue
+                data = _read_all(fd)
+                whole = data.rfind(b"\n") + 1
+                if whole < len(data):
+                    os.ftruncate(fd, whole)  # the writer died in the middle of a line it never acknowledged
+                    os.fsync(fd)
+                if whole:
+                    os.rename(path, path.with_suffix(READY_SUFFIX))
+                else:
+                    os.unlink(path)
+                _fsync_directory(self.options.directory)
+            finally:
+                os.close(fd)
+
+    def _upload_ready(self) -> None:
+        """Upload every closed segment, oldest first; stop at the first failure so that order is kept."""
+        with self._lock:
+            self._used_bytes = None  # recount on the next append: other processes share the directory
+        for path, _size in self._segment_files():
+            if self._stop.is_set():
+                return
+            if path.suffix == READY_SUFFIX:
+                self._upload_one(path)
+
+    def _upload_one(self, path: Path) -> None:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        except FileNotFoundError:
+            return  # another process uploaded it
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return  # another process is uploading it
+            if os.fstat(fd).st_nlink == 0:
+                return
+            self._claimed_fd = fd
+            content = _read_all(fd)
+            if not content.strip():
+                os.unlink(path)
+                return
+            segment = build_segment(content, fallback_time=_created_at(path))
+            self.uploader.upload(segment.object_name(), segment)
+            os.unlink(path)
+            self.uploaded_segments += 1
+            self.uploaded_records += segment.records
+        finally:
+            self._claimed_fd = None
+            os.close(fd)
+
+    def _segment_files(self) -> list[tuple[Path, int]]:
+        """``(path, size)`` of every segment in the directory, oldest first."""
+        try:
+            names = sorted(os.listdir(self.options.directory))
+        except FileNotFoundError:
+            return []
+        files = []
+        for name in names:
+            if name.endswith((OPEN_SUFFIX, READY_SUFFIX)):
+                path = self.options.directory / name
+                try:
+                    files.append((path, path.stat().st_size))
+                except FileNotFoundError:
+                    continue
+        return files
+
+
+class Backoff:
+    """Exponential backoff with jitter: delay n is uniform in [d/2, d], d = min(initial * 2**n, maximum)."""
+
+    def __init__(self, initial: float, maximum: float) -> None:
+        self.initial, self.maximum = initial, maximum
+        self.failures = 0
+
+    def next_delay(self) -> float:
+        ceiling = min(self.initial * 2 ** min(self.failures, 32), self.maximum)
+        self.failures += 1
+        return random.uniform(ceiling / 2, ceiling)
+
+    def reset(self) -> None:
+        self.failures = 0
+
+
+def build_segment(content: bytes, fallback_time: dt.datetime) -> Segment:
+    """Describe a closed segment from its JSON lines: stream, first and last seq, first timestamp, gzip data.
+
+    Records that do not carry the envelope (a custom formatter dropped it) name the segment by a hash of
+    its content instead, which is just as deterministic.
+    """
+    lines = content.splitlines()
+    first, last = _envelope(lines[0]), _envelope(lines[-1])
+    if first is None or last is None or first[0] != last[0]:
+        import hashlib
+
+        stream_id, first_seq, last_seq = f"content-{hashlib.sha256(content).hexdigest()[:32]}", 0, 0
+        timestamp = fallback_time
+    else:
+        stream_id, first_seq, last_seq = first[0], first[1], last[1]
+        timestamp = first[2] or fallback_time
+    return Segment(
+        data=gzip.compress(content, compresslevel=6, mtime=0),
+        records=len(lines),
+        stream_id=stream_id,
+        first_seq=first_seq,
+        last_seq=last_seq,
+        first_timestamp=timestamp,
+    )
+
+
+def _envelope(line: bytes) -> tuple[str, int, dt.datetime | None] | None:
+    try:
+        record = orjson.loads(line)
+        stream_id, seq = record["stream_id"], record["seq"]
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return None
+    if not isinstance(stream_id, str) or not isinstance(seq, int):
+        return None
+    try:
+        timestamp: dt.datetime | None = dt.datetime.fromisoformat(record["timestamp"])
+    except (KeyError, TypeError, ValueError):
+        timestamp = None
+    if timestamp is not None and timestamp.tzinfo is None:
+        timestamp = timestamp.replace(tzinfo=dt.timezone.utc)
+    return stream_id, seq, timestamp
+
+
+def _runs_by_stream(entries: Sequence[Entry]) -> list[tuple[str | None, list[bytes]]]:
+    """Consecutive entries grouped by ``stream_id``, in order."""
+    runs: list[tuple[str | None, list[bytes]]] = []
+    for entry in entries:
+        stream_id = entry.record.get("stream_id")
+        if not runs or runs[-1][0] != stream_id:
+            runs.append((stream_id, []))
+        runs[-1][1].append(entry.line)
+    return runs
+
+
+def _created_at(path: Path) -> dt.datetime:
+    try:
+        nanoseconds = int(path.name.split("-", 1)[0])
+    except ValueError:
+        nanoseconds = 0
+    return dt.datetime.fromtimestamp(nanoseconds / 1e9, dt.timezone.utc)
+
+
+def _read_all(fd: int) -> bytes:
+    chunks, offset = [], 0
+    while chunk := os.pread(fd, 1 << 20, offset):
+        chunks.append(chunk)
+        offset += len(chunk)
+    return b"".join(chunks)
+
+
+def _fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text if type(exc).__name__ in text else f"{type(exc).__name__}: {text}"

@@ -1,0 +1,71 @@
+"""Fixtures for the S3 sink: a moto S3 server on loopback, and settings that switch the plugin on.
+
+The tests run from the activity_audit repository (``pythonpath`` in pyproject.toml puts its root first),
+using its ``tests.settings`` and its end-to-end helpers in ``tests.support``.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.conf import settings
+from django.test import override_settings
+from s3_server import ACCESS_KEY_ID, SECRET_ACCESS_KEY, MotoS3
+
+os.environ["AUDIT_TEST_S3_KEY_ID"] = ACCESS_KEY_ID
+os.environ["AUDIT_TEST_S3_SECRET"] = SECRET_ACCESS_KEY
+
+# Short cuts and retries so that the tests see several segments and retries in a few seconds.
+FAST_SPOOL = {"segment_max_age": 0.3, "retry_initial": 0.1, "retry_max": 0.5}
+
+
+@pytest.fixture(scope="session")
+def moto_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoS3]:
+    server = MotoS3(tmp_path_factory.mktemp("moto"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def bucket(moto_s3: MotoS3) -> str:
+    name = f"audit-{uuid.uuid4().hex[:12]}"
+    moto_s3.create_bucket(name)
+    return name
+
+
+def s3_options(server: MotoS3, bucket: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "bucket": bucket,
+        "prefix": "archive/web",
+        "region": "us-east-1",
+        "endpoint_url": server.endpoint_url,
+        "access_key_id": {"$env": "AUDIT_TEST_S3_KEY_ID"},
+        "secret_access_key": {"$env": "AUDIT_TEST_S3_SECRET"},
+        **FAST_SPOOL,
+        **extra,
+    }
+
+
+def audit_settings(log_dir: Path, **plugins: dict[str, Any]) -> dict[str, Any]:
+    return {**settings.ACTIVITY_AUDIT, "LOG_DIR": str(log_dir), "PLUGINS": plugins}
+
+
+@pytest.fixture
+def log_dir(tmp_path: Path) -> Path:
+    path = tmp_path / "audit_logs"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def s3_sink(moto_s3: MotoS3, bucket: str, log_dir: Path) -> Iterator[dict[str, Any]]:
+    """The s3 plugin switched on against the test bucket; yields its options."""
+    options = s3_options(moto_s3, bucket)
+    with override_settings(ACTIVITY_AUDIT=audit_settings(log_dir, s3=options)):
+        yield options

@@ -1,0 +1,203 @@
+"""Child-process scenarios: ``python -m tests.proc.scenario NAME '{"json": "args"}'``.
+
+Each sets up Django with :mod:`tests.proc.settings`, does one thing the pipeline must survive, and prints its
+findings as one line ``RESULT {json}`` on stdout (unless the point is that it dies first). Every wait has a
+timeout, so a hang turns into a failed test instead of a stuck run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import django
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.proc.settings")
+django.setup()
+
+from activity_audit.dispatch import pipeline  # noqa: E402
+
+from .emitting import emit  # noqa: E402
+
+Args = dict[str, Any]
+SCENARIOS: dict[str, Callable[[Args], None]] = {}
+
+
+def scenario(function: Callable[[Args], None]) -> Callable[[Args], None]:
+    SCENARIOS[function.__name__] = function
+    return function
+
+
+def result(**values: Any) -> None:
+    print("RESULT " + json.dumps(values), flush=True)
+
+
+def rss_kib(field: str = "VmRSS") -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+@scenario
+def burst(args: Args) -> None:
+    """Emit a burst and leave at once: by falling off the end, ``sys.exit(3)``, or SIGTERM to itself."""
+    count, how = args["count"], args["exit"]
+    emit(args.get("origin", "burst"), count, via=args.get("via", "crud"))
+    if how == "sysexit":
+        sys.exit(3)
+    if how == "sigterm":
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(30)  # the handler raises SystemExit long before this ends
+        result(error="SIGTERM did not end the process")
+    if how == "sigterm-while-sleeping":
+        print("READY", flush=True)
+        time.sleep(30)
+        result(error="SIGTERM did not end the process")
+
+
+@scenario
+def fork(args: Args) -> None:
+    """The parent emits, forks; the child emits and leaves through ``sys.exit``; the parent emits again."""
+    emit("parent-before", args["parent_before"])
+    pid = os.fork()
+    if pid == 0:
+        emit("child", args["child"])
+        sys.exit(0)
+    hung = not _wait_child(pid, timeout=20.0)
+    emit("parent-after", args["parent_after"])
+    result(child_pid=pid, hung=hung, parent_stream=pipeline.stream_id)
+
+
+def _wait_child(pid: int, timeout: float) -> bool:
+    """Reap ``pid``; True when it exited with status 0 within ``timeout``, else kill it and return False."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status) == 0
+        time.sleep(0.005)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    return False
+
+
+@scenario
+def fork_storm(args: Args) -> None:
+    """Fork again and again while other threads submit as fast as they can (RELIABILITY.md E2b)."""
+    sys.setswitchinterval(5e-5)
+    stop = threading.Event()
+    emitted = [0] * args["threads"]
+
+    def hammer(slot: int) -> None:
+        while not stop.is_set():
+            emit(f"thread-{slot}", 50)
+            emitted[slot] += 50
+
+    threads = [threading.Thread(target=hammer, args=(slot,), daemon=True) for slot in range(args["threads"])]
+    for thread in threads:
+        thread.start()
+    children, failed = [], []
+    for _ in range(args["forks"]):
+        pid = os.fork()
+        if pid == 0:
+            emit(f"child-{os.getpid()}", args["child_records"])
+            sys.exit(0)
+        children.append(pid)
+        if not _wait_child(pid, timeout=args.get("child_timeout", 10.0)):
+            failed.append(pid)
+    stop.set()
+    for thread in threads:
+        thread.join(10.0)
+    result(children=children, failed=failed, emitted=dict(enumerate(emitted)), parent_stream=pipeline.stream_id)
+
+
+@scenario
+def faulty_sink(args: Args) -> None:
+    """Batches through a faulty sink beside the file sink; then prove the worker still works."""
+    for batch in range(args["batches"]):
+        emit(f"batch-{batch}", args["per_batch"])
+        pipeline.flush(args.get("flush_timeout", 5.0))
+    worker_alive = pipeline._worker is not None and pipeline._worker.is_alive()
+    emit("after", args["per_batch"])
+    pipeline.shutdown()
+    result(worker_alive=worker_alive, stats=pipeline.stats())
+
+
+@scenario
+def overflow(args: Args) -> None:
+    """A stalled sink, a stalled worker, then a burst of ``total`` records; report memory and counters."""
+    from . import stalls
+
+    stalls.sink_go.clear()  # the extra sink takes its first batch and keeps it until the end
+    stalls.worker_go.clear()  # the worker sits on its first record: the queue fills up
+    before = rss_kib()
+    accepted = emit("burst", 1)
+    submitted = 1
+    while pipeline.stats()["dropped"] < args["drops_while_stalled"]:
+        accepted += emit("burst", 1)
+        submitted += 1
+    stalls.worker_go.set()
+    for _ in range(args["total"] - submitted):
+        accepted += emit("burst", 1)
+    peak = rss_kib("VmHWM")
+    at_peak = pipeline.stats()
+    stalls.sink_go.set()
+    flushed = pipeline.flush(60.0)
+    pipeline.shutdown()
+    result(
+        accepted=accepted,
+        submitted=args["total"],
+        before_kib=before,
+        peak_kib=peak,
+        flushed=flushed,
+        at_peak=at_peak,
+        stalled_sink_delivered=stalls.delivered[0],
+        stats=pipeline.stats(),
+    )
+
+
+@scenario
+def disk_full(args: Args) -> None:
+    """Emit until the disk is full, wait for the test to free space, emit again."""
+    emit("before", args["before"])
+    pipeline.flush(30.0)
+    print("FULL " + json.dumps(pipeline.stats()), flush=True)
+    if not sys.stdin.readline():  # the test frees space, then writes a line
+        result(error="stdin closed")
+        return
+    emit("after", args["after"])
+    pipeline.flush(30.0)
+    pipeline.shutdown()
+    result(stats=pipeline.stats())
+
+
+@scenario
+def file_size_limit(args: Args) -> None:
+    """Like ``disk_full``, with RLIMIT_FSIZE as the full disk (for machines that cannot mount a tmpfs)."""
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (args["limit"], resource.RLIM_INFINITY))
+    emit("before", args["before"])
+    pipeline.flush(30.0)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+    emit("after", args["after"])
+    pipeline.flush(30.0)
+    pipeline.shutdown()
+    result(stats=pipeline.stats())
+
+
+def main() -> None:
+    name, raw = sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else "{}"
+    SCENARIOS[name](json.loads(raw))
+
+
+if __name__ == "__main__":
+    main()

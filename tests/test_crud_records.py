@@ -1,0 +1,245 @@
+"""CREATE, UPDATE and DELETE records: exact content, exact diffs, no extra query, selection and masking."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+import pytest
+from django.contrib.auth.models import Permission, User
+from django.contrib.contenttypes.models import ContentType
+from django.contrib.sessions.backends.db import SessionStore
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from tests.crud_helpers import audit_settings, book_values, created_book_changes, crud, record
+from tests.testapp.models import ApiClient, Author, Book, Tag
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def author():
+    return Author.objects.create(name="Frank")
+
+
+def test_create_records_every_field_as_the_database_stores_it(audit_records, author):
+    audit_records.clear()
+    book = Book.objects.create(author=author, **book_values())
+
+    assert crud(audit_records) == [record("CREATE", "Book", book.pk, created_book_changes(author.pk))]
+
+
+def test_update_records_only_the_changed_fields_with_old_and_new_values(audit_records, author):
+    book = Book.objects.create(author=author, **book_values())
+    other = Author.objects.create(name="Brian")
+    audit_records.clear()
+
+    loaded = Book.objects.get(pk=book.pk)
+    loaded.title = "Dune Messiah"
+    loaded.price = Decimal("21.50")
+    loaded.metadata["edition"] = 2  # changed in place: still seen
+    loaded.published = "1969-10-15"  # a string, as forms and APIs assign it: recorded as the date it becomes
+    loaded.last_sold_at = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
+    loaded.author = other
+    loaded.cover = "covers/messiah.png"
+    loaded.save()
+
+    assert crud(audit_records) == [
+        record(
+            "UPDATE",
+            "Book",
+            book.pk,
+            {
+                "title": {"old": "Dune", "new": "Dune Messiah"},
+                "price": {"old": "19.99", "new": "21.50"},
+                "published": {"old": None, "new": "1969-10-15"},
+                "last_sold_at": {"old": None, "new": "2026-01-02T03:04:05+00:00"},
+                "metadata": {
+                    "old": {"edition": 1, "languages": ["en"]},
+                    "new": {"edition": 2, "languages": ["en"]},
+                },
+                "cover": {"old": "covers/dune.png", "new": "covers/messiah.png"},
+                "author": {"old": author.pk, "new": other.pk},
+            },
+        )
+    ]
+
+
+def test_values_equal_to_what_was_loaded_are_not_changes(audit_records, author):
+    book = Book.objects.create(author=author, **book_values(published=dt.date(1965, 8, 1)))
+    audit_records.clear()
+
+    loaded = Book.objects.get(pk=book.pk)
+    loaded.price = Decimal("19.990")  # same number
+    loaded.pages = "412"
+    loaded.published = "1965-08-01"
+    loaded.metadata = {"languages": ["en"], "edition": 1}  # same JSON value, other key order
+    loaded.save()
+
+    assert crud(audit_records) == []
+
+
+def test_a_save_that_changes_nothing_writes_nothing_unless_kept(audit_records, author):
+    book = Book.objects.create(author=author, **book_values())
+    audit_records.clear()
+    Book.objects.get(pk=book.pk).save()
+    assert crud(audit_records) == []
+
+    with audit_settings(KEEP_EMPTY_UPDATES=True):
+        audit_records.clear()
+        Book.objects.get(pk=book.pk).save()
+        assert crud(audit_records) == [record("UPDATE", "Book", book.pk, {})]
+
+
+def test_successive_saves_diff_against_the_last_save(audit_records, author):
+    book = Book.objects.create(author=author, **book_values())
+    book.pages = 500
+    book.save()
+    book.pages = 501
+    book.save()
+
+    updates = crud(audit_records, event_type="UPDATE")
+    assert [update["changes"] for update in updates] == [
+        {"pages": {"old": 412, "new": 500}},
+        {"pages": {"old": 500, "new": 501}},
+    ]
+
+
+def test_update_fields_limits_the_diff_to_the_fields_written(audit_records, author):
+    book = Book.objects.create(author=author, **book_values())
+    audit_records.clear()
+    book.title = "Written"
+    book.pages = 1  # changed in memory, not written
+    book.save(update_fields=["title"])
+    book.save(update_fields=["pages"])
+
+    assert [r["changes"] for r in crud(audit_records)] == [
+        {"title": {"old": "Dune", "new": "Written"}},
+        {"pages": {"old": 412, "new": 1}},
+    ]
+
+
+def test_deferred_fields_are_neither_written_nor_recorded(audit_records, author):
+    book = Book.objects.create(author=author, **book_values())
+    audit_records.clear()
+    partial = Book.objects.only("pk", "title").get(pk=book.pk)
+    partial.title = "Only title loaded"
+    partial.save()
+
+    assert crud(audit_records) == [
+        record("UPDATE", "Book", book.pk, {"title": {"old": "Dune", "new": "Only title loaded"}})
+    ]
+
+
+def test_a_save_of_an_orm_loaded_instance_costs_no_extra_query(audit_records, author):
+    book = Book.objects.create(author=author, **book_values())
+    loaded = Book.objects.get(pk=book.pk)
+    loaded.title = "Counted"
+    loaded.pages = 1
+
+    with audit_settings(ENABLED=False):
+        unaudited = Book.objects.get(pk=book.pk)
+        unaudited.title = "Counted"
+        unaudited.pages = 2
+        with CaptureQueriesContext(connection) as baseline:
+            unaudited.save()
+    with CaptureQueriesContext(connection) as audited:
+        loaded.save()
+
+    assert len(audited.captured_queries) == len(baseline.captured_queries) == 1
+    assert audited.captured_queries[0]["sql"].startswith("UPDATE")
+    assert crud(audit_records)[-1]["changes"] == {
+        "title": {"old": "Dune", "new": "Counted"},
+        "pages": {"old": 412, "new": 1},
+    }
+
+
+def test_delete_records_the_last_loaded_values(audit_records, author):
+    tag = Tag.objects.create(label="sf")
+    audit_records.clear()
+    pk = tag.pk
+    Tag.objects.get(pk=pk).delete()
+
+    assert crud(audit_records) == [record("DELETE", "Tag", pk, {"label": {"old": "sf", "new": None}})]
+
+
+def test_djangos_internals_are_not_audited(audit_records):
+    user = User.objects.create_user("ann", password="pw-not-logged")  # noqa: S106
+    audit_records.clear()
+    store = SessionStore()
+    store["user"] = user.pk
+    store.save()
+    ContentType.objects.get_for_model(Tag)
+    Permission.objects.create(
+        codename="x", name="x", content_type=ContentType.objects.get_for_model(Tag)
+    )
+    Permission.objects.filter(codename="x").delete()
+
+    assert crud(audit_records) == []
+
+
+def test_user_password_changes_are_masked(audit_records):
+    user = User.objects.create_user("bob", password="first-secret")  # noqa: S106
+    user.set_password("second-secret")
+    user.save()
+
+    created, updated = crud(audit_records, model="User")
+    assert created["changes"]["password"] == {"changed": True, "masked": True}
+    assert created["changes"]["username"] == {"old": None, "new": "bob"}
+    assert updated["changes"] == {"password": {"changed": True, "masked": True}}
+    assert "secret" not in str(audit_records.all_records)
+    assert "pbkdf2" not in str(audit_records.all_records)
+
+
+def test_secret_named_fields_and_mask_fields_are_masked(audit_records):
+    with audit_settings(MASK_FIELDS={"testapp.ApiClient": ["notes"]}):
+        client = ApiClient.objects.create(name="crm", api_token="tok-1", notes="private")
+        client.api_token = "tok-2"
+        client.notes = "more private"
+        client.name = "crm2"
+        client.save()
+
+        created, updated = crud(audit_records, model="ApiClient")
+    masked = {"changed": True, "masked": True}
+    assert created["changes"] == {"name": {"old": None, "new": "crm"}, "api_token": masked, "notes": masked}
+    assert updated["changes"] == {"name": {"old": "crm", "new": "crm2"}, "api_token": masked, "notes": masked}
+    assert "tok-" not in str(audit_records.all_records) and "private" not in str(audit_records.all_records)
+
+
+def test_exclude_fields_leaves_fields_out(audit_records, author):
+    with audit_settings(EXCLUDE_FIELDS={"testapp.Book": ["summary", "metadata"]}):
+        book = Book.objects.create(author=author, **book_values())
+        book.summary = "not recorded"
+        book.metadata = {"not": "recorded"}
+        book.save()  # only excluded fields changed: no record
+        created = crud(audit_records, model="Book")
+
+    expected = created_book_changes(author.pk)
+    del expected["summary"], expected["metadata"]
+    assert created == [record("CREATE", "Book", book.pk, expected)]
+
+
+@pytest.mark.parametrize(
+    ("include", "exclude", "audited"),
+    [
+        ([], ["testapp.Tag"], {"Author"}),
+        ([], ["testapp.*"], set()),
+        (["testapp.Tag"], [], {"Tag"}),
+        (["testapp.*"], ["testapp.Author"], {"Tag"}),
+        (["sessions.Session", "testapp.Tag"], [], {"Tag", "Session"}),
+    ],
+)
+def test_include_and_exclude_models(audit_records, include, exclude, audited):
+    with audit_settings(INCLUDE_MODELS=include, EXCLUDE_MODELS=exclude):
+        Author.objects.create(name="a")
+        Tag.objects.create(label="t")
+        store = SessionStore()
+        store["k"] = "session payload"
+        store.save()
+        models = {r["model"] for r in crud(audit_records)}
+        session_records = crud(audit_records, model="Session")
+
+    assert models == audited
+    for session_record in session_records:
+        assert session_record["changes"]["session_data"] == {"changed": True, "masked": True}

@@ -1,0 +1,469 @@
+"""HTTPClient and audit_session against a real HTTP server on loopback: the exact record of each exchange."""
+
+from __future__ import annotations
+
+import importlib
+import io
+import json
+import socket
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+import requests
+from requests.adapters import HTTPAdapter
+
+from activity_audit import audit_context
+from activity_audit.bodies import DEFAULT_MAX_BODY_BYTES
+from activity_audit.clients.http import HTTPClient, audit_session
+from activity_audit.context import process_source
+
+FIXED_DATE = "Sat, 28 Nov 2026 10:00:00 GMT"
+VOLATILE = ("timestamp", "event_id", "stream_id", "seq", "execution_time")
+SENT_BY_REQUESTS = dict(requests.utils.default_headers())
+
+
+@dataclass
+class Received:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class Server:
+    base_url: str
+    received: list[Received] = field(default_factory=list)
+    release_slow: threading.Event = field(default_factory=threading.Event)
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: Any
+
+    def version_string(self) -> str:
+        return "test-server"
+
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        return FIXED_DATE
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        self.handle_any()
+
+    do_POST = do_PUT = do_DELETE = do_GET
+
+    def handle_any(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        state: Server = self.server.state
+        state.received.append(Received(self.command, self.path, dict(self.headers.items()), body))
+        route = self.path.split("?", 1)[0]
+        if route == "/json":
+            self.reply(200, "application/json", b'{"items": [1, 2]}')
+        elif route == "/echo":
+            self.reply(201, self.headers.get("Content-Type", "application/octet-stream"), body)
+        elif route.startswith("/status/"):
+            code = int(route.rsplit("/", 1)[1])
+            self.reply(code, "text/plain; charset=utf-8", f"status {code}".encode())
+        elif route == "/large":
+            self.reply(200, "text/plain", b"a" * 100_000)
+        elif route == "/binary":
+            self.reply(200, "image/png", bytes(range(256)) * 4)
+        elif route == "/slow":
+            state.release_slow.wait(10)
+            self.reply(200, "text/plain", b"late")
+        elif route == "/redirect":
+            self.send_response(302)
+            self.send_header("Location", "/json")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+        elif route == "/chunked":
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for piece in (b"first ", b"second"):
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+            self.wfile.write(b"0\r\n\r\n")
+        else:
+            self.reply(404, "text/plain", b"no route")
+
+    def reply(self, status: int, content_type: str, body: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[Server]:
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.daemon_threads = True
+    state = Server(f"http://127.0.0.1:{httpd.server_address[1]}")
+    httpd.state = state  # type: ignore[attr-defined]
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield state
+    finally:
+        state.release_slow.set()
+        httpd.shutdown()
+        httpd.server_close()
+
+
+@pytest.fixture
+def http(server: Server) -> Server:
+    server.received.clear()
+    server.release_slow.clear()
+    return server
+
+
+class Catalogue(HTTPClient):
+    def __init__(self) -> None:
+        super().__init__("catalogue")
+
+
+def stable(record: dict[str, Any]) -> dict[str, Any]:
+    """The record without the fields that differ on every run (execution_time is checked apart)."""
+    assert isinstance(record["execution_time"], float) and record["execution_time"] >= 0
+    return {key: value for key, value in record.items() if key not in VOLATILE}
+
+
+def outbound(
+    request_repr: dict[str, Any],
+    response_repr: dict[str, Any] | None,
+    error_message: str | None = None,
+    service_name: str = "catalogue",
+    request_id: str | None = None,
+    actor: str = "system:tests",
+) -> dict[str, Any]:
+    return {
+        "level": "API",
+        "name": "audit.request",
+        "message": "Audit External Service",
+        "service_name": service_name,
+        "request_type": "external",
+        "protocol": "http",
+        "request_repr": request_repr,
+        "response_repr": response_repr,
+        "error_message": error_message,
+        "request_id": request_id,
+        "actor": actor,
+    }
+
+
+def response_headers(content_type: str, length: int) -> dict[str, str]:
+    return {
+        "Server": "test-server",
+        "Date": FIXED_DATE,
+        "Content-Type": content_type,
+        "Content-Length": str(length),
+    }
+
+
+def only_record(audit_records: Any) -> dict[str, Any]:
+    records = audit_records.of("audit.request")
+    assert len(records) == 1, records
+    return stable(records[0])
+
+
+@audit_context(actor="system:tests")
+def test_get_records_method_url_params_headers_and_parsed_json(http: Server, audit_records: Any) -> None:
+    response = Catalogue().get(f"{http.base_url}/json", params={"q": "a b", "tag": ["x", "y"]})
+
+    assert response.json() == {"items": [1, 2]}
+    assert only_record(audit_records) == outbound(
+        {
+            "method": "GET",
+            "url": f"{http.base_url}/json",
+            "params": {"q": "a b", "tag": ["x", "y"]},
+            "headers": SENT_BY_REQUESTS,
+            "body": None,
+        },
+        {
+            "status_code": 200,
+            "headers": response_headers("application/json", 17),
+            "body": {"items": [1, 2]},
+        },
+    )
+
+
+def test_actor_defaults_to_the_process(http: Server, audit_records: Any) -> None:
+    Catalogue().get(f"{http.base_url}/json")
+
+    assert only_record(audit_records)["actor"] == f"system:{process_source()}"
+
+
+@audit_context(actor="system:tests")
+def test_post_json(http: Server, audit_records: Any) -> None:
+    Catalogue().post(f"{http.base_url}/echo", json={"name": "Ada", "tags": ["x"], "n": 1})
+
+    sent = b'{"name": "Ada", "tags": ["x"], "n": 1}'
+    assert http.received[-1].body == sent
+    assert only_record(audit_records) == outbound(
+        {
+            "method": "POST",
+            "url": f"{http.base_url}/echo",
+            "params": {},
+            "headers": {
+                **SENT_BY_REQUESTS,
+                "Content-Length": str(len(sent)),
+                "Content-Type": "application/json",
+            },
+            "body": {"name": "Ada", "tags": ["x"], "n": 1},
+        },
+        {
+            "status_code": 201,
+            "headers": response_headers("application/json", len(sent)),
+            "body": {"name": "Ada", "tags": ["x"], "n": 1},
+        },
+    )
+
+
+@audit_context(actor="system:tests")
+def test_post_form_keeps_repeated_keys(http: Server, audit_records: Any) -> None:
+    Catalogue().post(f"{http.base_url}/echo", data={"a": "1", "b": ["2", "3"]})
+
+    form = "application/x-www-form-urlencoded"
+    assert http.received[-1].body == b"a=1&b=2&b=3"
+    assert only_record(audit_records) == outbound(
+        {
+            "method": "POST",
+            "url": f"{http.base_url}/echo",
+            "params": {},
+            "headers": {**SENT_BY_REQUESTS, "Content-Length": "11", "Content-Type": form},
+            "body": {"a": "1", "b": ["2", "3"]},
+        },
+        {"status_code": 201, "headers": response_headers(form, 11), "body": {"a": "1", "b": ["2", "3"]}},
+    )
+
+
+@audit_context(actor="system:tests")
+def test_binary_bodies_give_type_and_size_only(http: Server, audit_records: Any) -> None:
+    payload = bytes(range(256)) * 2
+    Catalogue().put(
+        f"{http.base_url}/echo", data=payload, headers={"Content-Type": "application/octet-stream"}
+    )
+    Catalogue().get(f"{http.base_url}/binary")
+
+    first, second = (stable(r) for r in audit_records.of("audit.request"))
+    assert first["request_repr"]["body"] == {"type": "application/octet-stream", "size": 512}
+    assert first["response_repr"]["body"] == {"type": "application/octet-stream", "size": 512}
+    assert second["response_repr"] == {
+        "status_code": 200,
+        "headers": response_headers("image/png", 1024),
+        "body": {"type": "image/png", "size": 1024},
+    }
+
+
+@audit_context(actor="system:tests")
+def test_large_bodies_are_cut_at_the_cap_with_their_size(http: Server, audit_records: Any) -> None:
+    big = {"text": "é" * 50_000}  # 100_000 bytes of UTF-8 inside the JSON
+    sent = json.dumps(big).encode()
+    Catalogue().post(f"{http.base_url}/echo", data=sent, headers={"Content-Type": "application/json"})
+    Catalogue().get(f"{http.base_url}/large")
+
+    post, get = (stable(r) for r in audit_records.of("audit.request"))
+    cap = DEFAULT_MAX_BODY_BYTES
+    assert post["request_repr"]["body"] == {
+        "truncated": True,
+        "size": len(sent),
+        "text": sent[:cap].decode("ascii"),  # json.dumps escapes é as \u00e9: pure ASCII
+    }
+    assert get["response_repr"]["body"] == {"truncated": True, "size": 100_000, "text": "a" * cap}
+
+
+@audit_context(actor="system:tests")
+def test_error_statuses_are_recorded_and_not_raised(http: Server, audit_records: Any) -> None:
+    client = Catalogue()
+    assert client.get(f"{http.base_url}/status/404").status_code == 404
+    assert client.delete(f"{http.base_url}/status/500").status_code == 500
+
+    records = [stable(r) for r in audit_records.of("audit.request")]
+    assert [(r["request_repr"]["method"], r["response_repr"], r["error_message"]) for r in records] == [
+        (
+            "GET",
+            {
+                "status_code": 404,
+                "headers": response_headers("text/plain; charset=utf-8", 10),
+                "body": "status 404",
+            },
+            None,
+        ),
+        (
+            "DELETE",
+            {
+                "status_code": 500,
+                "headers": response_headers("text/plain; charset=utf-8", 10),
+                "body": "status 500",
+            },
+            None,
+        ),
+    ]
+
+
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@audit_context(actor="system:tests")
+def test_connection_refused_is_recorded_then_raised_as_requests_raises_it(audit_records: Any) -> None:
+    url = f"http://127.0.0.1:{closed_port()}/orders"
+    with pytest.raises(requests.ConnectionError) as plain:
+        requests.Session().get(url, params={"page": "2"})
+    with pytest.raises(requests.ConnectionError) as audited:
+        Catalogue().get(url, params={"page": "2"})
+
+    assert type(audited.value) is type(plain.value)
+    record = only_record(audit_records)
+    error = record.pop("error_message")
+    assert error.startswith("ConnectionError: ") and "Connection refused" in error
+    assert "page=2" not in error  # the query is in params, not repeated in the message
+    expected = outbound(
+        {"method": "GET", "url": url, "params": {"page": "2"}, "headers": SENT_BY_REQUESTS, "body": None},
+        None,
+    )
+    del expected["error_message"]
+    assert record == expected
+
+
+@audit_context(actor="system:tests")
+def test_timeout_is_recorded_then_raised(http: Server, audit_records: Any) -> None:
+    with pytest.raises(requests.ReadTimeout):
+        Catalogue().get(f"{http.base_url}/slow", timeout=0.3)
+    http.release_slow.set()
+
+    record = only_record(audit_records)
+    assert record["response_repr"] is None
+    assert record["error_message"].startswith("ReadTimeout: ")
+    assert "read timeout=0.3" in record["error_message"]
+
+
+@audit_context(actor="system:tests")
+def test_streamed_responses_are_never_consumed(http: Server, audit_records: Any) -> None:
+    client = Catalogue()
+    sized = client.get(f"{http.base_url}/large", stream=True)
+    chunked = client.get(f"{http.base_url}/chunked", stream=True)
+
+    # The records exist before the caller read a byte; the caller still gets every byte.
+    records = [stable(r) for r in audit_records.of("audit.request")]
+    assert [r["response_repr"]["body"] for r in records] == [
+        {"streamed": True, "type": "text/plain", "size": 100_000},
+        {"streamed": True, "type": "text/plain", "size": None},
+    ]
+    assert sized.content == b"a" * 100_000
+    assert chunked.content == b"first second"
+
+
+@audit_context(actor="system:tests")
+def test_uploads_from_files_are_not_read_for_the_record(http: Server, audit_records: Any) -> None:
+    Catalogue().post(
+        f"{http.base_url}/echo", data=io.BytesIO(b"x" * 1000), headers={"Content-Type": "text/plain"}
+    )
+
+    assert http.received[-1].body == b"x" * 1000
+    assert only_record(audit_records)["request_repr"]["body"] == {
+        "streamed": True,
+        "type": "text/plain",
+        "size": 1000,
+    }
+
+
+def test_request_id_is_sent_on_and_recorded(http: Server, audit_records: Any) -> None:
+    with audit_context(request_id="req-7f3a", actor="system:tests"):
+        Catalogue().get(f"{http.base_url}/json")
+        Catalogue().get(f"{http.base_url}/json", headers={"X-Request-ID": "chosen-by-caller"})
+
+    assert [r.headers.get("X-Request-ID") for r in http.received] == ["req-7f3a", "chosen-by-caller"]
+    first, second = (stable(r) for r in audit_records.of("audit.request"))
+    assert first["request_id"] == second["request_id"] == "req-7f3a"
+    assert first["request_repr"]["headers"] == {**SENT_BY_REQUESTS, "X-Request-ID": "req-7f3a"}
+    assert second["request_repr"]["headers"] == {**SENT_BY_REQUESTS, "X-Request-ID": "chosen-by-caller"}
+
+
+def test_request_id_that_is_not_a_safe_header_value_is_not_sent(http: Server, audit_records: Any) -> None:
+    with audit_context(request_id="evil\r\nX-Injected: 1"):
+        Catalogue().get(f"{http.base_url}/json")
+
+    assert "X-Request-ID" not in http.received[-1].headers
+    assert "X-Injected" not in http.received[-1].headers
+    assert only_record(audit_records)["request_id"] == "evil\r\nX-Injected: 1"
+
+
+def test_no_request_id_outside_a_request(http: Server, audit_records: Any) -> None:
+    Catalogue().get(f"{http.base_url}/json")
+
+    assert "X-Request-ID" not in http.received[-1].headers
+    assert only_record(audit_records)["request_id"] is None
+
+
+@audit_context(actor="system:tests")
+def test_each_redirect_hop_is_one_record(http: Server, audit_records: Any) -> None:
+    response = Catalogue().get(f"{http.base_url}/redirect")
+
+    assert response.status_code == 200 and len(response.history) == 1
+    records = [stable(r) for r in audit_records.of("audit.request")]
+    assert [(r["request_repr"]["url"], r["response_repr"]["status_code"]) for r in records] == [
+        (f"{http.base_url}/redirect", 302),
+        (f"{http.base_url}/json", 200),
+    ]
+
+
+@audit_context(actor="system:tests")
+def test_audit_session_audits_an_existing_session_including_adapters_mounted_later(
+    http: Server, audit_records: Any
+) -> None:
+    session = requests.Session()
+    assert audit_session(session, "inventory") is session
+    session.get(f"{http.base_url}/json")
+    session.mount("http://", HTTPAdapter(max_retries=2))
+    session.get(f"{http.base_url}/status/404")
+    audit_session(session, "inventory-v2")  # renames, does not wrap twice
+    session.get(f"{http.base_url}/json")
+
+    records = [stable(r) for r in audit_records.of("audit.request")]
+    assert [(r["service_name"], r["response_repr"]["status_code"]) for r in records] == [
+        ("inventory", 200),
+        ("inventory", 404),
+        ("inventory-v2", 200),
+    ]
+    assert records[0] == outbound(
+        {
+            "method": "GET",
+            "url": f"{http.base_url}/json",
+            "params": {},
+            "headers": SENT_BY_REQUESTS,
+            "body": None,
+        },
+        {"status_code": 200, "headers": response_headers("application/json", 17), "body": {"items": [1, 2]}},
+        service_name="inventory",
+    )
+
+
+def test_public_names_import_lazily() -> None:
+    from activity_audit import HTTPClient as LazyHTTPClient
+    from activity_audit import audit_session as lazy_audit_session
+
+    assert LazyHTTPClient is HTTPClient
+    assert lazy_audit_session is audit_session
+
+
+def test_missing_requests_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "requests", None)
+    monkeypatch.delitem(sys.modules, "activity_audit.clients.http")
+
+    with pytest.raises(ImportError, match=r'pip install "activity-audit\[http\]"'):
+        importlib.import_module("activity_audit.clients.http")
+    with pytest.raises(ImportError, match=r'pip install "activity-audit\[http\]"'):
+        from activity_audit import HTTPClient  # noqa: F401

@@ -1,0 +1,102 @@
+"""Nothing queued is lost when the process ends gracefully: normal exit, sys.exit, SIGTERM, gunicorn stop.
+
+Each case runs a real child process, then counts every record in the files it left behind (RELIABILITY.md E1:
+the stdlib QueueListener loses the whole queue in each of these cases).
+"""
+
+from __future__ import annotations
+
+import signal
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.support.procs import assert_streams_complete, gunicorn, read_written, record_key, start_scenario, finish
+
+BURST = 20_000
+# Big enough that nothing is dropped: these tests are about exit, not overflow.
+NO_OVERFLOW = {"QUEUE_SIZE": 100_000, "SINK_QUEUE_SIZE": 100_000}
+
+
+@pytest.mark.parametrize(
+    ("how", "returncode"),
+    [("normal", 0), ("sysexit", 3), ("sigterm", 128 + signal.SIGTERM)],
+)
+def test_plain_process_exit_loses_nothing(tmp_path: Path, how: str, returncode: int) -> None:
+    finished = finish(
+        start_scenario("burst", tmp_path, {"count": BURST, "exit": how}, HANDLE_SIGTERM=True, **NO_OVERFLOW)
+    )
+
+    assert finished.returncode == returncode, finished.stderr
+    written = read_written(tmp_path)
+    assert_streams_complete(written)
+    [stream] = written.report.streams.values()
+    assert written.origins() == {"burst": BURST}
+    assert sorted(record_key(r) for r in written.marked()) == [("burst", i) for i in range(BURST)]
+    # PIPELINE_STARTED, the burst, PIPELINE_STOPPED: seq 1..BURST+2, nothing else.
+    assert (stream.count, stream.max_seq, stream.declared_drops) == (BURST + 2, BURST + 2, 0)
+    assert finished.stderr == ""
+
+
+def test_sigterm_from_outside_while_idle(tmp_path: Path) -> None:
+    process = start_scenario(
+        "burst", tmp_path, {"count": 5_000, "exit": "sigterm-while-sleeping", "via": "log"},
+        HANDLE_SIGTERM=True, **NO_OVERFLOW,
+    )  # fmt: skip
+    assert process.stdout is not None
+    assert process.stdout.readline() == "READY\n"
+    process.send_signal(signal.SIGTERM)
+    finished = finish(process)
+
+    assert finished.returncode == 128 + signal.SIGTERM, finished.stderr
+    written = read_written(tmp_path)
+    assert_streams_complete(written)
+    assert sorted(record_key(r) for r in written.marked()) == [("burst", i) for i in range(5_000)]
+    assert {r["level"] for r in written.marked()} == {"INFO"}  # they came through logging, into app.log
+    assert len((tmp_path / "app.log").read_bytes().splitlines()) == 5_000
+
+
+REQUESTS = 40
+PER_REQUEST = 250
+
+
+def _hit(url: str, prefix: str) -> list[dict]:
+    def one(number: int) -> dict:
+        response = requests.get(f"{url}/emit", params={"origin": f"{prefix}{number}", "n": PER_REQUEST}, timeout=30)
+        response.raise_for_status()
+        return response.json()
+
+    with ThreadPoolExecutor(4) as pool:
+        return list(pool.map(one, range(REQUESTS)))
+
+
+def _expected_keys(answers: list[dict]) -> dict[str, list[tuple[str, int]]]:
+    """Per stream, the (origin, i) of every record its requests emitted (half via emit_crud, half via logging)."""
+    expected: dict[str, list[tuple[str, int]]] = {}
+    for answer in answers:
+        half = answer["count"] // 2
+        keys = [(answer["origin"], i) for i in range(half)]
+        keys += [(f"{answer['origin']}-log", i) for i in range(answer["count"] - half)]
+        expected.setdefault(answer["stream_id"], []).extend(keys)
+    return {stream: sorted(keys) for stream, keys in expected.items()}
+
+
+@pytest.mark.parametrize("worker_args", [("-k", "sync", "-w", "2"), ("-k", "gthread", "-w", "2", "--threads", "4")])
+def test_gunicorn_sigterm_loses_nothing(tmp_path: Path, worker_args: tuple[str, ...]) -> None:
+    with gunicorn(tmp_path, *worker_args, **NO_OVERFLOW) as server:
+        answers = _hit(server.url, "req")
+        finished = server.stop(signal.SIGTERM)
+
+    assert finished.returncode == 0, finished.stderr
+    written = read_written(tmp_path)
+    assert_streams_complete(written)
+    expected = _expected_keys(answers)
+    for stream_id, keys in expected.items():
+        assert sorted(record_key(r) for r in written.marked(stream_id)) == keys
+    # Every stream in the files is a worker that answered, and each holds its records and its two events.
+    assert set(written.by_stream) == set(expected)
+    for stream_id, keys in expected.items():
+        assert len(written.by_stream[stream_id]) == len(keys) + 2
+    assert "activity_audit:" not in finished.stderr

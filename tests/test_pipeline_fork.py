@@ -1,0 +1,86 @@
+"""fork() after records were queued: each process writes its own records exactly once, and no child hangs.
+
+RELIABILITY.md E2a (the child's copy of the queue is never drained) and E2b (a child forked while another
+thread holds the queue's lock hangs for good), with a plain ``os.fork()`` and with ``gunicorn --preload``.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections import Counter
+from pathlib import Path
+
+from tests.support.procs import assert_streams_complete, gunicorn, read_written, record_key, run_scenario
+from tests.test_pipeline_exit import NO_OVERFLOW, _expected_keys, _hit
+
+
+def test_fork_after_emitting(tmp_path: Path) -> None:
+    finished = run_scenario(
+        "fork", tmp_path, {"parent_before": 3_000, "child": 2_000, "parent_after": 1_000}, **NO_OVERFLOW
+    )
+
+    assert finished.returncode == 0, finished.stderr
+    result = finished.result
+    assert not result["hung"]
+    written = read_written(tmp_path)
+    assert_streams_complete(written)
+    parent = result["parent_stream"]
+    [child] = set(written.by_stream) - {parent}
+    assert written.origins(parent) == {"parent-before": 3_000, "parent-after": 1_000}
+    assert written.origins(child) == {"child": 2_000}
+    assert sorted(record_key(r) for r in written.marked(child)) == [("child", i) for i in range(2_000)]
+    # The child's stream starts afresh: its own PIPELINE_STARTED (with its pid) at seq 1, then its records.
+    [started] = written.events("PIPELINE_STARTED", child)
+    assert (started["seq"], started["pid"]) == (1, result["child_pid"])
+    assert len(written.by_stream[child]) == 2_000 + 2
+    assert len(written.by_stream[parent]) == 4_000 + 2
+    assert finished.stderr == ""
+
+
+def test_fork_while_other_threads_submit_never_hangs(tmp_path: Path) -> None:
+    forks, child_records = 40, 5
+    # The submitting threads are held back by the bounded queue ("block", long timeout: nothing dropped).
+    finished = run_scenario(
+        "fork_storm", tmp_path, {"forks": forks, "threads": 3, "child_records": child_records},
+        timeout=55, WHEN_FULL="block", BLOCK_TIMEOUT=30,
+    )  # fmt: skip
+
+    assert finished.returncode == 0, finished.stderr
+    result = finished.result
+    assert result["failed"] == []  # every child exited 0 within its timeout: none hung, none crashed
+    written = read_written(tmp_path)
+    assert_streams_complete(written)
+    parent = result["parent_stream"]
+    children = set(written.by_stream) - {parent}
+    assert len(children) == forks
+    pids = {written.events("PIPELINE_STARTED", child)[0]["pid"] for child in children}
+    assert pids == set(result["children"])
+    for child in children:
+        [origin] = written.origins(child)
+        assert written.origins(child) == {origin: child_records}
+        assert len(written.by_stream[child]) == child_records + 2
+    expected_threads = {f"thread-{slot}": count for slot, count in result["emitted"].items()}
+    assert written.origins(parent) == Counter(expected_threads)
+
+
+def test_gunicorn_preload_each_process_writes_its_own(tmp_path: Path) -> None:
+    boot = 500
+    with gunicorn(tmp_path, "--preload", "-k", "sync", "-w", "3", boot_records=boot, **NO_OVERFLOW) as server:
+        master_pid = server.process.pid
+        answers = _hit(server.url, "pre")
+        finished = server.stop(signal.SIGTERM)
+
+    assert finished.returncode == 0, finished.stderr
+    written = read_written(tmp_path)
+    assert_streams_complete(written)
+    expected = _expected_keys(answers)
+    [master] = [s for s in written.by_stream if written.events("PIPELINE_STARTED", s)[0]["pid"] == master_pid]
+    # The master's records (emitted before the fork) are written once, by the master only.
+    assert sorted(record_key(r) for r in written.marked(master)) == [(f"boot-{master_pid}", i) for i in range(boot)]
+    assert len(written.by_stream[master]) == boot + 2
+    assert set(written.by_stream) == set(expected) | {master}
+    for stream_id, keys in expected.items():
+        assert sorted(record_key(r) for r in written.marked(stream_id)) == keys
+        assert len(written.by_stream[stream_id]) == len(keys) + 2
+    all_keys = [record_key(r) for r in written.marked()]
+    assert len(all_keys) == len(set(all_keys)) == boot + sum(answer["count"] for answer in answers)
