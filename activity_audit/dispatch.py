@@ -12,6 +12,12 @@ Guarantees (each has a test that counts records):
   it queued, so nothing is written twice and no child hangs on a lock copied mid-use;
 * queue full: ``WHEN_FULL = "block"`` waits up to ``BLOCK_TIMEOUT`` then drops, ``"drop"`` drops at once;
   every drop spends a ``seq`` (a visible gap) and is reported as a ``RECORDS_DROPPED`` record;
+* memory: at most ``QUEUE_SIZE`` records queued, plus per sink a backlog of at most ``SINK_QUEUE_SIZE``
+  records and ``SINK_QUEUE_BYTES`` bytes of lines. A slow sink sets the pace (the worker waits for room while
+  the sink keeps finishing batches); a stalled one (nothing finished for ``STALL_AFTER`` seconds) loses its
+  batches, counted and reported as ``SINK_BACKLOG_FULL``, and holds back no other sink;
+* a sink that raises or hangs costs only its own records, counted per sink (``stats()``) and reported with
+  the plugin's name at most once per ``REPORT_INTERVAL`` (plus a summary at shutdown);
 * SIGKILL, power loss: what is still queued (at most ``QUEUE_SIZE`` records plus each sink's backlog) is lost.
 """
 
@@ -122,11 +128,12 @@ class SinkRunner:
         self.stalled = False
 
     def offer(self, batch: list[rec.Entry], size: int) -> bool:
-        """Queue ``batch`` (``size`` bytes of lines); False, nothing queued, when it does not fit (see above)."""
+        """Queue ``batch`` (``size`` bytes of lines); False, nothing queued, when it cannot (see above)."""
         with self._cond:
             deadline, progress = time.monotonic() + STALL_AFTER, self.finished_batches
             while self._backlog and (
-                self._backlog + len(batch) > self._capacity or self._backlog_bytes + size > self._capacity_bytes
+                self._backlog + len(batch) > self._capacity
+                or self._backlog_bytes + size > self._capacity_bytes
             ):
                 if self.stalled or self._stopping:
                     return False
@@ -216,7 +223,9 @@ class SinkRunner:
     def _failed(self, lost: int, exc: BaseException) -> None:
         self.failures += 1
         self.lost += lost
-        self._pipeline.reporter.problem("SINK_FAILED", self.name, lost=lost, error=f"{type(exc).__name__}: {exc}")
+        self._pipeline.reporter.problem(
+            "SINK_FAILED", self.name, lost=lost, error=f"{type(exc).__name__}: {exc}"
+        )
 
 
 class _HookCallers:
@@ -257,7 +266,9 @@ def _bind(impl: Any, argname: str) -> Callable[[Any], Any]:
     return lambda value: function(**{argname: value})
 
 
-def _per_record_callers(pm: pluggy.PluginManager, hook: Any, impls: list[Any]) -> list[tuple[str, RecordCall]]:
+def _per_record_callers(
+    pm: pluggy.PluginManager, hook: Any, impls: list[Any]
+) -> list[tuple[str, RecordCall]]:
     if any(impl.hookwrapper or getattr(impl, "wrapper", False) for impl in impls):
         return [("pluggy", lambda record: hook(record=record))]
     return [(_plugin_name(pm, impl), _bind(impl, "record")) for impl in reversed(impls)]
@@ -278,7 +289,9 @@ class Pipeline:
         self.stream_id = str(stream)
         # event_id = UUIDv8: 76 random bits of the stream, then seq as the last 48 bits.
         raw = stream.hex
-        self._event_prefix = f"{raw[:8]}-{raw[8:12]}-8{raw[13:16]}-{'89ab'[int(raw[16], 16) & 3]}{raw[17:20]}-"
+        self._event_prefix = (
+            f"{raw[:8]}-{raw[8:12]}-8{raw[13:16]}-{'89ab'[int(raw[16], 16) & 3]}{raw[17:20]}-"
+        )
         self._seq = itertools.count(1)
         # Held only to stamp and append, so that seq order is queue order and the bound is exact.
         self._submit_lock = threading.Lock()
@@ -408,7 +421,10 @@ class Pipeline:
                 return
             self._submit_internal(
                 rec.pipeline_event(
-                    "PIPELINE_STARTED", "Audit pipeline started", level="INFO", pid=os.getpid(),
+                    "PIPELINE_STARTED",
+                    "Audit pipeline started",
+                    level="INFO",
+                    pid=os.getpid(),
                     service_name=self.settings.SERVICE_NAME if self.settings else None,
                 )
             )
@@ -501,9 +517,7 @@ class Pipeline:
         for runner in self._runners.values():
             if not runner.offer(entries, size):
                 runner.lost += len(entries)
-                self.reporter.problem(
-                    "SINK_BACKLOG_FULL", runner.name, lost=len(entries), error=_STALLED
-                )
+                self.reporter.problem("SINK_BACKLOG_FULL", runner.name, lost=len(entries), error=_STALLED)
 
     def _pass_barrier(self, barrier: FlushBarrier) -> None:
         runners = list(self._runners.values())
@@ -536,13 +550,21 @@ class Pipeline:
         policy = "block" if self._block else "drop"
         # stderr hears about it at most once per interval; the trail gets every drop, with its seq range.
         self.reporter.problem(
-            "RECORDS_DROPPED", "queue", lost=count, error=f"queue full ({self._maxsize} records, policy {policy})"
+            "RECORDS_DROPPED",
+            "queue",
+            lost=count,
+            error=f"queue full ({self._maxsize} records, policy {policy})",
         )
         if not self._stopped:
             self._submit_internal(
                 rec.pipeline_event(
-                    "RECORDS_DROPPED", f"{count} audit records dropped: queue full", level="ERROR",
-                    count=count, first_seq=first, last_seq=last, policy=policy,
+                    "RECORDS_DROPPED",
+                    f"{count} audit records dropped: queue full",
+                    level="ERROR",
+                    count=count,
+                    first_seq=first,
+                    last_seq=last,
+                    policy=policy,
                 )
             )
 
@@ -553,7 +575,9 @@ class Pipeline:
             since = runner.busy_since
             if since is not None and now - since > limit:
                 self.reporter.problem(
-                    "SINK_STUCK", runner.name, error=f"one batch has taken {now - since:.0f}s so far",
+                    "SINK_STUCK",
+                    runner.name,
+                    error=f"one batch has taken {now - since:.0f}s so far",
                     backlog=runner.backlog,
                 )
 
@@ -565,8 +589,14 @@ class Pipeline:
             return
         self._submit_internal(
             rec.pipeline_event(
-                kind, f"{kind.replace('_', ' ').lower()}: {source}", level="ERROR", source=source,
-                occurrences=occurrences, lost=lost, error=error, **details,
+                kind,
+                f"{kind.replace('_', ' ').lower()}: {source}",
+                level="ERROR",
+                source=source,
+                occurrences=occurrences,
+                lost=lost,
+                error=error,
+                **details,
             )
         )
 
@@ -588,8 +618,12 @@ class Pipeline:
             self.reporter.flush_all()  # what went wrong so far goes into the trail, before the last record
             self._submit_internal(
                 rec.pipeline_event(
-                    "PIPELINE_STOPPED", "Audit pipeline stopped", level="INFO", pid=os.getpid(),
-                    submitted=self.submitted + 1, dropped=self.dropped_total,
+                    "PIPELINE_STOPPED",
+                    "Audit pipeline stopped",
+                    level="INFO",
+                    pid=os.getpid(),
+                    submitted=self.submitted + 1,
+                    dropped=self.dropped_total,
                 )
             )
             self._stopping = True
@@ -598,12 +632,17 @@ class Pipeline:
         self._stopped = True
         clean = worker is None or not worker.is_alive()
         if not clean:
-            write_stderr(f"the audit worker did not finish in time; {len(self._queue)} queued items not delivered")
+            write_stderr(
+                f"the audit worker did not finish in time; {len(self._queue)} queued items not delivered"
+            )
         for runner in self._runners.values():
             runner.stop()
         for runner in _join_all(list(self._runners.values()), deadline):
-            clean = False
-            write_stderr(f"sink {runner.name} did not finish in time; {runner.backlog} records not delivered")
+            if runner.backlog:  # an empty one is only on its way out
+                clean = False
+                write_stderr(
+                    f"sink {runner.name} did not finish in time; {runner.backlog} records not delivered"
+                )
         self._check_drops()
         self.reporter.flush_all()  # failures of the last batches: stderr only, the trail is closed
         if self.pm is not None:

@@ -25,7 +25,7 @@ from typing import Any
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 
 from .actor import ANONYMOUS, Actor, resolve_actor
-from .bodies import capture_headers
+from .bodies import headers_from_meta
 from .context import current, pop, push, request_scope
 from .dispatch import pipeline
 from .emit import emit_request
@@ -36,6 +36,7 @@ from .request_capture import (
     client_address,
     current_rules,
     error_text,
+    held,
     preload_request_body,
     query_params,
     request_body,
@@ -184,22 +185,21 @@ def _record(
     meta = request.META
     copier = Snapshotter(rules.settings.limits)
     status = response.status_code if response is not None else (500 if isinstance(exc, Exception) else None)
-    request_repr = copier.copy(
-        {
-            "method": request.method,
-            "path": request.path,
-            "query_params": query_params(request),
-            "headers": capture_headers(request.headers),
-            "user": who.user,
-        }
-    )
-    request_repr["body"] = request_body(request, rules, copier) if keeps_body else None
-    response_repr = copier.copy(
-        {"status_code": status, "headers": response_headers(response) if response is not None else {}}
-    )
-    response_repr["body"] = (
-        response_body(response, rules.max_body_bytes, copier) if keeps_body and response is not None else None
-    )
+    # Everything below is built fresh from strings (no caller-held object is kept), so only the caps of
+    # ``MAX_FIELD_CHARS`` & co. apply: ``held`` enforces them on what could exceed them.
+    request_repr = {
+        "method": request.method,
+        "path": held(request.path, copier),
+        "query_params": held(query_params(request), copier),
+        "headers": held(headers_from_meta(meta), copier),
+        "user": who.user,
+        "body": request_body(request, rules, copier) if keeps_body else None,
+    }
+    response_repr = {
+        "status_code": status,
+        "headers": held(response_headers(response), copier) if response is not None else {},
+        "body": response_body(response, rules.max_body_bytes, copier) if keeps_body and response else None,
+    }
     record = new_record(
         "API",
         REQUEST_LOGGER,

@@ -27,10 +27,12 @@ class _Tally:
 class Reporter:
     """Counts problems per ``(kind, source)`` and reports them at most once per ``interval`` seconds.
 
-    ``emit(kind, source, occurrences, lost, error, details)`` is called to publish a report; it must not raise.
+    ``emit(kind, source, occurrences, lost, error, details)`` publishes a report; it must not raise.
     """
 
-    def __init__(self, emit: Callable[[str, str, int, int, str, dict[str, Any]], None], interval: float) -> None:
+    def __init__(
+        self, emit: Callable[[str, str, int, int, str, dict[str, Any]], None], interval: float
+    ) -> None:
         self._emit = emit
         self.interval = interval
         self._lock = threading.Lock()
@@ -57,7 +59,8 @@ class Reporter:
             due = [
                 key
                 for key, tally in self._tallies.items()
-                if tally.occurrences and (tally.reported_at is None or now - tally.reported_at >= self.interval)
+                if tally.occurrences
+                and (tally.reported_at is None or now - tally.reported_at >= self.interval)
             ]
         for kind, source in due:
             self._publish(kind, source)
@@ -74,7 +77,12 @@ class Reporter:
             tally = self._tallies[(kind, source)]
             if not tally.occurrences:
                 return
-            occurrences, lost, error, details = tally.occurrences, tally.lost, tally.last_error, dict(tally.details)
+            occurrences, lost, error, details = (
+                tally.occurrences,
+                tally.lost,
+                tally.last_error,
+                dict(tally.details),
+            )
             tally.occurrences, tally.lost, tally.reported_at = 0, 0, time.monotonic()
             tally.details.clear()
         self._emit(kind, source, occurrences, lost, error, details)

@@ -225,6 +225,22 @@ def response_body(response: Any, max_bytes: int, copier: Snapshotter) -> Any:
     return within_caps(summarize_body(content_type, prefix, max_bytes, size=size), len(prefix), copier)
 
 
+def held(value: Any, copier: Snapshotter) -> Any:
+    """A fresh string, or a flat dict of strings / lists of strings, held to ``MAX_FIELD_CHARS`` and
+    ``MAX_ITEMS``; copied through ``copier`` only when something in it is over a cap."""
+    limits = copier.limits
+    if type(value) is str:
+        return value if len(value) <= limits.max_chars else copier.copy(value)
+    if len(value) > limits.max_items:
+        return copier.copy(value)
+    for item in value.values():
+        if len(item) > limits.max_chars or (type(item) is list and len(item) > limits.max_items):
+            return copier.copy(value)
+        if type(item) is list and any(len(text) > limits.max_chars for text in item):
+            return copier.copy(value)
+    return value
+
+
 def within_caps(summary: Any, source_bytes: int, copier: Snapshotter) -> Any:
     """``summary`` held to the record's caps.
 

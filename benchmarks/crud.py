@@ -9,8 +9,11 @@ three variants run in a shuffled order; each variant creates ``--ops`` rows, the
 (``get`` + change + ``save()``), then deletes each (``get`` + ``delete()``), all in autocommit. The table shows
 the median time per operation over the rounds and the ratio to "off".
 
-"ours" is the time on the caller thread (what a request pays); "ours+write" adds the time the pipeline then
-needs to hand the records to the file sink (``flush()``), measured right after each phase. At the end the
+"ours" is the wall-clock time on the caller thread (what a request pays, including waits for the GIL while
+the pipeline's threads format and write records); "ours+write" adds the time the pipeline then needs to hand
+the rest of the records to the file sink (``flush()``), measured right after each phase. "caller CPU" is
+the CPU time of the calling thread alone (``time.thread_time()``): the capture's own cost, without the
+database server's time and without GIL waits. At the end the
 records are counted: activity_audit's ``audit.log`` lines and django-auditlog's ``LogEntry`` rows must hold one
 entry per operation, or the run fails.
 """
@@ -42,16 +45,25 @@ def main() -> int:
     parser.add_argument("--backend", choices=("sqlite", "postgres", "all"), default="all")
     parser.add_argument("--rounds", type=int, default=31)
     parser.add_argument("--ops", type=int, default=60, help="rows per phase and round")
+    parser.add_argument(
+        "--disable-plugin",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="run with this activity_audit plugin disabled (to see what it costs)",
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(run_backend(args.backend, args.rounds, args.ops)))
+        print(json.dumps(run_backend(args.backend, args.rounds, args.ops, args.disable_plugin)))
         return 0
     backends = ["sqlite", "postgres"] if args.backend == "all" else [args.backend]
     failed = False
     for backend in backends:
         command = [sys.executable, __file__, "--child", "--backend", backend]
         command += ["--rounds", str(args.rounds), "--ops", str(args.ops)]
+        for name in args.disable_plugin:
+            command += ["--disable-plugin", name]
         done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
         if done.returncode != 0:
             print(f"\n{backend}: benchmark failed\n{done.stderr[-3000:]}")
@@ -68,18 +80,24 @@ def main() -> int:
 
 def print_table(backend: str, result: dict[str, Any], args: argparse.Namespace) -> None:
     medians = result["medians"]
-    print(f"\n{backend}: {result['description']}; {args.rounds} rounds x {args.ops} ops, median us per operation")
+    print(
+        f"\n{backend}: {result['description']}; {args.rounds} rounds x {args.ops} ops, median us per operation"
+    )
     header = f"{'operation':<10}{'off':>9}{'ours':>9}{'ratio':>8}{'ours+write':>12}{'ratio':>8}"
-    header += f"{'auditlog':>10}{'ratio':>8}"
+    header += f"{'auditlog':>10}{'ratio':>8}   {'caller CPU: off':>15}{'ours':>8}{'ratio':>8}{'auditlog':>10}{'ratio':>8}"
     print(header)
     for operation in OPERATIONS:
         off = medians["off"][operation]
         ours = medians["ours"][operation]
         written = medians["ours+write"][operation]
         auditlog = medians["auditlog"][operation]
+        cpu_off = medians["off cpu"][operation]
+        cpu_ours = medians["ours cpu"][operation]
+        cpu_auditlog = medians["auditlog cpu"][operation]
         print(
             f"{operation:<10}{off:>9.1f}{ours:>9.1f}{ours / off:>7.3f}x{written:>12.1f}{written / off:>7.3f}x"
-            f"{auditlog:>10.1f}{auditlog / off:>7.2f}x"
+            f"{auditlog:>10.1f}{auditlog / off:>7.2f}x   {cpu_off:>15.1f}{cpu_ours:>8.1f}{cpu_ours / cpu_off:>7.3f}x"
+            f"{cpu_auditlog:>10.1f}{cpu_auditlog / cpu_off:>7.2f}x"
         )
     print(f"target for 'ours': at most {TARGETS[backend]:.2f}x 'off'")
     counts = result["counts"]
@@ -93,12 +111,12 @@ def print_table(backend: str, result: dict[str, Any], args: argparse.Namespace) 
 # --- child process -----------------------------------------------------------------------------------------
 
 
-def run_backend(backend: str, rounds: int, ops: int) -> dict[str, Any]:
+def run_backend(backend: str, rounds: int, ops: int, disabled: list[str]) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix=f"activity-audit-bench-{backend}-"))
     database = database_settings(backend, workdir)
     if database is None:
         return {"skipped": "PostgreSQL is not reachable on 127.0.0.1:5432"}
-    configure_django(database, workdir)
+    configure_django(database, workdir, disabled)
     try:
         return measure(backend, rounds, ops, workdir)
     finally:
@@ -129,7 +147,7 @@ def drop_postgres_database(name: str) -> None:
         connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def configure_django(database: dict[str, Any], workdir: Path) -> None:
+def configure_django(database: dict[str, Any], workdir: Path, disabled: list[str] | None = None) -> None:
     sys.path.insert(0, str(ROOT))
     import django
     from django.conf import settings
@@ -152,6 +170,7 @@ def configure_django(database: dict[str, Any], workdir: Path) -> None:
             "SERVICE_NAME": "bench",
             "INCLUDE_MODELS": ["crud_bench.BookOurs"],
             "HANDLE_SIGTERM": False,
+            "DISABLED_PLUGINS": list(disabled or []),
         },
     )
     from django.db.backends.signals import connection_created
@@ -179,7 +198,8 @@ def measure(backend: str, rounds: int, ops: int, workdir: Path) -> dict[str, Any
     models = {"off": BookOff, "ours": BookOurs, "auditlog": BookAuditlog}
     author = Author.objects.create(name="Ursula")
     samples: dict[str, dict[str, list[float]]] = {
-        variant: {operation: [] for operation in OPERATIONS} for variant in (*VARIANTS, "ours+write")
+        variant: {operation: [] for operation in OPERATIONS}
+        for variant in (*VARIANTS, "ours+write", *(f"{name} cpu" for name in VARIANTS))
     }
     shuffler = random.Random(20261128)
     run_round(models, author, max(ops // 4, 10), pipeline)  # warm-up, not counted
@@ -193,8 +213,9 @@ def measure(backend: str, rounds: int, ops: int, workdir: Path) -> dict[str, Any
         for variant in order:
             timings = run_phases(models[variant], author, ops, pipeline if variant == "ours" else None)
             for operation in OPERATIONS:
-                caller, flushed = timings[operation]
+                caller, flushed, cpu = timings[operation]
                 samples[variant][operation].append(caller / ops * 1e6)
+                samples[f"{variant} cpu"][operation].append(cpu / ops * 1e6)
                 if variant == "ours":
                     samples["ours+write"][operation].append((caller + flushed) / ops * 1e6)
     pipeline.flush(60)
@@ -226,13 +247,14 @@ def run_round(models: dict[str, Any], author: Any, ops: int, pipeline: Any) -> N
         run_phases(model, author, ops, pipeline if variant == "ours" else None)
 
 
-def run_phases(model: Any, author: Any, ops: int, pipeline: Any) -> dict[str, tuple[float, float]]:
-    """Create, update and delete ``ops`` rows; per phase: (caller seconds, seconds to flush the records)."""
-    timings: dict[str, tuple[float, float]] = {}
+def run_phases(model: Any, author: Any, ops: int, pipeline: Any) -> dict[str, tuple[float, float, float]]:
+    """Create, update and delete ``ops`` rows; per phase: (caller seconds, seconds to flush the records,
+    CPU seconds of the caller thread)."""
+    timings: dict[str, tuple[float, float, float]] = {}
     pks: list[int] = []
     published = dt.date(2024, 5, 1)
 
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.thread_time()
     for index in range(ops):
         book = model.objects.create(
             title=f"Book {index}",
@@ -245,20 +267,20 @@ def run_phases(model: Any, author: Any, ops: int, pipeline: Any) -> dict[str, tu
             author=author,
         )
         pks.append(book.pk)
-    timings["create"] = (time.perf_counter() - start, flush_time(pipeline))
+    timings["create"] = (time.perf_counter() - start, flush_time(pipeline), time.thread_time() - cpu)
 
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.thread_time()
     for pk in pks:
         book = model.objects.get(pk=pk)
         book.pages += 1
         book.price = decimal.Decimal("17.50")
         book.save()
-    timings["update"] = (time.perf_counter() - start, flush_time(pipeline))
+    timings["update"] = (time.perf_counter() - start, flush_time(pipeline), time.thread_time() - cpu)
 
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.thread_time()
     for pk in pks:
         model.objects.get(pk=pk).delete()
-    timings["delete"] = (time.perf_counter() - start, flush_time(pipeline))
+    timings["delete"] = (time.perf_counter() - start, flush_time(pipeline), time.thread_time() - cpu)
     return timings
 
 

@@ -60,7 +60,10 @@ def fields(i: int) -> dict[str, Any]:
         "actor": "user:42",
         "source": "request",
         "request_id": "9f1c2b7e5d8a4c3b",
-        "changes": {"title": {"old": "Old title", "new": f"New title {i}"}, "pages": {"old": 100, "new": 120}},
+        "changes": {
+            "title": {"old": "Old title", "new": f"New title {i}"},
+            "pages": {"old": 100, "new": 120},
+        },
     }
 
 
@@ -178,8 +181,10 @@ def main() -> None:
         process = statistics.median(s.process_cpu for s in taken) / count * 1e6
         rate = count / statistics.median(s.wall for s in taken)
         rows.append((name, rate, caller, process))
-    print(f"\n{count} records x {options.rounds} interleaved rounds, medians; Python {sys.version.split()[0]}, "
-          f"{os.cpu_count()} CPUs\n")
+    print(
+        f"\n{count} records x {options.rounds} interleaved rounds, medians; Python {sys.version.split()[0]}, "
+        f"{os.cpu_count()} CPUs\n"
+    )
     header = f"{'variant':<44} {'records/s':>10} {'caller µs/rec':>14} {'process µs/rec':>15}"
     print(header)
     print("-" * len(header))

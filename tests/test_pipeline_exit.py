@@ -13,11 +13,19 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.support.procs import assert_streams_complete, gunicorn, read_written, record_key, start_scenario, finish
+from tests.support.procs import (
+    assert_streams_complete,
+    finish,
+    gunicorn,
+    read_written,
+    record_key,
+    start_scenario,
+)
 
 BURST = 20_000
-# Big enough that nothing is dropped: these tests are about exit, not overflow.
-NO_OVERFLOW = {"QUEUE_SIZE": 100_000, "SINK_QUEUE_SIZE": 100_000}
+# Queues big enough that nothing is dropped, and time enough to drain them at exit on two busy cores: these
+# tests are about exit, not overflow or the shutdown deadline.
+ROOMY = {"QUEUE_SIZE": 100_000, "SINK_QUEUE_SIZE": 100_000, "SHUTDOWN_TIMEOUT": 40}
 
 
 @pytest.mark.parametrize(
@@ -26,7 +34,7 @@ NO_OVERFLOW = {"QUEUE_SIZE": 100_000, "SINK_QUEUE_SIZE": 100_000}
 )
 def test_plain_process_exit_loses_nothing(tmp_path: Path, how: str, returncode: int) -> None:
     finished = finish(
-        start_scenario("burst", tmp_path, {"count": BURST, "exit": how}, HANDLE_SIGTERM=True, **NO_OVERFLOW)
+        start_scenario("burst", tmp_path, {"count": BURST, "exit": how}, HANDLE_SIGTERM=True, **ROOMY)
     )
 
     assert finished.returncode == returncode, finished.stderr
@@ -43,7 +51,7 @@ def test_plain_process_exit_loses_nothing(tmp_path: Path, how: str, returncode: 
 def test_sigterm_from_outside_while_idle(tmp_path: Path) -> None:
     process = start_scenario(
         "burst", tmp_path, {"count": 5_000, "exit": "sigterm-while-sleeping", "via": "log"},
-        HANDLE_SIGTERM=True, **NO_OVERFLOW,
+        HANDLE_SIGTERM=True, **ROOMY,
     )  # fmt: skip
     assert process.stdout is not None
     assert process.stdout.readline() == "READY\n"
@@ -64,7 +72,9 @@ PER_REQUEST = 250
 
 def _hit(url: str, prefix: str) -> list[dict]:
     def one(number: int) -> dict:
-        response = requests.get(f"{url}/emit", params={"origin": f"{prefix}{number}", "n": PER_REQUEST}, timeout=30)
+        response = requests.get(
+            f"{url}/emit", params={"origin": f"{prefix}{number}", "n": PER_REQUEST}, timeout=30
+        )
         response.raise_for_status()
         return response.json()
 
@@ -73,7 +83,7 @@ def _hit(url: str, prefix: str) -> list[dict]:
 
 
 def _expected_keys(answers: list[dict]) -> dict[str, list[tuple[str, int]]]:
-    """Per stream, the (origin, i) of every record its requests emitted (half via emit_crud, half via logging)."""
+    """Per stream, the (origin, i) of each record its requests emitted (half emit_crud, half logging)."""
     expected: dict[str, list[tuple[str, int]]] = {}
     for answer in answers:
         half = answer["count"] // 2
@@ -83,9 +93,11 @@ def _expected_keys(answers: list[dict]) -> dict[str, list[tuple[str, int]]]:
     return {stream: sorted(keys) for stream, keys in expected.items()}
 
 
-@pytest.mark.parametrize("worker_args", [("-k", "sync", "-w", "2"), ("-k", "gthread", "-w", "2", "--threads", "4")])
+@pytest.mark.parametrize(
+    "worker_args", [("-k", "sync", "-w", "2"), ("-k", "gthread", "-w", "2", "--threads", "4")]
+)
 def test_gunicorn_sigterm_loses_nothing(tmp_path: Path, worker_args: tuple[str, ...]) -> None:
-    with gunicorn(tmp_path, *worker_args, **NO_OVERFLOW) as server:
+    with gunicorn(tmp_path, *worker_args, **ROOMY) as server:
         answers = _hit(server.url, "req")
         finished = server.stop(signal.SIGTERM)
 

@@ -11,12 +11,12 @@ from collections import Counter
 from pathlib import Path
 
 from tests.support.procs import assert_streams_complete, gunicorn, read_written, record_key, run_scenario
-from tests.test_pipeline_exit import NO_OVERFLOW, _expected_keys, _hit
+from tests.test_pipeline_exit import ROOMY, _expected_keys, _hit
 
 
 def test_fork_after_emitting(tmp_path: Path) -> None:
     finished = run_scenario(
-        "fork", tmp_path, {"parent_before": 3_000, "child": 2_000, "parent_after": 1_000}, **NO_OVERFLOW
+        "fork", tmp_path, {"parent_before": 3_000, "child": 2_000, "parent_after": 1_000}, **ROOMY
     )
 
     assert finished.returncode == 0, finished.stderr
@@ -65,7 +65,7 @@ def test_fork_while_other_threads_submit_never_hangs(tmp_path: Path) -> None:
 
 def test_gunicorn_preload_each_process_writes_its_own(tmp_path: Path) -> None:
     boot = 500
-    with gunicorn(tmp_path, "--preload", "-k", "sync", "-w", "3", boot_records=boot, **NO_OVERFLOW) as server:
+    with gunicorn(tmp_path, "--preload", "-k", "sync", "-w", "3", boot_records=boot, **ROOMY) as server:
         master_pid = server.process.pid
         answers = _hit(server.url, "pre")
         finished = server.stop(signal.SIGTERM)
@@ -76,7 +76,9 @@ def test_gunicorn_preload_each_process_writes_its_own(tmp_path: Path) -> None:
     expected = _expected_keys(answers)
     [master] = [s for s in written.by_stream if written.events("PIPELINE_STARTED", s)[0]["pid"] == master_pid]
     # The master's records (emitted before the fork) are written once, by the master only.
-    assert sorted(record_key(r) for r in written.marked(master)) == [(f"boot-{master_pid}", i) for i in range(boot)]
+    assert sorted(record_key(r) for r in written.marked(master)) == [
+        (f"boot-{master_pid}", i) for i in range(boot)
+    ]
     assert len(written.by_stream[master]) == boot + 2
     assert set(written.by_stream) == set(expected) | {master}
     for stream_id, keys in expected.items():

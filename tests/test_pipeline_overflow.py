@@ -1,4 +1,4 @@
-"""A stalled pipeline and a burst: memory stays bounded, and every record is either written or declared dropped.
+"""A stalled pipeline and a burst: memory stays bounded; every record is either written or declared dropped.
 
 RELIABILITY.md E3: the stdlib's unbounded queue grows by about 1 KB per record with no ceiling; a bounded one
 drops with no counter. Here the queue holds at most QUEUE_SIZE records and each sink's backlog at most
@@ -31,7 +31,7 @@ def test_burst_into_stalled_pipeline(tmp_path: Path, policy: str, total: int, si
         "overflow", tmp_path, {"total": total, "drops_while_stalled": 5},
         timeout=58,
         HOOKS_MODULES=[STALLS],
-        DISABLED_PLUGINS=["activity_audit.plugins.redaction"],  # not what this measures; it would only slow it
+        DISABLED_PLUGINS=["activity_audit.plugins.redaction"],  # not measured here, it would only slow it
         QUEUE_SIZE=QUEUE_SIZE, SINK_QUEUE_SIZE=SINK_QUEUE_SIZE, SINK_QUEUE_BYTES=sink_bytes,
         WHEN_FULL=policy, BLOCK_TIMEOUT=0.05, REPORT_INTERVAL=3600,
     )  # fmt: skip
@@ -69,7 +69,8 @@ def test_burst_into_stalled_pipeline(tmp_path: Path, policy: str, total: int, si
     stalled = stats["sinks"][STALLS]
     assert stalled["delivered"] + stalled["lost"] == len(written.records)
     assert stalled["backlog"] == stalled["failures"] == 0
+    # (It loses nothing if the burst ends before it counts as stalled: the worker waits for it until then.)
     backlog_reports = finished.reports("SINK_BACKLOG_FULL", STALLS)
-    assert 1 <= len(backlog_reports) <= 3
+    assert len(backlog_reports) <= 3 and bool(backlog_reports) == bool(stalled["lost"])
     assert sum(lost for _, lost in backlog_reports) == stalled["lost"]
     assert stats["sinks"]["activity_audit.plugins.file_sink"]["lost"] == 0

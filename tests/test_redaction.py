@@ -293,3 +293,24 @@ def test_card_numbers_need_luhn_and_an_issuer_prefix(number, card):
 def test_millisecond_timestamps_never_look_like_cards():
     start = 1_700_000_000_000
     assert not any(mask_card_number(str(start + step * 7919)) for step in range(20_000))
+
+
+def test_the_documented_project_redactor_works(audit_records):
+    import re
+    import types
+    from pathlib import Path
+
+    from activity_audit.testing import registered_plugin
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "redaction.md").read_text()
+    (source,) = [
+        block for block in re.findall(r"```python\n(.*?)```", text, re.DOTALL) if "@hookimpl" in block
+    ]
+    module = types.ModuleType("docs_redaction_example")
+    exec(compile(source, "docs/redaction.md", "exec"), module.__dict__)
+    with registered_plugin(module, name="docs_redaction_example"):
+        emit_crud(new_record("AUDIT", "audit.crud", "patient MRN-1234567 updated", changes={"password": "x"}))
+        (record,) = audit_records.of("audit.crud")
+    assert record["message"] == f"patient {M} updated"
+    assert record["changes"] == {"password": M}
+    assert sorted(record["redacted"]) == ["changes.password", "message"]

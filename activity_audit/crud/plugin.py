@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from ..conf import AuditSettings
 from ..markers import hookimpl
-from . import auth, bulk, commands, options, receivers, selection, snapshots
+from . import auth, bulk, commands, loading, options, receivers, selection, snapshots
 
 
 @hookimpl
@@ -17,6 +17,7 @@ def audit_configure(settings: AuditSettings) -> None:
     selection.configure(settings)
     snapshots.limits = settings.limits
     bulk.install()
+    loading.install()
     commands.install()
     if settings.ENABLED:
         receivers.connect(selection.audited_models())

@@ -1,10 +1,11 @@
 """The model-signal receivers, and connecting them to exactly the audited models.
 
 Receivers are strong (``weak=False``, so they survive ``DEBUG = False`` and garbage collection) and carry a
-``dispatch_uid``, so connecting twice is harmless. ``post_init``, ``post_save`` and ``post_delete`` are
-connected per audited model (``sender=model``): models that are not audited pay nothing, and keep Django's
-fast delete path (a ``post_delete`` receiver for every sender would make Django load every row of every
-cascade). ``m2m_changed`` is connected once for all senders.
+``dispatch_uid``, so connecting twice is harmless. ``post_save`` and ``post_delete`` are connected per
+audited model (``sender=model``): models that are not audited pay nothing, and keep Django's fast delete
+path (a ``post_delete`` receiver for every sender would make Django load every row of every cascade).
+``m2m_changed`` is connected once for all senders. The loaded values are taken by loading.py, not by a
+``post_init`` receiver, so that instances built with ``Model(...)`` pay nothing.
 
 Every receiver swallows its own failures: they are reported through the pipeline's reporter and the user's
 save or delete goes on.
@@ -22,22 +23,12 @@ from ..dispatch import pipeline
 from . import deletions, m2m, options
 from .events import CREATE, DELETE, UPDATE, crud_record, instance_id_of, moment
 from .selection import policy_for
-from .snapshots import SNAPSHOT_ATTR, deleted_changes, record_created, remember, updated_changes
+from .snapshots import SNAPSHOT_ATTR, deleted_changes, record_created, updated_changes
 from .transactions import emit_on_commit
 
 _UID = "activity_audit.crud"
 
 _connected: set[type[models.Model]] = set()
-
-
-def on_post_init(sender: type[models.Model], instance: models.Model, **kwargs: Any) -> None:
-    """Keep what was loaded, so that a later save can be diffed without a query."""
-    try:
-        policy = policy_for(sender)
-        if policy is not None:
-            remember(instance, policy)
-    except Exception as exc:
-        _failed("post_init", exc)
 
 
 def on_post_save(
@@ -104,10 +95,9 @@ def connect(audited: Iterable[type[models.Model]]) -> None:
     """Connect the receivers to exactly ``audited`` (and disconnect models no longer audited)."""
     wanted = set(audited)
     for model in _connected - wanted:
-        for signal in (signals.post_init, signals.post_save, signals.post_delete):
+        for signal in (signals.post_save, signals.post_delete):
             signal.disconnect(sender=model, dispatch_uid=_UID)
     for model in wanted - _connected:
-        signals.post_init.connect(on_post_init, sender=model, weak=False, dispatch_uid=_UID)
         signals.post_save.connect(on_post_save, sender=model, weak=False, dispatch_uid=_UID)
         signals.post_delete.connect(on_post_delete, sender=model, weak=False, dispatch_uid=_UID)
     _connected.clear()

@@ -79,7 +79,7 @@ _PYTHON_TYPES: tuple[tuple[type[models.Field[Any, Any]], type], ...] = (
 )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FieldSpec:
     """One concrete field as records show it: ``name`` in records, ``attname`` in ``instance.__dict__``."""
 

@@ -90,11 +90,18 @@ def record_created(instance: models.Model, policy: ModelPolicy) -> Changes:
     """Store the snapshot of a new row and return its fields as changes: ``{"old": None, "new": value}``."""
     snap = take(instance.__dict__, policy)
     instance.__dict__[SNAPSHOT_ATTR] = snap
-    return {
-        spec.name: masked() if spec.masked else {"old": None, "new": plain(snap[spec.attname])}
-        for spec in policy.fields
-        if spec.attname in snap
-    }
+    fast, max_chars = _PASSED_AS_IS, limits.max_chars
+    changes: Changes = {}
+    for spec in policy.fields:
+        if spec.attname in snap:
+            value = snap[spec.attname]
+            if spec.masked:
+                changes[spec.name] = masked()
+            elif type(value) in fast or (type(value) is str and len(value) <= max_chars):
+                changes[spec.name] = {"old": None, "new": value}  # the common case, without a call
+            else:
+                changes[spec.name] = {"old": None, "new": plain(value)}
+    return changes
 
 
 def deleted_changes(instance: models.Model, policy: ModelPolicy) -> Changes:

@@ -15,18 +15,18 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
-from django.db import transaction
-from django.db.transaction import TransactionManagementError
+from django.db import connections
 
 from ..dispatch import pipeline
 from ..emit import emit_crud
 
 
 def emit_on_commit(record: dict[str, Any], alias: str) -> None:
-    """Queue ``record`` once the current transaction of ``alias`` commits (at once in autocommit)."""
-    try:
-        transaction.on_commit(partial(emit_now, record), using=alias)
-    except TransactionManagementError:
+    """Queue ``record`` once the current transaction of ``alias`` commits (at once outside ``atomic``)."""
+    connection = connections[alias]
+    if connection.in_atomic_block:
+        connection.on_commit(partial(emit_now, record))
+    else:  # autocommit: the change is committed already; manual transactions offer no commit hook
         emit_now(record)
 
 

@@ -21,6 +21,7 @@ lost; on a crash of the machine, at most ``FSYNC_INTERVAL`` seconds of records.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import re
@@ -93,7 +94,9 @@ class FileSink:
         assert directory is not None
         try:
             if directory.exists() and not directory.is_dir():
-                raise ImproperlyConfigured(f"ACTIVITY_AUDIT['LOG_DIR'] = '{directory}' exists and is not a directory.")
+                raise ImproperlyConfigured(
+                    f"ACTIVITY_AUDIT['LOG_DIR'] = '{directory}' exists and is not a directory."
+                )
             if not directory.exists():
                 directory.mkdir(parents=True, mode=self.dir_mode)
                 os.chmod(directory, self.dir_mode)
@@ -102,7 +105,9 @@ class FileSink:
                 f"ACTIVITY_AUDIT['LOG_DIR'] = '{directory}' cannot be created ({exc.strerror or exc})."
             ) from exc
         if not os.access(directory, os.W_OK | os.X_OK):
-            raise ImproperlyConfigured(f"ACTIVITY_AUDIT['LOG_DIR'] = '{directory}' is not writable by this process.")
+            raise ImproperlyConfigured(
+                f"ACTIVITY_AUDIT['LOG_DIR'] = '{directory}' is not writable by this process."
+            )
 
     def write(self, entries: Sequence[Entry]) -> None:
         by_channel: dict[str, list[bytes]] = {}
@@ -113,7 +118,9 @@ class FileSink:
             try:
                 self._append(self._file_for(channel), lines)
             except _WriteFailed as failure:
-                raise PartialDelivery(written + failure.written_records, str(failure.cause)) from failure.cause
+                raise PartialDelivery(
+                    written + failure.written_records, str(failure.cause)
+                ) from failure.cause
             except OSError as exc:
                 raise PartialDelivery(written, str(exc)) from exc
             written += len(lines)
@@ -188,19 +195,15 @@ class FileSink:
     def _close_one(self, channel: str) -> None:
         opened = self._files.pop(channel, None)
         if opened is not None:
-            try:
+            with contextlib.suppress(OSError):
                 os.close(opened.fd)
-            except OSError:
-                pass
 
     def close(self) -> None:
         for channel in list(self._files):
             opened = self._files[channel]
             if opened.dirty and self.fsync_interval is not None:
-                try:
+                with contextlib.suppress(OSError):
                     os.fsync(opened.fd)
-                except OSError:
-                    pass
             self._close_one(channel)
 
     def forget(self) -> None:

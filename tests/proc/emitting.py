@@ -24,8 +24,15 @@ def emit(origin: str, count: int, via: str = "crud") -> int:
             accepted += 1
         else:
             record = new_record(
-                "AUDIT", MARKER, "proc record", origin=origin, i=i, model="library.Book", action="update",
-                object_pk=i, changes={"title": {"old": "Old title", "new": f"New title {i}"}},
+                "AUDIT",
+                MARKER,
+                "proc record",
+                origin=origin,
+                i=i,
+                model="library.Book",
+                action="update",
+                object_pk=i,
+                changes={"title": {"old": "Old title", "new": f"New title {i}"}},
             )
             accepted += emit_crud(record)
     return accepted

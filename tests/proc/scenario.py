@@ -117,7 +117,9 @@ def fork_storm(args: Args) -> None:
     stop.set()
     for thread in threads:
         thread.join(10.0)
-    result(children=children, failed=failed, emitted=dict(enumerate(emitted)), parent_stream=pipeline.stream_id)
+    result(
+        children=children, failed=failed, emitted=dict(enumerate(emitted)), parent_stream=pipeline.stream_id
+    )
 
 
 @scenario

@@ -9,7 +9,7 @@ import os
 
 from activity_audit import get_json_formatter, get_json_handler
 
-SECRET_KEY = "child-process-tests-only"  # noqa: S105
+SECRET_KEY = "child-process-tests-only"
 DEBUG = False
 USE_TZ = True
 ALLOWED_HOSTS = ["*"]

@@ -17,7 +17,9 @@ def emit_view(request: HttpRequest) -> JsonResponse:
     half = count // 2
     emit(origin, half, via="crud")
     emit(f"{origin}-log", count - half, via="log")
-    return JsonResponse({"pid": os.getpid(), "stream_id": pipeline.stream_id, "origin": origin, "count": count})
+    return JsonResponse(
+        {"pid": os.getpid(), "stream_id": pipeline.stream_id, "origin": origin, "count": count}
+    )
 
 
 def ready_view(request: HttpRequest) -> JsonResponse:

@@ -82,11 +82,15 @@ def finish(process: subprocess.Popen[str], timeout: float = 50.0, stdin: str | N
     except subprocess.TimeoutExpired:
         process.kill()
         stdout, stderr = process.communicate()
-        raise AssertionError(f"child did not finish in {timeout}s\nstdout:\n{stdout}\nstderr:\n{stderr}") from None
+        raise AssertionError(
+            f"child did not finish in {timeout}s\nstdout:\n{stdout}\nstderr:\n{stderr}"
+        ) from None
     return Finished(process.returncode, stdout, stderr)
 
 
-def run_scenario(name: str, log_dir: Path, args: dict[str, Any], timeout: float = 50.0, **options: Any) -> Finished:
+def run_scenario(
+    name: str, log_dir: Path, args: dict[str, Any], timeout: float = 50.0, **options: Any
+) -> Finished:
     return finish(start_scenario(name, log_dir, args, **options), timeout)
 
 
@@ -147,10 +151,14 @@ def read_written(log_dir: Path) -> Written:
 
 
 def assert_streams_complete(written: Written) -> None:
-    """No seq missing or repeated in any stream, no unreadable line, every stream closed by PIPELINE_STOPPED."""
+    """No seq missing or repeated in any stream, no bad line, every stream closed by PIPELINE_STOPPED."""
     report = written.report
     assert report.bad_lines == 0
-    problems = {s.stream_id: (s.missing[:10], s.duplicates[:10]) for s in report.streams.values() if s.missing or s.duplicates}
+    problems = {
+        s.stream_id: (s.missing[:10], s.duplicates[:10])
+        for s in report.streams.values()
+        if s.missing or s.duplicates
+    }
     assert not problems, f"streams with gaps or repeats: {problems}"
     open_streams = [s.stream_id for s in report.streams.values() if not s.stopped]
     assert not open_streams, f"streams without PIPELINE_STOPPED: {open_streams}"
@@ -179,7 +187,7 @@ class Server:
 
 @contextmanager
 def gunicorn(log_dir: Path, *extra: str, boot_records: int = 0, **options: Any) -> Iterator[Server]:
-    """A real gunicorn serving :mod:`tests.proc` on a free loopback port; killed if the test leaves it running."""
+    """A real gunicorn serving :mod:`tests.proc` on a free loopback port, killed if left running."""
     port = free_port()
     env = child_env(log_dir, **options)
     env["AUDIT_PROC_BOOT_RECORDS"] = str(boot_records)

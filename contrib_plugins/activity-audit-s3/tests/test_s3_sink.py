@@ -251,6 +251,7 @@ def test_a_full_spool_refuses_records_counts_them_and_says_so(tmp_path: Path, lo
             def settled() -> bool:
                 assert flush(10)
                 sink = pipeline.stats()["sinks"]["s3"]
+                print("SETTLE", len(archived()), sink, stream_records(), plugin.spool.backlog(), flush=True)
                 return len(archived()) == sink["delivered"] and sink["delivered"] + sink["lost"] == stream_records()
 
             def stream_records() -> int:

@@ -1,0 +1,79 @@
+"""Snapshot rows when the ORM loads them: ``Model.from_db`` and ``Model.refresh_from_db``.
+
+:func:`install` wraps these two methods of :class:`django.db.models.Model` once. Every instance the ORM
+builds from a database row goes through ``from_db`` (querysets, ``get()``, related managers, ``iterator()``),
+so wrapping it snapshots exactly the instances whose values came from the database, at no query, while
+instances built by ``Model(...)`` pay nothing (their ``CREATE`` record is built after the insert).
+``refresh_from_db`` (also used when a deferred field is first read) refreshes the snapshot of the fields
+it reloaded. A model that overrides ``from_db`` should call ``super().from_db(...)``, as Django's
+documentation shows; one that does not gets ``"old_unknown": true`` in its ``UPDATE`` records.
+
+Users' model classes are not changed: the wrappers live on Django's base class only.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+from django.db.models import Model
+
+from ..dispatch import pipeline
+from .selection import policy_for
+from .snapshots import SNAPSHOT_ATTR, loaded, remember, take
+
+_MARK = "__activity_audit_wrapped__"
+
+
+def install() -> None:
+    """Wrap ``Model.from_db`` and ``Model.refresh_from_db``, once per process."""
+    from_db = Model.__dict__["from_db"].__func__
+    if not getattr(from_db, _MARK, False):
+        Model.from_db = classmethod(_wrap_from_db(from_db))  # type: ignore[method-assign,assignment]
+    refresh = Model.refresh_from_db
+    if not getattr(refresh, _MARK, False):
+        Model.refresh_from_db = _wrap_refresh(refresh)  # type: ignore[method-assign]
+
+
+def _wrap_from_db(original: Callable[..., Model]) -> Callable[..., Model]:
+    @functools.wraps(original)
+    def from_db(cls: type[Model], db: str | None, field_names: Any, values: Any) -> Model:
+        instance = original(cls, db, field_names, values)
+        try:
+            policy = policy_for(cls)
+            if policy is not None:
+                remember(instance, policy)
+        except Exception as exc:
+            _failed(exc)
+        return instance
+
+    setattr(from_db, _MARK, True)
+    return from_db
+
+
+def _wrap_refresh(original: Callable[..., None]) -> Callable[..., None]:
+    @functools.wraps(original)
+    def refresh_from_db(self: Model, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        try:
+            policy = policy_for(type(self))
+            if policy is not None:
+                fields = kwargs.get("fields", args[1] if len(args) > 1 else None)
+                reloaded = take(self.__dict__, policy)
+                before = loaded(self)
+                if fields is not None and before is not None:
+                    wanted = {
+                        spec.attname for spec in policy.fields if {spec.name, spec.attname} & set(fields)
+                    }
+                    reloaded = {**before, **{key: reloaded[key] for key in wanted if key in reloaded}}
+                self.__dict__[SNAPSHOT_ATTR] = reloaded
+        except Exception as exc:
+            _failed(exc)
+
+    setattr(refresh_from_db, _MARK, True)
+    return refresh_from_db
+
+
+def _failed(exc: Exception) -> None:
+    pipeline.reporter.problem("CAPTURE_FAILED", "crud:load", error=f"{type(exc).__name__}: {exc}")

@@ -1,0 +1,180 @@
+"""Bulk writes: one record per operation, unchanged return values, pks, chunking, and the cost setting."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from django.db import connection
+from django.db.models import F
+from django.test.utils import CaptureQueriesContext
+
+from tests.crud_helpers import audit_settings, bulk, crud
+from tests.testapp.models import ApiClient, Author, Book, Chapter, Review
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def author():
+    return Author.objects.create(name="Iain")
+
+
+def make_books(author, count):
+    return Book.objects.bulk_create([Book(title=f"B{i}", pages=i, author=author) for i in range(count)])
+
+
+def test_queryset_update_records_values_count_and_pks(audit_records, author):
+    books = make_books(author, 3)
+    audit_records.clear()
+
+    updated = Book.objects.filter(pages__gte=1).update(title="Culture", pages=F("pages") + 10)
+
+    assert updated == 2
+    assert crud(audit_records) == [
+        bulk(
+            "QUERYSET_UPDATE",
+            "Book",
+            2,
+            operation="update",
+            values={"title": "Culture", "pages": str(F("pages") + 10)},
+            pks=[books[1].pk, books[2].pk],
+        )
+    ]
+    assert sorted(Book.objects.values_list("pages", flat=True)) == [0, 11, 12]
+
+
+def test_update_of_no_row_writes_nothing(audit_records, author):
+    audit_records.clear()
+    assert Book.objects.filter(pk=-1).update(title="none") == 0
+    assert crud(audit_records) == []
+
+
+def test_update_masks_secret_fields(audit_records):
+    ApiClient.objects.create(name="crm", api_token="old-token")
+    audit_records.clear()
+
+    ApiClient.objects.update(api_token="new-token")
+
+    (only,) = crud(audit_records)
+    assert only["values"] == {"api_token": {"changed": True, "masked": True}}
+    assert "new-token" not in str(audit_records.all_records)
+
+
+def test_bulk_create_returns_the_objects_and_records_rows(audit_records, author):
+    audit_records.clear()
+    objs = (Book(title=f"G{i}", author=author, price=Decimal("1.50")) for i in range(2))  # a generator
+
+    created = Book.objects.bulk_create(objs)
+
+    assert [book.title for book in created] == ["G0", "G1"]
+    (only,) = crud(audit_records)
+    assert only["event_type"] == "BULK_CREATE" and only["count"] == 2
+    assert only["pks"] == [book.pk for book in created]
+    assert [row["title"] for row in only["rows"]] == ["G0", "G1"]
+    assert only["rows"][0]["price"] == "1.50" and only["rows"][0]["author"] == author.pk
+    # the created objects diff against what was inserted
+    audit_records.clear()
+    created[0].title = "G0 renamed"
+    created[0].save()
+    assert crud(audit_records)[0]["changes"] == {"title": {"old": "G0", "new": "G0 renamed"}}
+
+
+def test_bulk_update_records_each_rows_changes_once(audit_records, author):
+    books = list(Book.objects.filter(pk__in=[b.pk for b in make_books(author, 3)]).order_by("pk"))
+    audit_records.clear()
+    books[0].title = "X"
+    books[1].pages = 99
+
+    matched = Book.objects.bulk_update(books, ["title", "pages"], batch_size=2)  # two inner update() calls
+
+    assert matched == 3
+    assert crud(audit_records) == [
+        bulk(
+            "BULK_UPDATE",
+            "Book",
+            3,
+            operation="bulk_update",
+            fields=["title", "pages"],
+            pks=[b.pk for b in books],
+            rows=[
+                {"pk": books[0].pk, "changes": {"title": {"old": "B0", "new": "X"}}},
+                {"pk": books[1].pk, "changes": {"pages": {"old": 1, "new": 99}}},
+                {"pk": books[2].pk, "changes": {}},
+            ],
+        )
+    ]
+
+
+def test_queryset_delete_is_one_summary_per_model_with_cascades(audit_records, author):
+    books = make_books(author, 2)
+    chapters = Chapter.objects.bulk_create([Chapter(book=books[0], number=n) for n in (1, 2)])
+    review = Review.objects.create(book=books[1])
+    audit_records.clear()
+
+    result = Book.objects.all().delete()
+
+    assert result == (4, {"testapp.Chapter": 2, "testapp.Book": 2})
+    origin = {"model": "testapp.Book", "queryset": True}
+    assert sorted(crud(audit_records), key=lambda r: r["model"]) == [
+        bulk(
+            "BULK_DELETE", "Book", 2, operation="delete", pks=[b.pk for b in books], cascade=False, origin=origin
+        ),
+        bulk(
+            "BULK_DELETE", "Chapter", 2, operation="delete", pks=[c.pk for c in chapters], cascade=True,
+            origin=origin,
+        ),
+        bulk("QUERYSET_UPDATE", "Review", 1, operation="update", values={"book": None}, pks=[review.pk]),
+    ]
+
+
+def test_instance_delete_records_the_row_and_summarises_its_cascade(audit_records, author):
+    (book,) = make_books(author, 1)
+    chapters = Chapter.objects.bulk_create([Chapter(book=book, number=n) for n in (1, 2, 3)])
+    audit_records.clear()
+
+    author_pk = author.pk
+    author.delete()
+
+    records = crud(audit_records)
+    assert [(r["event_type"], r["model"]) for r in records] == [
+        ("BULK_DELETE", "Chapter"),
+        ("BULK_DELETE", "Book"),
+        ("DELETE", "Author"),
+    ]
+    origin = {"model": "testapp.Author", "instance_id": str(author_pk)}
+    assert records[0]["pks"] == [c.pk for c in chapters] and records[0]["origin"] == origin
+    assert records[1]["pks"] == [book.pk] and records[1]["cascade"] is True
+    assert records[2]["changes"] == {"name": {"old": "Iain", "new": None}}
+
+
+def test_long_pk_lists_are_split_in_parts(audit_records, author):
+    with audit_settings(BULK_CHUNK_SIZE=4):
+        books = make_books(author, 10)
+        Book.objects.all().delete()
+        records = crud(audit_records)
+
+    creates = [r for r in records if r["event_type"] == "BULK_CREATE"]
+    deletes = [r for r in records if r["event_type"] == "BULK_DELETE"]
+    for parts in (creates, deletes):
+        assert [r["part"] for r in parts] == [{"index": i, "of": 3} for i in (1, 2, 3)]
+        assert [pk for r in parts for pk in r["pks"]] == [b.pk for b in books]
+        assert {r["count"] for r in parts} == {10}
+    assert [len(r["rows"]) for r in creates] == [4, 4, 2]
+
+
+def test_count_detail_runs_no_select_before_update(audit_records, author):
+    make_books(author, 2)
+    with CaptureQueriesContext(connection) as full:
+        Book.objects.update(pages=1)
+    with audit_settings(BULK_DETAIL="count"):
+        with CaptureQueriesContext(connection) as counted:
+            Book.objects.update(pages=2)
+        Book.objects.all().delete()
+        records = crud(audit_records)
+
+    assert [q["sql"].split()[0] for q in full.captured_queries] == ["SELECT", "UPDATE"]
+    assert [q["sql"].split()[0] for q in counted.captured_queries] == ["UPDATE"]
+    update, delete = [r for r in records if r["event_type"] in ("QUERYSET_UPDATE", "BULK_DELETE")][-2:]
+    assert "pks" not in update and update["count"] == 2 and update["values"] == {"pages": 2}
+    assert "pks" not in delete and delete["count"] == 2
