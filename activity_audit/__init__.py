@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .context import audit_context
+from .context import audit_context as audit_context
 from .levels import API, AUDIT
 from .logconfig import (
     get_api_file_formatter,
@@ -20,7 +20,7 @@ from .logconfig import (
     get_json_formatter,
     get_json_handler,
 )
-from .markers import hookimpl
+from .markers import hookimpl as hookimpl
 
 __version__ = "0.1.0"
 

@@ -520,6 +520,7 @@ class Pipeline:
                 self.reporter.problem("SINK_BACKLOG_FULL", runner.name, lost=len(entries), error=_STALLED)
 
     def _pass_barrier(self, barrier: FlushBarrier) -> None:
+        self._refresh_hooks()  # a flush reaches every sink registered when it passes, even one never fed yet
         runners = list(self._runners.values())
         barrier.expect(len(runners))
         for runner in runners:

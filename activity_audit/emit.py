@@ -22,15 +22,20 @@ def _run_hook(hook_name: str, record: dict[str, Any]) -> bool:
                 keep = False
         except Exception as exc:
             name = pm.get_name(impl.plugin) or impl.plugin_name
-            pipeline.reporter.problem("HOOK_FAILED", f"{hook_name}:{name}", error=f"{type(exc).__name__}: {exc}")
+            error = f"{type(exc).__name__}: {exc}"
+            pipeline.reporter.problem("HOOK_FAILED", f"{hook_name}:{name}", error=error)
     return keep
 
 
 def emit_crud(record: dict[str, Any]) -> bool:
     """Run ``audit_crud_event`` on ``record`` and queue it unless vetoed. True when queued."""
-    return pipeline.enabled and _run_hook("audit_crud_event", record) and pipeline.submit(CHANNEL_AUDIT, record)
+    if not pipeline.enabled or not _run_hook("audit_crud_event", record):
+        return False
+    return pipeline.submit(CHANNEL_AUDIT, record)
 
 
 def emit_request(record: dict[str, Any]) -> bool:
     """Run ``audit_request`` on ``record`` and queue it unless vetoed. True when queued."""
-    return pipeline.enabled and _run_hook("audit_request", record) and pipeline.submit(CHANNEL_API, record)
+    if not pipeline.enabled or not _run_hook("audit_request", record):
+        return False
+    return pipeline.submit(CHANNEL_API, record)

@@ -109,7 +109,9 @@ def sink(records: Sequence[Entry]) -> None:
     that sink, reports the failure once per ``REPORT_INTERVAL`` with the plugin's name, and writes a
     ``SINK_FAILED`` record to the other sinks. Raise
     :class:`activity_audit.errors.PartialDelivery` when only ``delivered`` records of the batch were stored.
-    A sink that needs retries (a remote store) keeps its own spool and retries behind this call.
+    A sink that needs retries (a remote store) keeps its own spool and retries behind this call:
+    :class:`activity_audit.remote_sink.RemoteSink` implements this hook and the lifecycle hooks over
+    :class:`activity_audit.spool.Spool` (append and fsync here, upload on a thread of its own).
     """
 
 

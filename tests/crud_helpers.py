@@ -68,7 +68,13 @@ def record(
 
 def bulk(event_type: str, model: str, count: int, **more: Any) -> dict[str, Any]:
     return record(
-        event_type, model, None, {}, message=f"{event_type} event for {model} ({count} rows)", count=count, **more
+        event_type,
+        model,
+        None,
+        {},
+        message=f"{event_type} event for {model} ({count} rows)",
+        count=count,
+        **more,
     )
 
 

@@ -14,6 +14,7 @@ import pytest
 from asgiref.sync import async_to_sync, sync_to_async
 from django.contrib.auth.models import AnonymousUser, User
 from django.core.management import call_command
+from django.db import connections
 from django.test import Client, RequestFactory, override_settings
 
 from activity_audit.context import audit_context, current, request_scope
@@ -34,7 +35,9 @@ WITH_MIDDLEWARE = override_settings(
 
 
 def who(records):
-    return [(r["changes"].get("name", {}).get("new"), r["actor"], r["user"], r["request_id"]) for r in records]
+    return [
+        (r["changes"].get("name", {}).get("new"), r["actor"], r["user"], r["request_id"]) for r in records
+    ]
 
 
 @pytest.fixture
@@ -101,12 +104,15 @@ def test_concurrent_requests_in_threads_never_mix_their_users(audit_records, ali
     def serve(index, user):
         request = RequestFactory().get("/")
         request.user = user
-        with request_scope(request, f"req-{index}"):
-            start.wait(timeout=10)
-            for round_ in range(3):
-                with database:
-                    Author.objects.create(name=f"{index}:{round_}")
-        leftovers.append(current())
+        try:
+            with request_scope(request, f"req-{index}"):
+                start.wait(timeout=10)
+                for round_ in range(3):
+                    with database:
+                        Author.objects.create(name=f"{index}:{round_}")
+            leftovers.append(current())
+        finally:
+            connections.close_all()  # this thread's own connections
 
     threads = [threading.Thread(target=serve, args=(i, user)) for i, user in enumerate(users)]
     for thread in threads:
@@ -193,7 +199,11 @@ def test_a_management_command_run_as_a_process(tmp_path):
     env.pop("AUDIT_TEST_DB", None)
     for command in (["migrate", "--verbosity", "0"], ["create_author", "From a process"]):
         done = subprocess.run(
-            [sys.executable, "-m", "django", *command], cwd=REPO, env=env, capture_output=True, text=True,
+            [sys.executable, "-m", "django", *command],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
             timeout=120,
         )
         assert done.returncode == 0, done.stderr

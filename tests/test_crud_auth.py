@@ -13,7 +13,7 @@ from tests.crud_helpers import crud, record
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-PASSWORD = "correct horse battery staple"  # noqa: S105
+PASSWORD = "correct horse battery staple"
 
 
 @pytest.fixture
@@ -53,7 +53,7 @@ def test_login_logout_and_failure(audit_records, carol):
         login(request, user)
         logout(request)
     with request_scope(a_request("198.51.100.7"), "req-fail", client_ip="198.51.100.7"):
-        assert authenticate(a_request(), username="carol", password="wrong password") is None  # noqa: S106
+        assert authenticate(a_request(), username="carol", password="wrong password") is None
 
     records = [r for r in crud(audit_records) if r["event_type"] in ("LOGIN", "LOGOUT", "LOGIN_FAILED")]
     assert records == [

@@ -118,10 +118,21 @@ def test_queryset_delete_is_one_summary_per_model_with_cascades(audit_records, a
     origin = {"model": "testapp.Book", "queryset": True}
     assert sorted(crud(audit_records), key=lambda r: r["model"]) == [
         bulk(
-            "BULK_DELETE", "Book", 2, operation="delete", pks=[b.pk for b in books], cascade=False, origin=origin
+            "BULK_DELETE",
+            "Book",
+            2,
+            operation="delete",
+            pks=[b.pk for b in books],
+            cascade=False,
+            origin=origin,
         ),
         bulk(
-            "BULK_DELETE", "Chapter", 2, operation="delete", pks=[c.pk for c in chapters], cascade=True,
+            "BULK_DELETE",
+            "Chapter",
+            2,
+            operation="delete",
+            pks=[c.pk for c in chapters],
+            cascade=True,
             origin=origin,
         ),
         bulk("QUERYSET_UPDATE", "Review", 1, operation="update", values={"book": None}, pks=[review.pk]),

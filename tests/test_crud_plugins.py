@@ -35,4 +35,3 @@ def test_a_plugin_enriches_and_vetoes(audit_records, tenant_plugin):
         ("Author", {"tenant": "acme"}),
         ("Book", {"tenant": "acme"}),
     ]
-    assert [r["seq"] for r in audit_records.of("audit.crud")] == sorted(r["seq"] for r in audit_records.of("audit.crud"))

@@ -165,22 +165,20 @@ def test_delete_records_the_last_loaded_values(audit_records, author):
 
 
 def test_djangos_internals_are_not_audited(audit_records):
-    user = User.objects.create_user("ann", password="pw-not-logged")  # noqa: S106
+    user = User.objects.create_user("ann", password="pw-not-logged")
     audit_records.clear()
     store = SessionStore()
     store["user"] = user.pk
     store.save()
     ContentType.objects.get_for_model(Tag)
-    Permission.objects.create(
-        codename="x", name="x", content_type=ContentType.objects.get_for_model(Tag)
-    )
+    Permission.objects.create(codename="x", name="x", content_type=ContentType.objects.get_for_model(Tag))
     Permission.objects.filter(codename="x").delete()
 
     assert crud(audit_records) == []
 
 
 def test_user_password_changes_are_masked(audit_records):
-    user = User.objects.create_user("bob", password="first-secret")  # noqa: S106
+    user = User.objects.create_user("bob", password="first-secret")
     user.set_password("second-secret")
     user.save()
 

@@ -27,6 +27,20 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 MARKER_LOGGER = "audit.crud"
 
 
+def audit_settings(log_dir: Path, **plugins: dict[str, Any]) -> dict[str, Any]:
+    """``tests.settings``' ACTIVITY_AUDIT with its own ``LOG_DIR`` and the given plugins switched on."""
+    from django.conf import settings
+
+    return {**settings.ACTIVITY_AUDIT, "LOG_DIR": str(log_dir), "PLUGINS": plugins}
+
+
+def pipeline_events(log_dir: Path, event_type: str) -> list[dict[str, Any]]:
+    """The pipeline's own records of ``event_type`` (``UPLOAD_FAILED``, ``SINK_FAILED``) in ``audit.log``."""
+    path = log_dir / "audit.log"
+    lines = path.read_bytes().splitlines() if path.exists() else []
+    return [record for record in map(orjson.loads, lines) if record.get("event_type") == event_type]
+
+
 def emit_marked(count: int, marker: str) -> list[str]:
     """Emit ``count`` CRUD records tagged ``marker``; return their event_ids in order."""
     ids = []
@@ -96,8 +110,18 @@ def start_child(plugins: dict[str, Any], log_dir: Path, count: int, marker: str,
         "AUDIT_TEST_PLUGINS": json.dumps(plugins),
         "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
     }
-    command = [sys.executable, "-m", "tests.support.remote_sink_child", str(count), marker, mode, str(ids_file)]
-    process = subprocess.Popen(command, env=env, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    command = [
+        sys.executable,
+        "-m",
+        "tests.support.remote_sink_child",
+        str(count),
+        marker,
+        mode,
+        str(ids_file),
+    ]
+    process = subprocess.Popen(
+        command, env=env, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
     assert process.stdout is not None
     line = process.stdout.readline()
     if line.strip() != b"SPOOLED":

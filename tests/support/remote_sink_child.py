@@ -1,6 +1,7 @@
-"""A small Django process for the remote sink tests: ``python -m tests.support.remote_sink_child N MARKER MODE IDS``.
+"""A small Django process for the remote sink tests.
 
-Settings are ``tests.settings`` with ``ACTIVITY_AUDIT['PLUGINS']`` taken from the JSON in ``AUDIT_TEST_PLUGINS``.
+``python -m tests.support.remote_sink_child N MARKER MODE IDS``: settings are ``tests.settings`` with
+``ACTIVITY_AUDIT['PLUGINS']`` taken from the JSON in ``AUDIT_TEST_PLUGINS``.
 It emits ``N`` records tagged ``MARKER``, waits until the pipeline handed them to every sink (so they are
 fsynced in the spools), writes their event_ids to ``IDS`` and prints ``SPOOLED``. Then ``MODE`` ``hold``
 sleeps until killed, and ``drain`` waits until every spool is empty and exits through the normal shutdown.
@@ -22,7 +23,10 @@ def main() -> None:
     from tests import settings as base
 
     values = {name: getattr(base, name) for name in dir(base) if name.isupper()}
-    values["ACTIVITY_AUDIT"] = {**base.ACTIVITY_AUDIT, "PLUGINS": json.loads(os.environ["AUDIT_TEST_PLUGINS"])}
+    values["ACTIVITY_AUDIT"] = {
+        **base.ACTIVITY_AUDIT,
+        "PLUGINS": json.loads(os.environ["AUDIT_TEST_PLUGINS"]),
+    }
     settings.configure(**values)
     django.setup()
 

@@ -38,7 +38,7 @@ class S3Uploader:
 
     @classmethod
     def connect(cls, config: S3Config) -> S3Uploader:
-        """Build the uploader; with ``require_object_lock``, check the bucket now (a failure stops start-up)."""
+        """Build the uploader; with ``require_object_lock``, check the bucket now (failing stops start-up)."""
         uploader = cls(config)
         if config.require_object_lock:
             uploader.check_object_lock()
@@ -91,7 +91,9 @@ class S3Uploader:
             "Key": key,
             "Body": segment.data,
             "ContentType": "application/gzip",
-            "ContentMD5": base64.b64encode(hashlib.md5(segment.data, usedforsecurity=False).digest()).decode(),
+            "ContentMD5": base64.b64encode(
+                hashlib.md5(segment.data, usedforsecurity=False).digest()
+            ).decode(),
             "ChecksumAlgorithm": "SHA256",
             "Metadata": {
                 "records": str(segment.records),
@@ -107,9 +109,13 @@ class S3Uploader:
         try:
             self.client().put_object(**arguments)
         except ClientError as exc:
-            raise S3UploadError(f"upload of s3://{config.bucket}/{key} failed: {_describe_client_error(exc)}") from exc
+            raise S3UploadError(
+                f"upload of s3://{config.bucket}/{key} failed: {_describe_client_error(exc)}"
+            ) from exc
         except BotoCoreError as exc:
-            raise S3UploadError(f"upload of s3://{config.bucket}/{key} failed: {config.where}: {exc}") from exc
+            raise S3UploadError(
+                f"upload of s3://{config.bucket}/{key} failed: {config.where}: {exc}"
+            ) from exc
 
     def close(self) -> None:
         client, self._client = self._client, None

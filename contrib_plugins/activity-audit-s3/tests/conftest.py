@@ -13,15 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from django.conf import settings
 from django.test import override_settings
-from s3_server import ACCESS_KEY_ID, SECRET_ACCESS_KEY, MotoS3
+from s3_server import ACCESS_KEY_ID, SECRET_ACCESS_KEY, MotoS3, s3_options
+
+from activity_audit.dispatch import pipeline
+from tests.support.remote_archive import audit_settings
 
 os.environ["AUDIT_TEST_S3_KEY_ID"] = ACCESS_KEY_ID
 os.environ["AUDIT_TEST_S3_SECRET"] = SECRET_ACCESS_KEY
-
-# Short cuts and retries so that the tests see several segments and retries in a few seconds.
-FAST_SPOOL = {"segment_max_age": 0.3, "retry_initial": 0.1, "retry_max": 0.5}
 
 
 @pytest.fixture(scope="session")
@@ -39,21 +38,10 @@ def bucket(moto_s3: MotoS3) -> str:
     return name
 
 
-def s3_options(server: MotoS3, bucket: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "bucket": bucket,
-        "prefix": "archive/web",
-        "region": "us-east-1",
-        "endpoint_url": server.endpoint_url,
-        "access_key_id": {"$env": "AUDIT_TEST_S3_KEY_ID"},
-        "secret_access_key": {"$env": "AUDIT_TEST_S3_SECRET"},
-        **FAST_SPOOL,
-        **extra,
-    }
-
-
-def audit_settings(log_dir: Path, **plugins: dict[str, Any]) -> dict[str, Any]:
-    return {**settings.ACTIVITY_AUDIT, "LOG_DIR": str(log_dir), "PLUGINS": plugins}
+@pytest.fixture(autouse=True)
+def fresh_pipeline() -> None:
+    """A new stream and reporter per test, so that one test's rate-limited reports do not hide another's."""
+    pipeline.reset_for_tests()
 
 
 @pytest.fixture

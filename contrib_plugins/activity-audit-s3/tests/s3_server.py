@@ -18,7 +18,7 @@ from botocore.config import Config
 
 HOST = "127.0.0.1"
 ACCESS_KEY_ID = "testing-key-id"
-SECRET_ACCESS_KEY = "testing-secret-access-key"  # noqa: S105
+SECRET_ACCESS_KEY = "testing-secret-access-key"
 REGION = "us-east-1"
 
 
@@ -49,7 +49,10 @@ class MotoS3:
         with self.log_path.open("ab") as log:
             self._process = subprocess.Popen(
                 [sys.executable, "-m", "moto.server", "-H", HOST, "-p", str(self.port)],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
             )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -93,3 +96,20 @@ class MotoS3:
             for item in page.get("Contents", []):
                 objects[item["Key"]] = client.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()
         return objects
+
+
+# Short cuts and retries so that the tests see several segments and retries in a few seconds.
+FAST_SPOOL = {"segment_max_age": 0.3, "retry_initial": 0.1, "retry_max": 0.5}
+
+
+def s3_options(server: MotoS3, bucket: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "bucket": bucket,
+        "prefix": "archive/web",
+        "region": "us-east-1",
+        "endpoint_url": server.endpoint_url,
+        "access_key_id": {"$env": "AUDIT_TEST_S3_KEY_ID"},
+        "secret_access_key": {"$env": "AUDIT_TEST_S3_SECRET"},
+        **FAST_SPOOL,
+        **extra,
+    }

@@ -1,0 +1,106 @@
+"""The options of ``ACTIVITY_AUDIT["PLUGINS"]["sftp"]``, checked at start-up.
+
+``host``, ``username``, ``remote_dir`` (absolute) and ``known_hosts`` (an OpenSSH known_hosts file: host key
+verification cannot be turned off) are required; ``port`` (22); ``password`` and/or ``private_key`` (path of
+an OpenSSH private key) with ``private_key_passphrase``; ``timeout`` (seconds, default 30); and the spool's
+options (:data:`activity_audit.spool.SPOOL_OPTION_KEYS`). Files are parsed now, so a wrong path or an
+unreadable key stops start-up with the setting's name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from activity_audit.plugin_options import PluginOptions
+
+OPTION_KEYS = (
+    "host",
+    "port",
+    "username",
+    "password",
+    "private_key",
+    "private_key_passphrase",
+    "remote_dir",
+    "known_hosts",
+    "timeout",
+)
+SECRET_KEYS = ("password", "private_key_passphrase")
+
+if TYPE_CHECKING:
+    import paramiko
+
+
+@dataclass(frozen=True, repr=False)
+class SftpConfig:
+    """Checked SFTP options. ``repr`` is withheld: the object holds credentials."""
+
+    host: str
+    port: int
+    username: str
+    password: str | None
+    private_key: paramiko.PKey | None
+    remote_dir: str
+    known_hosts: paramiko.HostKeys
+    known_hosts_path: Path
+    timeout: float
+
+    @classmethod
+    def read(cls, options: PluginOptions) -> SftpConfig:
+        remote_dir = options.required_text("remote_dir")
+        if not remote_dir.startswith("/"):
+            raise options.error("remote_dir", f"must be an absolute path on the server, got {remote_dir!r}.")
+        password = options.text("password")
+        key_path = options.readable_file("private_key")
+        if password is None and key_path is None:
+            raise options.error(
+                "password", "or ACTIVITY_AUDIT['PLUGINS']['sftp']['private_key'] is required."
+            )
+        known_hosts_path = options.readable_file("known_hosts", required=True)
+        assert known_hosts_path is not None
+        return cls(
+            host=options.required_text("host"),
+            port=options.integer("port", 22, minimum=1),
+            username=options.required_text("username"),
+            password=password,
+            private_key=_load_key(options, key_path) if key_path else None,
+            remote_dir=remote_dir.rstrip("/") or "/",
+            known_hosts=_load_known_hosts(options, known_hosts_path),
+            known_hosts_path=known_hosts_path,
+            timeout=options.seconds("timeout", 30.0, minimum=0.1),
+        )
+
+    @property
+    def host_entry(self) -> str:
+        """The host as known_hosts names it: ``host``, or ``[host]:port`` on another port than 22."""
+        return self.host if self.port == 22 else f"[{self.host}]:{self.port}"
+
+    @property
+    def where(self) -> str:
+        return f"sftp://{self.username}@{self.host}:{self.port}"
+
+
+def _load_key(options: PluginOptions, path: Path) -> Any:
+    import paramiko
+
+    try:
+        return paramiko.PKey.from_path(path, password=options.text("private_key_passphrase"))
+    except paramiko.PasswordRequiredException as exc:
+        raise options.error(
+            "private_key",
+            f"= '{path}' is encrypted: set ACTIVITY_AUDIT['PLUGINS']['sftp']['private_key_passphrase'].",
+        ) from exc
+    except (paramiko.SSHException, OSError, ValueError) as exc:
+        raise options.error(
+            "private_key", f"= '{path}' cannot be loaded as a private key (wrong format or wrong passphrase)."
+        ) from exc
+
+
+def _load_known_hosts(options: PluginOptions, path: Path) -> paramiko.HostKeys:
+    import paramiko
+
+    try:
+        return paramiko.HostKeys(str(path))
+    except (OSError, paramiko.SSHException, ValueError) as exc:
+        raise options.error("known_hosts", f"= '{path}' is not a known_hosts file: {exc}") from exc

@@ -1,0 +1,156 @@
+"""Upload spool segments to an SFTP server with paramiko: verified host key, then an atomic upload.
+
+* The server's host key is checked against ``known_hosts`` before anything else happens: an unknown or
+  changed key raises :class:`HostKeyRejected` naming the host and the offered SHA-256 fingerprint, and no
+  credential and no data is sent. There is no way to accept a key automatically.
+* Each segment is written to a hidden temporary name in its final directory, made 0640, then renamed over
+  the final name with the ``posix-rename`` extension, so a reader never sees a partial file and a retried
+  upload replaces itself.
+* One connection is kept between uploads and dropped after any failure; messages never hold credentials.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import io
+import posixpath
+import socket
+import uuid
+from typing import Any
+
+import paramiko
+
+from activity_audit.spool import Segment
+
+from .config import SftpConfig
+
+FILE_MODE = 0o640
+
+
+class SftpUploadError(Exception):
+    """An upload that did not complete; the message names the server and the cause."""
+
+
+class HostKeyRejected(SftpUploadError):
+    """The server's host key is not the one ``known_hosts`` holds for it."""
+
+
+def fingerprint(key: paramiko.PKey) -> str:
+    """The OpenSSH ``SHA256:...`` fingerprint of a public key."""
+    digest = hashlib.sha256(key.asbytes()).digest()
+    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+
+
+class SftpUploader:
+    """The :class:`~activity_audit.spool.Uploader` of the ``sftp`` plugin."""
+
+    def __init__(self, config: SftpConfig) -> None:
+        self.config = config
+        self._transport: paramiko.Transport | None = None
+        self._sftp: paramiko.SFTPClient | None = None
+
+    def upload(self, name: str, segment: Segment) -> None:
+        config = self.config
+        path = posixpath.join(config.remote_dir, name)
+        try:
+            sftp = self._session()
+            directory = posixpath.dirname(path)
+            self._make_dirs(sftp, directory)
+            temporary = posixpath.join(directory, f".{posixpath.basename(path)}.{uuid.uuid4().hex[:8]}.tmp")
+            try:
+                sftp.putfo(io.BytesIO(segment.data), temporary, file_size=len(segment.data), confirm=True)
+                sftp.chmod(temporary, FILE_MODE)
+                sftp.posix_rename(temporary, path)
+            except BaseException:
+                self._remove_quietly(sftp, temporary)
+                raise
+        except SftpUploadError:
+            raise
+        except paramiko.AuthenticationException as exc:
+            raise SftpUploadError(
+                f"{config.where}: authentication as '{config.username}' failed; "
+                "check the password or private_key"
+            ) from exc
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            raise SftpUploadError(
+                f"upload of {path} to {config.where} failed: {type(exc).__name__}: {exc}"
+            ) from exc
+
+    def _session(self) -> paramiko.SFTPClient:
+        if self._sftp is not None and self._transport is not None and self._transport.is_active():
+            return self._sftp
+        self.close()
+        config = self.config
+        sock = socket.create_connection((config.host, config.port), timeout=config.timeout)
+        transport = paramiko.Transport(sock)
+        try:
+            transport.banner_timeout = transport.auth_timeout = config.timeout
+            known = config.known_hosts.lookup(config.host_entry)
+            if known:
+                transport.get_security_options().key_types = tuple(known.keys())  # ask for a key we can check
+            transport.start_client(timeout=config.timeout)
+            self._verify_host_key(transport.get_remote_server_key())
+            if config.private_key is not None:
+                transport.auth_publickey(config.username, config.private_key)
+            else:
+                transport.auth_password(config.username, config.password or "")
+            sftp = paramiko.SFTPClient.from_transport(transport)
+            if sftp is None:
+                raise SftpUploadError(f"{config.where}: the server refused the sftp subsystem")
+            sftp.get_channel().settimeout(config.timeout)  # type: ignore[union-attr]
+        except BaseException:
+            transport.close()
+            raise
+        self._transport, self._sftp = transport, sftp
+        return sftp
+
+    def _verify_host_key(self, offered: paramiko.PKey) -> None:
+        config = self.config
+        known = config.known_hosts.lookup(config.host_entry)
+        where = f"{config.host_entry} ({config.known_hosts_path})"
+        offered_key = f"{offered.get_name()} {fingerprint(offered)}"
+        if not known:
+            raise HostKeyRejected(
+                f"host key of {where} is unknown: the server offered {offered_key}; nothing was sent."
+                " Add the key to known_hosts after checking it out of band."
+            )
+        expected = known.get(offered.get_name())
+        if expected is None or expected != offered:
+            raise HostKeyRejected(
+                f"host key of {where} has CHANGED: the server offered {offered_key}, "
+                "which known_hosts does not hold for it; nothing was sent (possible man-in-the-middle)."
+            )
+
+    @staticmethod
+    def _make_dirs(sftp: paramiko.SFTPClient, directory: str) -> None:
+        missing = []
+        while directory not in ("", "/"):
+            try:
+                sftp.stat(directory)
+                break
+            except FileNotFoundError:
+                missing.append(directory)
+                directory = posixpath.dirname(directory)
+        for path in reversed(missing):
+            try:
+                sftp.mkdir(path, mode=0o750)
+            except OSError:
+                sftp.stat(path)  # created meanwhile by another process: fine; otherwise raise
+
+    @staticmethod
+    def _remove_quietly(sftp: Any, path: str) -> None:
+        with contextlib.suppress(Exception):  # the connection may be gone; a stray temporary file is harmless
+            sftp.remove(path)
+
+    def close(self) -> None:
+        sftp, transport = self._sftp, self._transport
+        self._sftp = self._transport = None
+        if sftp is not None:
+            sftp.close()
+        if transport is not None:
+            transport.close()
+
+    def forget(self) -> None:
+        self._sftp = self._transport = None  # the parent's connection: leave it to the parent
