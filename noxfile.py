@@ -43,7 +43,7 @@ def lint(session: nox.Session) -> None:
 
 @nox.session(python=_python("3.11"))
 def typecheck(session: nox.Session) -> None:
-    session.install("-e", ".[dev]", "Django>=5.2,<6")
+    session.install("-e", ".[dev]", "Django>=5.2,<6", *[f"-e{path}" for path in CONTRIB])
     session.run("mypy")
 
 

@@ -20,8 +20,13 @@ a 16-digit id that happens to look like a card is masked (a false positive is th
 keeps at most its first 6 and last 4 digits (PCI DSS).
 
 Each masked place is reported as a path (``request_repr.headers.Authorization``, ``items[2].token``) so a
-reader knows what was hidden. Strings are scanned only when a cheap test (a substring that every match
-must contain) says a pattern could match.
+reader knows what was hidden.
+
+Speed: the walk runs on every record, so a string is handed to a regular expression only when a test done in
+C says that pattern could match it: a character or word every match must contain (``=``, ``@``, ``eyJ``,
+``PRIVATE KEY``, ``bearer``/``basic``/``digest`` in any case) and the minimum length of a match; for card
+numbers, at least 13 digits. ``REDACT_PATTERNS`` have no such test: with any configured, every string of
+five characters or more is searched.
 """
 
 from __future__ import annotations
@@ -124,6 +129,13 @@ _VALUE_MARKERS = frozenset({"eyj", "private key", "bearer", "basic", "digest"})
 _NOTHING: frozenset[str] = frozenset()
 # Deeper than this, a value is masked whole rather than walked (no secret can hide in what is not written).
 _MAX_WALK_DEPTH = 64
+# Strings shorter than this are not scanned ("pin=1" is the shortest text a pattern masks).
+_MIN_SECRET_CHARS = 5
+# The shortest match of the card, JWT, PEM and Bearer/Basic/Digest patterns (a card: 13 digits).
+_MIN_SHAPED_SECRET_CHARS = 13
+_MIN_CARD_DIGITS = 13
+_MIN_CARD_INT = 10**12
+_ASCII_DIGITS = b"0123456789"
 _NORMALISE = str.maketrans("", "", "-_ ")
 _KEY_CACHE_LIMIT = 10_000
 
@@ -166,9 +178,9 @@ class Redactor:
         """
         found: list[str] = []
         if isinstance(value, dict):
-            self._walk_dict(value, "", found, skip)
+            self._walk_dict(value, "", found, skip, 0)
         elif isinstance(value, list):
-            self._walk_list(value, "", found)
+            self._walk_list(value, "", found, 0)
         return found
 
     def may_hold_secrets(self, line: bytes) -> bool:
@@ -207,7 +219,9 @@ class Redactor:
             for index, item in enumerate(value):
                 self._mask_named(item, wanted, f"{path}[{index}]", found)
 
-    def _walk_dict(self, value: dict[Any, Any], path: str, found: list[str], skip: frozenset[str]) -> None:
+    def _walk_dict(
+        self, value: dict[Any, Any], path: str, found: list[str], skip: frozenset[str], depth: int
+    ) -> None:
         cache = self._key_cache
         for key, item in value.items():
             kind = type(item)
@@ -221,7 +235,7 @@ class Redactor:
                     value[key] = masked_value(item)
                     found.append(f"{path}{key}")
             elif kind is str:
-                if len(item) > 4:
+                if len(item) >= _MIN_SECRET_CHARS:
                     clean = self.scrub_text(item)
                     if clean is not None:
                         value[key] = clean
@@ -229,38 +243,38 @@ class Redactor:
             elif kind is dict or kind is list:
                 if item:
                     where = f"{path}{key}"
-                    if where.count(".") + where.count("[") >= _MAX_WALK_DEPTH:
+                    if depth >= _MAX_WALK_DEPTH:
                         value[key] = MASK
                         found.append(where)
                     elif kind is dict:
-                        self._walk_dict(item, f"{where}.", found, _NOTHING)
+                        self._walk_dict(item, f"{where}.", found, _NOTHING, depth + 1)
                     else:
-                        self._walk_list(item, where, found)
-            elif kind is int and item >= 10**12:
+                        self._walk_list(item, where, found, depth + 1)
+            elif kind is int and item >= _MIN_CARD_INT:
                 masked = mask_card_number(str(item))
                 if masked is not None:
                     value[key] = masked
                     found.append(f"{path}{key}")
 
-    def _walk_list(self, value: list[Any], path: str, found: list[str]) -> None:
+    def _walk_list(self, value: list[Any], path: str, found: list[str], depth: int) -> None:
         for index, item in enumerate(value):
             kind = type(item)
             if kind is str:
-                if len(item) > 4:
+                if len(item) >= _MIN_SECRET_CHARS:
                     clean = self.scrub_text(item)
                     if clean is not None:
                         value[index] = clean
                         found.append(f"{path}[{index}]")
             elif kind is dict or kind is list:
                 where = f"{path}[{index}]"
-                if where.count(".") + where.count("[") >= _MAX_WALK_DEPTH:
+                if depth >= _MAX_WALK_DEPTH:
                     value[index] = MASK
                     found.append(where)
                 elif kind is dict:
-                    self._walk_dict(item, f"{where}.", found, _NOTHING)
+                    self._walk_dict(item, f"{where}.", found, _NOTHING, depth + 1)
                 else:
-                    self._walk_list(item, where, found)
-            elif kind is int and item >= 10**12:
+                    self._walk_list(item, where, found, depth + 1)
+            elif kind is int and item >= _MIN_CARD_INT:
                 masked = mask_card_number(str(item))
                 if masked is not None:
                     value[index] = masked
@@ -268,21 +282,28 @@ class Redactor:
 
     # --- text ----------------------------------------------------------------------------------------------
     def scrub_text(self, text: str) -> str | None:
-        """``text`` with every secret-shaped part masked, or None when nothing was found."""
+        """``text`` with every secret-shaped part masked, or None when nothing was found.
+
+        Each pattern runs only when its gate (see the module docstring) lets it; most strings of a record
+        (names, paths, content types, timestamps, UUIDs) pass a handful of substring tests and no regex.
+        """
         original = text
-        if "PRIVATE KEY" in text:
-            text = _PEM_PRIVATE_KEY.sub(MASK, text)
-        if "eyJ" in text:
-            text = _JWT.sub(MASK, text)
-        if "earer" in text or "EARER" in text or "asic" in text or "ASIC" in text or "igest" in text:
-            text = _AUTH_SCHEME.sub(rf"\1\2{MASK}", text)
-        if "://" in text and "@" in text:
-            text = _URL_PASSWORD.sub(rf"\1{MASK}\3", text)
         if "=" in text:
             text = _KEY_EQUALS_VALUE.sub(self._mask_pair, text)
-        if ":" in text and ('"' in text or "'" in text):
-            text = _QUOTED_KEY_VALUE.sub(self._mask_quoted_pair, text)
-        text = _CARD_CANDIDATE.sub(_mask_card_match, text)
+        if ":" in text:
+            if "@" in text and "://" in text:
+                text = _URL_PASSWORD.sub(rf"\1{MASK}\3", text)
+            if '"' in text or "'" in text:
+                text = _QUOTED_KEY_VALUE.sub(self._mask_quoted_pair, text)
+        if len(text) >= _MIN_SHAPED_SECRET_CHARS:
+            if "eyJ" in text:
+                text = _JWT.sub(MASK, text)
+            if "PRIVATE KEY" in text:
+                text = _PEM_PRIVATE_KEY.sub(MASK, text)
+            if _may_name_auth_scheme(text):
+                text = _AUTH_SCHEME.sub(rf"\1\2{MASK}", text)
+            if _may_hold_card_number(text):
+                text = _CARD_CANDIDATE.sub(_mask_card_match, text)
         if self._custom is not None:
             text = self._custom.sub(MASK, text)
         return None if text == original else text
