@@ -17,12 +17,15 @@ nox.options.error_on_missing_interpreters = True
 
 
 def _python(version: str) -> str:
-    """The interpreter for ``version``: from PATH, else from pyenv's versions folder."""
+    """The interpreter for ``version``: a pyenv install if there is one, else ``pythonX.Y`` from PATH.
+
+    pyenv's shims are passed over: a shim answers for every version but runs only the selected ones.
+    """
+    installed = sorted(glob.glob(os.path.expanduser(f"~/.pyenv/versions/{version}.*/bin/python{version}")))
+    if installed:
+        return installed[-1]
     found = shutil.which(f"python{version}")
-    if found:
-        return found
-    candidates = sorted(glob.glob(os.path.expanduser(f"~/.pyenv/versions/{version}.*/bin/python{version}")))
-    return candidates[-1] if candidates else version
+    return found if found and "/shims/" not in found else version
 
 
 MATRIX = [

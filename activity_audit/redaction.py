@@ -137,6 +137,10 @@ _MIN_CARD_DIGITS = 13
 _MIN_CARD_INT = 10**12
 _ASCII_DIGITS = b"0123456789"
 _NORMALISE = str.maketrans("", "", "-_ ")
+
+# Where a value sits in a record: None for the record itself, else (where its container sits, its key or
+# index, True when that is a list index).
+_Location = tuple[Any, Any, bool] | None
 _KEY_CACHE_LIMIT = 10_000
 
 
@@ -178,9 +182,9 @@ class Redactor:
         """
         found: list[str] = []
         if isinstance(value, dict):
-            self._walk_dict(value, "", found, skip, 0)
+            self._walk_dict(value, None, found, skip, 0)
         elif isinstance(value, list):
-            self._walk_list(value, "", found, 0)
+            self._walk_list(value, None, found, 0)
         return found
 
     def may_hold_secrets(self, line: bytes) -> bool:
@@ -219,10 +223,15 @@ class Redactor:
             for index, item in enumerate(value):
                 self._mask_named(item, wanted, f"{path}[{index}]", found)
 
+    # The walk is the hot path of the worker (every record goes through it), hence its shape: one loop per
+    # container type, the type tests inline, and the location of a value kept as a chain of
+    # ``(parent, key, is_index)`` tuples that is turned into a path string only for what gets masked.
+
     def _walk_dict(
-        self, value: dict[Any, Any], path: str, found: list[str], skip: frozenset[str], depth: int
+        self, value: dict[Any, Any], at: _Location, found: list[str], skip: frozenset[str], depth: int
     ) -> None:
         cache = self._key_cache
+        scan_all = self._custom is not None
         for key, item in value.items():
             kind = type(item)
             if item is None or kind is bool or kind is float or key in skip:
@@ -233,52 +242,51 @@ class Redactor:
             if sensitive:
                 if _hides_something(item):
                     value[key] = masked_value(item)
-                    found.append(f"{path}{key}")
+                    found.append(_path(at, key, False))
             elif kind is str:
-                if len(item) >= _MIN_SECRET_CHARS:
+                if _worth_scanning(item, scan_all):
                     clean = self.scrub_text(item)
                     if clean is not None:
                         value[key] = clean
-                        found.append(f"{path}{key}")
+                        found.append(_path(at, key, False))
             elif kind is dict or kind is list:
                 if item:
-                    where = f"{path}{key}"
                     if depth >= _MAX_WALK_DEPTH:
                         value[key] = MASK
-                        found.append(where)
+                        found.append(_path(at, key, False))
                     elif kind is dict:
-                        self._walk_dict(item, f"{where}.", found, _NOTHING, depth + 1)
+                        self._walk_dict(item, (at, key, False), found, _NOTHING, depth + 1)
                     else:
-                        self._walk_list(item, where, found, depth + 1)
+                        self._walk_list(item, (at, key, False), found, depth + 1)
             elif kind is int and item >= _MIN_CARD_INT:
                 masked = mask_card_number(str(item))
                 if masked is not None:
                     value[key] = masked
-                    found.append(f"{path}{key}")
+                    found.append(_path(at, key, False))
 
-    def _walk_list(self, value: list[Any], path: str, found: list[str], depth: int) -> None:
+    def _walk_list(self, value: list[Any], at: _Location, found: list[str], depth: int) -> None:
+        scan_all = self._custom is not None
         for index, item in enumerate(value):
             kind = type(item)
             if kind is str:
-                if len(item) >= _MIN_SECRET_CHARS:
+                if _worth_scanning(item, scan_all):
                     clean = self.scrub_text(item)
                     if clean is not None:
                         value[index] = clean
-                        found.append(f"{path}[{index}]")
+                        found.append(_path(at, index, True))
             elif kind is dict or kind is list:
-                where = f"{path}[{index}]"
                 if depth >= _MAX_WALK_DEPTH:
                     value[index] = MASK
-                    found.append(where)
+                    found.append(_path(at, index, True))
                 elif kind is dict:
-                    self._walk_dict(item, f"{where}.", found, _NOTHING, depth + 1)
+                    self._walk_dict(item, (at, index, True), found, _NOTHING, depth + 1)
                 else:
-                    self._walk_list(item, where, found, depth + 1)
+                    self._walk_list(item, (at, index, True), found, depth + 1)
             elif kind is int and item >= _MIN_CARD_INT:
                 masked = mask_card_number(str(item))
                 if masked is not None:
                     value[index] = masked
-                    found.append(f"{path}[{index}]")
+                    found.append(_path(at, index, True))
 
     # --- text ----------------------------------------------------------------------------------------------
     def scrub_text(self, text: str) -> str | None:
@@ -288,22 +296,23 @@ class Redactor:
         (names, paths, content types, timestamps, UUIDs) pass a handful of substring tests and no regex.
         """
         original = text
-        if "=" in text:
-            text = _KEY_EQUALS_VALUE.sub(self._mask_pair, text)
+        long_enough = len(text) >= _MIN_SHAPED_SECRET_CHARS
+        if long_enough:
+            if "PRIVATE KEY" in text:
+                text = _PEM_PRIVATE_KEY.sub(MASK, text)
+            if "eyJ" in text:
+                text = _JWT.sub(MASK, text)
+            if _may_name_auth_scheme(text):
+                text = _AUTH_SCHEME.sub(rf"\1\2{MASK}", text)
         if ":" in text:
             if "@" in text and "://" in text:
                 text = _URL_PASSWORD.sub(rf"\1{MASK}\3", text)
-            if '"' in text or "'" in text:
-                text = _QUOTED_KEY_VALUE.sub(self._mask_quoted_pair, text)
-        if len(text) >= _MIN_SHAPED_SECRET_CHARS:
-            if "eyJ" in text:
-                text = _JWT.sub(MASK, text)
-            if "PRIVATE KEY" in text:
-                text = _PEM_PRIVATE_KEY.sub(MASK, text)
-            if _may_name_auth_scheme(text):
-                text = _AUTH_SCHEME.sub(rf"\1\2{MASK}", text)
-            if _may_hold_card_number(text):
-                text = _CARD_CANDIDATE.sub(_mask_card_match, text)
+        if "=" in text:
+            text = _KEY_EQUALS_VALUE.sub(self._mask_pair, text)
+        if ":" in text and ('"' in text or "'" in text):
+            text = _QUOTED_KEY_VALUE.sub(self._mask_quoted_pair, text)
+        if long_enough and _may_hold_card_number(text):
+            text = _CARD_CANDIDATE.sub(_mask_card_match, text)
         if self._custom is not None:
             text = self._custom.sub(MASK, text)
         return None if text == original else text
@@ -343,6 +352,51 @@ def _hides_something(value: Any) -> bool:
 
 def _join(path: str, key: Any) -> str:
     return f"{path}.{key}" if path else str(key)
+
+
+def _worth_scanning(text: str, scan_all: bool) -> bool:
+    """False when no pattern of :meth:`Redactor.scrub_text` can match ``text`` (a test without a call to it).
+
+    Shorter than 13 characters, only ``key=value``, ``scheme://user:password@`` and ``"key": value`` fit, and
+    each needs a ``=`` or a ``:``; ``REDACT_PATTERNS`` (``scan_all``) may match anything of 5 or more.
+    """
+    size = len(text)
+    if size >= _MIN_SHAPED_SECRET_CHARS:
+        return True
+    return size >= _MIN_SECRET_CHARS and (scan_all or "=" in text or ":" in text)
+
+
+def _path(at: _Location, key: Any, is_index: bool) -> str:
+    """``request_repr.headers.Authorization``, ``items[2].token``: the path of ``key`` under ``at``."""
+    steps = [(key, is_index)]
+    while at is not None:
+        at, step, step_is_index = at
+        steps.append((step, step_is_index))
+    steps.reverse()
+    return "".join(
+        f"[{step}]" if step_is_index else f".{step}" if position else str(step)
+        for position, (step, step_is_index) in enumerate(steps)
+    )
+
+
+def _may_name_auth_scheme(text: str) -> bool:
+    """False when :data:`_AUTH_SCHEME` cannot match: no ``bearer``, ``basic`` or ``digest`` in any case."""
+    if "earer" in text or "asic" in text or "igest" in text:
+        return True
+    lowered = text.lower()
+    return "bearer" in lowered or "basic" in lowered or "digest" in lowered
+
+
+def _may_hold_card_number(text: str) -> bool:
+    """False when :data:`_CARD_CANDIDATE` cannot match: fewer than 13 digits.
+
+    Counted in C on the ASCII bytes; ``\\d`` also matches the digits of other scripts, so any other text is
+    left to the regular expression.
+    """
+    if not text.isascii():
+        return True
+    data = text.encode("ascii")
+    return len(data) - len(data.translate(None, _ASCII_DIGITS)) >= _MIN_CARD_DIGITS
 
 
 def _longest_word(key: str) -> str:

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
 from ..conf import AuditSettings
 from ..markers import hookimpl
 from ..redaction import MASK, Redactor
@@ -48,23 +46,13 @@ def audit_configure(settings: AuditSettings) -> None:
 
 @hookimpl
 def redact(record: dict[str, Any]) -> None:
-    declared = record.get("sensitive_post_parameters")
-    if not declared and not _redactor.may_hold_secrets(_encoded(record)):
-        return
     found = _redactor.redact(record, skip=_NOT_SCANNED)
+    declared = record.get("sensitive_post_parameters")
     if declared:
         found.extend(_mask_declared(record, declared))
     if found:
         previous = record.get("redacted")
         record["redacted"] = [*previous, *found] if isinstance(previous, list) else found
-
-
-def _encoded(record: dict[str, Any]) -> bytes:
-    """The record as JSON for the cheap test; anything orjson refuses is looked at in full."""
-    try:
-        return orjson.dumps(record, default=str)
-    except (TypeError, ValueError):
-        return b"token"  # matches a key root: walk the record
 
 
 def _mask_declared(record: dict[str, Any], declared: Any) -> list[str]:
