@@ -19,7 +19,7 @@ def _insert_chapters(book: Book) -> None:
     table = Chapter._meta.db_table
     with connection.cursor() as cursor:
         cursor.executemany(
-            f"INSERT INTO {table} (book_id, number) VALUES (%s, %s)",  # noqa: S608 - fixed table name
+            f"INSERT INTO {table} (book_id, number) VALUES (%s, %s)",
             [(book.pk, number) for number in range(ROWS)],
         )
 
