@@ -8,6 +8,8 @@ token/JWT authentication does, are seen); else ``anonymous`` inside a request; e
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, NamedTuple
 
 from .conf import get_settings
@@ -39,6 +41,23 @@ def describe_user(user: Any) -> dict[str, Any]:
     return out
 
 
+@contextmanager
+def _session_left_as_it_was(request: Any) -> Iterator[None]:
+    """Read the user without marking the session as accessed.
+
+    Django adds ``Vary: Cookie`` to every response whose session was accessed. A view that never looked at
+    the user returns a response that does not depend on the cookie; the audit reading the user for its
+    record must not make it uncacheable.
+    """
+    session = getattr(request, "session", None)
+    accessed = getattr(session, "accessed", None)
+    try:
+        yield
+    finally:
+        if accessed is False:
+            session.accessed = False  # type: ignore[union-attr]
+
+
 def _is_user(value: Any) -> bool:
     return bool(getattr(value, "is_authenticated", False)) and getattr(value, "pk", None) is not None
 
@@ -58,7 +77,9 @@ def resolve_actor() -> Actor:
     request = context.request
     if request is not None:
         user = getattr(request, "user", None)
-        if _is_user(user):
+        with _session_left_as_it_was(request):
+            is_user = _is_user(user)  # may load the user from the session, lazily
+        if is_user:
             return actor_from_user(user)
         return Actor(ANONYMOUS, None)
     return Actor(f"system:{context.source or process_source()}", None)
