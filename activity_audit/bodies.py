@@ -60,6 +60,13 @@ def media_type(content_type: str | None) -> tuple[str, dict[str, str]]:
 
 def body_kind(content_type: str | None) -> str:
     """One of ``json``, ``form``, ``text``, ``multipart``, ``binary`` for a ``Content-Type`` value."""
+    kind = _kinds.get(content_type)
+    if kind is None:
+        kind = _remember(_kinds, content_type, _body_kind(content_type))
+    return kind
+
+
+def _body_kind(content_type: str | None) -> str:
     mime, _ = media_type(content_type)
     top, _, sub = mime.partition("/")
     if sub == "json" or sub.endswith("+json"):
@@ -317,10 +324,35 @@ def capture_headers(headers: Mapping[str, Any] | Iterable[tuple[str, Any]] | Non
 
 def headers_from_meta(meta: Mapping[str, Any]) -> dict[str, str]:
     """Request headers from a WSGI/ASGI ``META`` dict (``HTTP_X_API_KEY`` -> ``X-Api-Key``)."""
+    names = _header_names
     out: dict[str, str] = {}
     for key, value in meta.items():
-        if key.startswith("HTTP_"):
-            out[key[5:].replace("_", "-").title()] = str(value)
-        elif key in ("CONTENT_TYPE", "CONTENT_LENGTH") and value:
-            out[key.replace("_", "-").title()] = str(value)
+        name = names.get(key)
+        if name is None:
+            name = _remember(names, key, _header_name(key))
+        if name and (value or key.startswith("HTTP_")):
+            out[name] = value if type(value) is str else str(value)
     return out
+
+
+def _header_name(meta_key: str) -> str:
+    """``HTTP_X_API_KEY`` -> ``X-Api-Key``, ``CONTENT_TYPE`` -> ``Content-Type``; "" for what is no header."""
+    if meta_key.startswith("HTTP_"):
+        return meta_key[5:].replace("_", "-").title()
+    if meta_key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+        return meta_key.replace("_", "-").title()
+    return ""
+
+
+# Content types and META keys seen, with what they mean: the same few values come with every request.
+# Clients choose them, so each cache is emptied when it reaches _CACHE_LIMIT entries.
+_CACHE_LIMIT = 512
+_kinds: dict[str | None, str] = {}
+_header_names: dict[str, str] = {}
+
+
+def _remember(cache: dict[Any, str], key: Any, value: str) -> str:
+    if len(cache) >= _CACHE_LIMIT:
+        cache.clear()
+    cache[key] = value
+    return value

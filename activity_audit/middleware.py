@@ -30,6 +30,7 @@ from .context import current, pop, push, request_scope
 from .dispatch import pipeline
 from .emit import emit_request
 from .encoding import Snapshotter
+from .manager import get_plugin_manager
 from .records import new_record, now
 from .request_capture import (
     RequestRules,
@@ -39,6 +40,7 @@ from .request_capture import (
     held,
     preload_request_body,
     query_params,
+    realise_pending,
     request_body,
     request_id,
     response_body,
@@ -166,7 +168,10 @@ def _finish(
             response[flight.rules.request_id_header] = flight.request_id
         if flight.skipped:
             return
-        emit_request(_record(flight, request, response, exc or flight.exception, actor))
+        record = _record(flight, request, response, exc or flight.exception, actor)
+        if get_plugin_manager().hook.audit_request.get_hookimpls():
+            realise_pending(record)  # the hook sees the record as it will be written
+        emit_request(record)
     except Exception as failure:
         _report(failure)
 
@@ -183,10 +188,11 @@ def _record(
     who = actor() if callable(actor) else actor
     keeps_body = rules.keeps_body(request.method, request.path)
     meta = request.META
-    copier = Snapshotter(rules.settings.limits)
+    copier = Snapshotter(rules.limits)
     status = response.status_code if response is not None else (500 if isinstance(exc, Exception) else None)
     # Everything below is built fresh from strings (no caller-held object is kept), so only the caps of
-    # ``MAX_FIELD_CHARS`` & co. apply: ``held`` enforces them on what could exceed them.
+    # ``MAX_FIELD_CHARS`` & co. apply: ``held`` enforces them on what could exceed them. Small bodies stay
+    # ``Pending`` (immutable bytes) and are summarised on the worker, see ``request_capture``.
     request_repr = {
         "method": request.method,
         "path": held(request.path, copier),

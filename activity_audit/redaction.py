@@ -191,8 +191,9 @@ class Redactor:
         """A cheap test on a record's JSON encoding: False means :meth:`redact` would find nothing.
 
         Every sensitive key, however spelt, contains one of a few lower-case roots, and every secret-shaped
-        value has a marker (``eyj``, ``private``, ``bearer`` ...) or a long run of digits; the encoded record
-        is searched for those in C, so records without any are not walked at all.
+        value has a marker (``eyj``, ``private``, ``bearer`` ...) or a long run of digits. For callers that
+        already hold the JSON; the built-in plugin does not use it (walking a record is cheaper than
+        encoding it and searching the line for every root).
         """
         lowered = line.lower().replace(b'"status_code"', b"")
         if any(root in lowered for root in self._roots):
@@ -226,6 +227,9 @@ class Redactor:
     # The walk is the hot path of the worker (every record goes through it), hence its shape: one loop per
     # container type, the type tests inline, and the location of a value kept as a chain of
     # ``(parent, key, is_index)`` tuples that is turned into a path string only for what gets masked.
+    # A string is handed to scrub_text only when some pattern could match it: under 13 characters only
+    # key=value, scheme://user:password@ and "key": value fit, and each needs a "=" or a ":"
+    # (REDACT_PATTERNS may match anything of 5 characters or more).
 
     def _walk_dict(
         self, value: dict[Any, Any], at: _Location, found: list[str], skip: frozenset[str], depth: int
@@ -233,18 +237,21 @@ class Redactor:
         cache = self._key_cache
         scan_all = self._custom is not None
         for key, item in value.items():
-            kind = type(item)
-            if item is None or kind is bool or kind is float or key in skip:
+            if skip and key in skip:
                 continue
             sensitive = cache.get(key)
             if sensitive is None:
                 sensitive = type(key) is str and self.is_sensitive_key(key)
+            kind = type(item)
             if sensitive:
                 if _hides_something(item):
                     value[key] = masked_value(item)
                     found.append(_path(at, key, False))
             elif kind is str:
-                if _worth_scanning(item, scan_all):
+                size = len(item)
+                if size >= _MIN_SHAPED_SECRET_CHARS or (
+                    size >= _MIN_SECRET_CHARS and ("=" in item or ":" in item or scan_all)
+                ):
                     clean = self.scrub_text(item)
                     if clean is not None:
                         value[key] = clean
@@ -269,7 +276,10 @@ class Redactor:
         for index, item in enumerate(value):
             kind = type(item)
             if kind is str:
-                if _worth_scanning(item, scan_all):
+                size = len(item)
+                if size >= _MIN_SHAPED_SECRET_CHARS or (
+                    size >= _MIN_SECRET_CHARS and ("=" in item or ":" in item or scan_all)
+                ):
                     clean = self.scrub_text(item)
                     if clean is not None:
                         value[index] = clean
@@ -304,9 +314,8 @@ class Redactor:
                 text = _JWT.sub(MASK, text)
             if _may_name_auth_scheme(text):
                 text = _AUTH_SCHEME.sub(rf"\1\2{MASK}", text)
-        if ":" in text:
-            if "@" in text and "://" in text:
-                text = _URL_PASSWORD.sub(rf"\1{MASK}\3", text)
+        if "@" in text and "://" in text:
+            text = _URL_PASSWORD.sub(rf"\1{MASK}\3", text)
         if "=" in text:
             text = _KEY_EQUALS_VALUE.sub(self._mask_pair, text)
         if ":" in text and ('"' in text or "'" in text):
@@ -352,18 +361,6 @@ def _hides_something(value: Any) -> bool:
 
 def _join(path: str, key: Any) -> str:
     return f"{path}.{key}" if path else str(key)
-
-
-def _worth_scanning(text: str, scan_all: bool) -> bool:
-    """False when no pattern of :meth:`Redactor.scrub_text` can match ``text`` (a test without a call to it).
-
-    Shorter than 13 characters, only ``key=value``, ``scheme://user:password@`` and ``"key": value`` fit, and
-    each needs a ``=`` or a ``:``; ``REDACT_PATTERNS`` (``scan_all``) may match anything of 5 or more.
-    """
-    size = len(text)
-    if size >= _MIN_SHAPED_SECRET_CHARS:
-        return True
-    return size >= _MIN_SECRET_CHARS and (scan_all or "=" in text or ":" in text)
 
 
 def _path(at: _Location, key: Any, is_index: bool) -> str:

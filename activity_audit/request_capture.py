@@ -23,13 +23,22 @@ Response bodies
     Streaming responses (``StreamingHttpResponse``, ``FileResponse``) are never iterated: the record has
     ``{"type": ..., "size": <Content-Length or null>, "streaming": true}``. Other responses are summarised
     from the content already in memory, of which at most ``MAX_BODY_BYTES`` is copied.
+
+Summaries built later
+    Parsing a body (JSON, form, multipart) is the costly part of a request record, and its input is already
+    an immutable ``bytes`` object. So a body of at most ``MAX_FIELD_CHARS`` bytes (whose summary cannot hit a
+    cap) goes into the record as a :class:`Pending` summary: a reference to the bytes, the content type and
+    the function to call. :func:`realise_pending` builds it on the worker thread, before any ``redact``
+    implementation looks at the record (``activity_audit.plugins.request_shape``, ``tryfirst``, and the
+    built-in redactor itself). When an ``audit_request`` implementation is registered, the middleware builds
+    it on the request thread instead, so that hook always sees the record in its final shape.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -47,7 +56,7 @@ from .bodies import (
     uploaded_files,
 )
 from .conf import AuditSettings, get_settings
-from .encoding import Snapshotter
+from .encoding import Limits, Snapshotter
 
 _VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:+/=-]{0,127}")
 
@@ -57,6 +66,7 @@ class RequestRules:
     """The request settings, compiled once per settings object."""
 
     settings: AuditSettings
+    limits: Limits
     is_skipped: Callable[[str], bool]
     keeps_body_for_path: Callable[[str], bool]
     body_methods: frozenset[str]
@@ -86,6 +96,7 @@ def _compile(settings: AuditSettings) -> RequestRules:
     header = settings.REQUEST_ID_HEADER
     return RequestRules(
         settings=settings,
+        limits=settings.limits,
         is_skipped=path_matcher(settings.SKIP_PATHS, default=False),
         keeps_body_for_path=path_matcher(settings.BODY_PATHS, default=True),
         body_methods=frozenset(settings.BODY_METHODS),
@@ -122,7 +133,23 @@ def request_id(meta: dict[str, Any], rules: RequestRules) -> str:
     incoming = meta.get(rules.request_id_meta_key)
     if incoming and _VALID_REQUEST_ID.fullmatch(incoming):
         return str(incoming)
-    return str(uuid.uuid4())
+    return new_uuid4()
+
+
+# The UUID variant nibble (10xx) for each hex digit, keeping its two random low bits.
+_VARIANT_NIBBLE = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
+
+
+def new_uuid4() -> str:
+    """A random UUID4 in its canonical text form: what ``str(uuid.uuid4())`` gives, at half the cost.
+
+    The same 122 random bits from ``os.urandom``, formatted without building a ``UUID`` object.
+    """
+    digits = os.urandom(16).hex()
+    return (
+        f"{digits[:8]}-{digits[8:12]}-4{digits[13:16]}-"
+        f"{_VARIANT_NIBBLE[digits[16]]}{digits[17:20]}-{digits[20:]}"
+    )
 
 
 def client_address(meta: dict[str, Any], trusted_proxies: int) -> str | None:
@@ -192,6 +219,8 @@ def request_body(request: Any, rules: RequestRules, copier: Snapshotter) -> Any:
     content_type = meta.get("CONTENT_TYPE") or None
     length = content_length(meta)
     body = request.__dict__.get("_body")
+    if type(body) is bytes and len(body) <= copier.limits.max_chars:
+        return Pending(summarize_body, content_type, body, rules.max_body_bytes)
     if body is not None:
         return within_caps(summarize_body(content_type, body, rules.max_body_bytes), len(body), copier)
     if body_kind(content_type) == MULTIPART and "_files" in request.__dict__:
@@ -222,7 +251,42 @@ def response_body(response: Any, max_bytes: int, copier: Snapshotter) -> Any:
     if getattr(response, "streaming", False):
         return {"type": content_type, "size": _declared_length(response), "streaming": True}
     prefix, size = _content_prefix(response, max_bytes)
+    if type(prefix) is bytes and len(prefix) <= copier.limits.max_chars:
+        return Pending(summarize_body, content_type, prefix, max_bytes, size)
     return within_caps(summarize_body(content_type, prefix, max_bytes, size=size), len(prefix), copier)
+
+
+class Pending:
+    """A value of a request record still to be built: ``build(*args)``, every argument immutable.
+
+    Only ever holds ``bytes``, strings, numbers and None, so keeping it is as safe as a copy. Until
+    :func:`realise_pending` replaces it, it encodes as a placeholder that reveals nothing of its arguments.
+    """
+
+    __slots__ = ("args", "build")
+
+    def __init__(self, build: Callable[..., Any], *args: bytes | str | int | None) -> None:
+        self.build = build
+        self.args = args
+
+    def __str__(self) -> str:
+        return f"[pending {self.build.__name__}]"
+
+    __repr__ = __str__
+
+
+# Where a request record may hold Pending values.
+_PENDING_SECTIONS = ("request_repr", "response_repr")
+
+
+def realise_pending(record: dict[str, Any]) -> None:
+    """Build every :class:`Pending` value of ``record`` in place; quick for records without any."""
+    for section_name in _PENDING_SECTIONS:
+        section = record.get(section_name)
+        if type(section) is dict:
+            for key, value in section.items():
+                if type(value) is Pending:
+                    section[key] = value.build(*value.args)
 
 
 def held(value: Any, copier: Snapshotter) -> Any:
@@ -288,7 +352,7 @@ def query_params(request: Any) -> dict[str, Any]:
 
 def response_headers(response: Any) -> dict[str, str]:
     """Response headers as sent, ``Set-Cookie`` included (Django keeps cookies apart from the headers)."""
-    headers = capture_headers(response.headers)
+    headers = _plain_headers(response.headers)
     cookies = getattr(response, "cookies", None)
     if cookies:
         headers["Set-Cookie"] = ", ".join(morsel.OutputString() for morsel in cookies.values())
@@ -302,3 +366,17 @@ def error_text(exc: BaseException) -> str:
     except Exception:
         message = "<unprintable>"
     return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+
+
+def _plain_headers(headers: Any) -> dict[str, str]:
+    """Django's ``ResponseHeaders`` as a dict, copied from its store of ``(name, value)`` pairs when that is
+    what it holds (no lookup per header); anything else goes through :func:`capture_headers`."""
+    store = getattr(headers, "_store", None)
+    if type(store) is dict:
+        try:
+            plain = dict(store.values())
+        except (TypeError, ValueError):
+            return capture_headers(headers)
+        if len(plain) == len(store) and all(type(value) is str for value in plain.values()):
+            return plain
+    return capture_headers(headers)

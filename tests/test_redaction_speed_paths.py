@@ -1,0 +1,198 @@
+"""The shortcuts that keep redaction and request capture cheap never change what a record says.
+
+- ``Redactor.scrub_text`` runs a pattern only when a substring, length or digit-count test lets it; here the
+  result is compared, string by string, with every pattern run unconditionally in the same order.
+- Request bodies are summarised on the worker (``Pending``); an ``audit_request`` hook still sees them
+  summarised, and disabling ``activity_audit.plugins.request_shape`` still gives the same written record.
+- Generated request ids are canonical, distinct UUID4s.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import random
+import re
+import uuid
+from typing import Any
+from urllib.parse import urlencode
+
+import pytest
+from django.test import Client
+
+from activity_audit import hookimpl
+from activity_audit import redaction as r
+from activity_audit.bodies import summarize_body
+from activity_audit.redaction import MASK, Redactor
+from activity_audit.request_capture import Pending, new_uuid4, realise_pending
+from activity_audit.testing import registered_plugin
+from tests.request_support import MIDDLEWARE
+from tests.test_redaction import CASES, HEADER_CASES, JWT, PEM, PRESIGNED
+
+LOOK_ALIKES = [
+    "2024-01-15T10:00:00.123456+00:00",
+    "2024-01-15 10:00:00",
+    "550e8400-e29b-41d4-a716-446655440000",
+    "/api/v1/authors/12345/books/?page=2",
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36",
+    "application/json; charset=utf-8",
+    '{"id": 1, "created": "2024-01-15T10:00:00Z", "tags": ["a", "b"]}',
+    "order 1234567890123456 shipped",
+    "call +1 (555) 123-4567 or 555-123-4568",
+]
+SECRETS = [
+    "DIGEST username=ada response=6629fae49393a05397450978507c4ef1",
+    "BeArEr abc.def-ghi_jkl",
+    "authorization: BASIC dXNlcjpwYXNzd29yZA==",
+    "4-1-1-1-1-1-1-1-1-1-1-1-1-1-1-1",
+    "4222222222222",  # a 13-digit Visa test number: the shortest card
+    "visa 4222222222222, amex 3782 822463 10005",
+    "карта 4111 1111 1111 1111",  # text that is not ASCII is searched by the regular expression
+    "card ٤١١١١١١١١١١١١١١١ in Arabic-Indic digits",
+    "a=1&pin=1234",
+    "pin=1",
+    "{'otp': 123456}",
+    "smtp://mail:hunter2@smtp.example.com",
+    f"see {JWT[:40]}",
+    f"x {PEM[:60]}",
+]
+
+
+def corpus() -> list[str]:
+    texts = [value for _, value, _ in CASES if isinstance(value, str)]
+    texts += [value for _, value, _ in HEADER_CASES] + LOOK_ALIKES + SECRETS + [PRESIGNED, JWT, PEM]
+    rng = random.Random(20240115)
+    markers = [" ", "=", ":", "'", '"', "@", "://", "-", "4111", "1111 ", "eyJ", "earer", "PRIVATE KEY"]
+    pieces = texts + markers
+    for _ in range(3000):  # random splices of the above: secrets cut, joined and surrounded by look-alikes
+        texts.append("".join(rng.choice(pieces)[: rng.randint(1, 40)] for _ in range(rng.randint(1, 6))))
+    return texts
+
+
+def scrub_without_gates(redactor: Redactor, text: str) -> str | None:
+    """Every pattern of ``scrub_text``, in its order, on every string: the reference for the gated scan."""
+    original = text
+    text = r._PEM_PRIVATE_KEY.sub(MASK, text)
+    text = r._JWT.sub(MASK, text)
+    text = r._AUTH_SCHEME.sub(rf"\1\2{MASK}", text)
+    text = r._URL_PASSWORD.sub(rf"\1{MASK}\3", text)
+    text = r._KEY_EQUALS_VALUE.sub(redactor._mask_pair, text)
+    text = r._QUOTED_KEY_VALUE.sub(redactor._mask_quoted_pair, text)
+    text = r._CARD_CANDIDATE.sub(r._mask_card_match, text)
+    if redactor._custom is not None:
+        text = redactor._custom.sub(MASK, text)
+    return None if text == original else text
+
+
+@pytest.mark.parametrize("custom", [(), (r"EMP-\d",)])
+def test_the_gated_scan_finds_exactly_what_every_pattern_finds(custom: tuple[str, ...]) -> None:
+    redactor = Redactor(extra_patterns=custom)
+    texts = [*corpus(), "EMP-1", "xEMP-2"]
+    differences = [
+        (text, redactor.scrub_text(text), scrub_without_gates(redactor, text))
+        for text in texts
+        if redactor.scrub_text(text) != scrub_without_gates(redactor, text)
+    ]
+    assert differences == []
+    assert sum(scrub_without_gates(redactor, text) is not None for text in texts) > 500  # the corpus bites
+
+
+def test_secrets_the_earlier_quick_tests_missed_are_masked() -> None:
+    record = {"notes": SECRETS[:4]}
+    Redactor().redact(record)
+    assert record == {
+        "notes": [
+            f"DIGEST {MASK} response=6629fae49393a05397450978507c4ef1",  # "response" is no sensitive key
+            f"BeArEr {MASK}",
+            f"authorization: BASIC {MASK}",
+            "411111******1111",
+        ]
+    }
+
+
+def test_short_strings_are_scanned_for_project_patterns_and_pairs() -> None:
+    record = {"a": "EMP-1", "b": "pin=1", "c": "EMP", "d": "x=1"}
+    assert Redactor(extra_patterns=[r"EMP-\d"]).redact(record) == ["a", "b"]
+    assert record == {"a": MASK, "b": f"pin={MASK}", "c": "EMP", "d": "x=1"}
+
+
+def test_every_value_under_a_sensitive_key_is_masked_floats_included() -> None:
+    record = {"pin": 1234.0, "cvv": 123, "password": None, "token": True, "otp": ""}
+    assert Redactor().redact(record) == ["pin", "cvv"]
+    assert record == {"pin": MASK, "cvv": MASK, "password": None, "token": True, "otp": ""}
+
+
+def test_paths_of_masked_values_at_every_depth() -> None:
+    record: dict[Any, Any] = {"a": [{"b": {"token": "x"}}, ["4111111111111111"]], 7: {"": {"pwd": "y"}}}
+    assert Redactor().redact(record) == ["a[0].b.token", "a[1][0]", "7..pwd"]
+
+
+# --- request bodies summarised on the worker -------------------------------------------------------------
+
+
+def test_pending_values_reveal_nothing_until_built() -> None:
+    pending = Pending(summarize_body, "application/json", b'{"password": "hunter2"}', 1024)
+    assert str(pending) == repr(pending) == "[pending summarize_body]"
+    record = {"request_repr": {"body": pending, "path": "/x/"}, "response_repr": None}
+    realise_pending(record)
+    assert record == {"request_repr": {"body": {"password": "hunter2"}, "path": "/x/"}, "response_repr": None}
+
+
+@pytest.fixture
+def http(settings) -> Client:
+    settings.ROOT_URLCONF = "tests.request_urls"
+    settings.MIDDLEWARE = MIDDLEWARE
+    return Client()
+
+
+@pytest.mark.django_db
+def test_an_audit_request_hook_sees_bodies_summarised(http, audit_records) -> None:
+    seen: list[tuple[Any, Any]] = []
+
+    class Observer:
+        @hookimpl
+        def audit_request(self, record: dict[str, Any]) -> None:
+            bodies = (record["request_repr"]["body"], record["response_repr"]["body"])
+            seen.append(copy.deepcopy(bodies))  # the worker masks the record's own dicts later
+
+    with registered_plugin(Observer(), name="tests.body-observer"):
+        http.post("/echo/", data=json.dumps({"password": "hunter2", "n": 1}), content_type="application/json")
+    assert seen == [({"password": "hunter2", "n": 1}, {"received": {"password": "hunter2", "n": 1}})]
+    (record,) = audit_records.of("audit.request")
+    assert record["request_repr"]["body"] == {"password": MASK, "n": 1}
+    assert record["response_repr"]["body"] == {"received": {"password": MASK, "n": 1}}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("disabled", [[], ["activity_audit.plugins.request_shape"]])
+def test_the_written_record_is_the_same_with_the_shaping_plugin_disabled(
+    http, audit_records, settings, disabled
+):
+    settings.ACTIVITY_AUDIT = {**settings.ACTIVITY_AUDIT, "DISABLED_PLUGINS": disabled}
+    kinds: list[str] = []
+
+    class FirstRedactor:  # registered last with tryfirst: runs before the built-in shaping
+        @hookimpl(tryfirst=True)
+        def redact(self, record: dict[str, Any]) -> None:
+            if record.get("name") == "audit.request":
+                kinds.append(type(record["request_repr"]["body"]).__name__)
+
+    form = urlencode({"username": "ada", "password": "hunter2", "maiden_name": "Byron"})
+    with registered_plugin(FirstRedactor(), name="tests.first-redactor"):
+        http.post("/login/", data=form, content_type="application/x-www-form-urlencoded")
+    assert kinds == ["Pending"]
+    (record,) = audit_records.of("audit.request")
+    assert record["request_repr"]["body"] == {"username": "ada", "password": MASK, "maiden_name": MASK}
+    assert record["response_repr"]["body"] == {"user": "ada"}
+    assert record["redacted"] == ["request_repr.body.password", "request_repr.body.maiden_name"]
+
+
+def test_generated_request_ids_are_distinct_canonical_uuid4s() -> None:
+    ids = [new_uuid4() for _ in range(20_000)]
+    assert len(set(ids)) == len(ids)
+    for text in ids[:2_000]:
+        parsed = uuid.UUID(text)
+        assert (str(parsed), parsed.version, parsed.variant) == (text, 4, uuid.RFC_4122)
+    # every hex digit shows up in the random positions, so no bits are stuck
+    random_digits = {digit for text in ids[:200] for digit in re.sub("-", "", text)[13:16]}
+    assert random_digits == set("0123456789abcdef")
