@@ -87,7 +87,7 @@ def test_async_user_is_read_after_the_view_without_a_sync_query(ahttp, audit_rec
     @async_to_sync
     async def scenario():
         user = await sync_to_async(User.objects.create_user)("grace", password="pw-not-logged")
-        await ahttp.aforce_login(user)
+        await sync_to_async(ahttp.force_login)(user)  # aforce_login is Django 5.0+
         await sync_to_async(audit_records.clear)()
         await ahttp.get("/async-whoami/")
         (record,) = await sync_to_async(audit_records.of)("audit.request")
