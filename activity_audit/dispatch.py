@@ -120,6 +120,7 @@ class SinkRunner:
         self._backlog_bytes = 0
         self._stopping = False
         self._thread: threading.Thread | None = None
+        self._inline = False  # no thread could be started: deliver on the thread that offers
         self.busy_since: float | None = None
         self.delivered = 0
         self.lost = 0
@@ -179,13 +180,32 @@ class SinkRunner:
         return not thread.is_alive()
 
     def _ensure_thread(self) -> None:
-        if self._thread is None:
+        if self._thread is None and not self._inline:
             with self._cond:
-                if self._thread is None:
-                    self._thread = threading.Thread(
+                if self._thread is None and not self._inline:
+                    thread = threading.Thread(
                         target=self._run, name=f"activity-audit-sink:{self.name}", daemon=True
                     )
-                    self._thread.start()
+                    try:
+                        thread.start()
+                    except RuntimeError:  # the interpreter is exiting: Python 3.12+ starts no new thread
+                        self._inline = True
+                    else:
+                        self._thread = thread
+        if self._inline:
+            self._deliver_here()
+
+    def _deliver_here(self) -> None:
+        """Deliver the backlog on the calling thread (at exit, when no thread of its own may start)."""
+        while True:
+            with self._cond:
+                if not self._items:
+                    return
+                item = self._items.popleft()
+            if isinstance(item, FlushBarrier):
+                item.arrive()
+            else:
+                self._deliver(*item)
 
     def _run(self) -> None:
         pipeline_thread.active = True
@@ -429,7 +449,10 @@ class Pipeline:
                 )
             )
             worker = threading.Thread(target=self._run, name="activity-audit-worker", daemon=True)
-            worker.start()
+            try:
+                worker.start()
+            except RuntimeError:  # the interpreter is exiting: shutdown() delivers the queue itself
+                return
             self._worker = worker
 
     def _run(self) -> None:
@@ -614,6 +637,8 @@ class Pipeline:
             timeout = self.settings.SHUTDOWN_TIMEOUT if self.settings else 5.0
         deadline = time.monotonic() + timeout
         worker = self._worker
+        if worker is None and self._queue and self.pm is not None:
+            self._drain()  # queued, but no worker was ever started (or could be): deliver from here
         if worker is not None:
             self._check_drops()
             self.reporter.flush_all()  # what went wrong so far goes into the trail, before the last record

@@ -48,6 +48,25 @@ def test_plain_process_exit_loses_nothing(tmp_path: Path, how: str, returncode: 
     assert finished.stderr == ""
 
 
+@pytest.mark.parametrize("how", ["normal", "sysexit"])
+def test_a_few_records_and_an_immediate_exit_lose_nothing(tmp_path: Path, how: str) -> None:
+    """A process that emits a few records and exits before the worker ever woke: the exit delivers them.
+
+    A long ``FLUSH_INTERVAL`` keeps the worker asleep until the exit wakes it, so that the first batch, and
+    the start of the sink threads, happen while the interpreter is shutting down.
+    """
+    args = {"count": 3, "exit": how}
+    finished = finish(start_scenario("burst", tmp_path, args, FLUSH_INTERVAL=5, **ROOMY))
+
+    assert finished.returncode == (3 if how == "sysexit" else 0), finished.stderr
+    written = read_written(tmp_path)
+    assert_streams_complete(written)
+    assert sorted(record_key(r) for r in written.marked()) == [("burst", i) for i in range(3)]
+    [stream] = written.report.streams.values()
+    assert (stream.count, stream.max_seq) == (5, 5)  # PIPELINE_STARTED, 3 records, PIPELINE_STOPPED
+    assert finished.stderr == ""
+
+
 def test_sigterm_from_outside_while_idle(tmp_path: Path) -> None:
     process = start_scenario(
         "burst", tmp_path, {"count": 5_000, "exit": "sigterm-while-sleeping", "via": "log"},

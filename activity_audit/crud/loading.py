@@ -38,8 +38,8 @@ def install() -> None:
 
 def _wrap_from_db(original: Callable[..., Model]) -> Callable[..., Model]:
     @functools.wraps(original)
-    def from_db(cls: type[Model], db: str | None, field_names: Any, values: Any) -> Model:
-        instance = original(cls, db, field_names, values)
+    def from_db(cls: type[Model], *args: Any, **kwargs: Any) -> Model:
+        instance = original(cls, *args, **kwargs)  # newer Django versions pass more arguments
         try:
             policy = policy_for(cls)
             if policy is not None:

@@ -14,11 +14,15 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from typing import Any
 
 import django
 
+# Python 3.12+ warns that fork() in a multi-threaded process may deadlock the child: forking such a process
+# is what these scenarios do on purpose, to prove the pipeline survives it.
+warnings.filterwarnings("ignore", r"This process .* is multi-threaded", DeprecationWarning)
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.proc.settings")
 django.setup()
 
