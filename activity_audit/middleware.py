@@ -237,14 +237,18 @@ async def _actor_after_async_view(request: Any) -> Actor | Callable[[], Actor]:
     """The actor, without a synchronous database query on the event loop.
 
     When the view never looked at ``request.user`` the lazy user is still unevaluated; it is read through
-    ``request.auser()`` (Django's async accessor) instead.
+    ``request.auser()`` (Django's async accessor; on Django < 5.0, on a thread) instead.
     """
     try:
         lazy = request.__dict__.get("user")
         wrapped = getattr(lazy, "_wrapped", None)
         auser = getattr(request, "auser", None)
-        if lazy is None or auser is None or wrapped is None or not _is_unevaluated(wrapped):
+        if lazy is None or wrapped is None or not _is_unevaluated(wrapped):
             return resolve_actor
+        if auser is None:  # Django < 5.0 has no async accessor: read it on a thread, as Django would
+            from asgiref.sync import sync_to_async
+
+            return await sync_to_async(resolve_actor)()
         user = await auser()
         if current().actor is not None or not getattr(user, "is_authenticated", False):
             return resolve_actor if current().actor is not None else Actor(ANONYMOUS, None)

@@ -304,6 +304,7 @@ def test_hook_sink(audit_records: CapturedRecords) -> None:
         for record in sent:
             emit_crud(record)
         pipeline.flush(10)
+        pipeline.flush(10)  # and the SINK_FAILED report the first failure queued meanwhile
         stats = pipeline.stats()["sinks"]
         received = [entry for batch in batches for entry in batch]
         assert stats["tests.failing"]["lost"] - lost_before == len(received)
