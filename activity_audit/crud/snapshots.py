@@ -90,18 +90,7 @@ def record_created(instance: models.Model, policy: ModelPolicy) -> Changes:
     """Store the snapshot of a new row and return its fields as changes: ``{"old": None, "new": value}``."""
     snap = take(instance.__dict__, policy)
     instance.__dict__[SNAPSHOT_ATTR] = snap
-    fast, max_chars = _PASSED_AS_IS, limits.max_chars
-    changes: Changes = {}
-    for spec in policy.fields:
-        if spec.attname in snap:
-            value = snap[spec.attname]
-            if spec.masked:
-                changes[spec.name] = masked()
-            elif type(value) in fast or (type(value) is str and len(value) <= max_chars):
-                changes[spec.name] = {"old": None, "new": value}  # the common case, without a call
-            else:
-                changes[spec.name] = {"old": None, "new": plain(value)}
-    return changes
+    return _whole_row(snap, policy, created=True)
 
 
 def deleted_changes(instance: models.Model, policy: ModelPolicy) -> Changes:
@@ -109,17 +98,23 @@ def deleted_changes(instance: models.Model, policy: ModelPolicy) -> Changes:
     snap = loaded(instance)
     if snap is None:
         snap = take(instance.__dict__, policy)
+    return _whole_row(snap, policy, created=False)
+
+
+def _whole_row(snap: Snapshot, policy: ModelPolicy, created: bool) -> Changes:
+    """Every field of ``snap`` as a change from nothing (``created``) or to nothing (deleted)."""
     fast, max_chars = _PASSED_AS_IS, limits.max_chars
     changes: Changes = {}
     for spec in policy.fields:
-        if spec.attname in snap:
-            value = snap[spec.attname]
-            if spec.masked:
-                changes[spec.name] = masked()
-            elif type(value) in fast or (type(value) is str and len(value) <= max_chars):
-                changes[spec.name] = {"old": value, "new": None}  # the common case, without a call
-            else:
-                changes[spec.name] = {"old": plain(value), "new": None}
+        if spec.attname not in snap:
+            continue
+        if spec.masked:
+            changes[spec.name] = masked()
+            continue
+        value = snap[spec.attname]
+        if not (type(value) in fast or (type(value) is str and len(value) <= max_chars)):
+            value = plain(value)  # the common case above needs no call
+        changes[spec.name] = {"old": None, "new": value} if created else {"old": value, "new": None}
     return changes
 
 
