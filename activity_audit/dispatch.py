@@ -344,7 +344,7 @@ class Pipeline:
         self._block = (s.WHEN_FULL if s else "block") == "block"
         self._block_timeout = s.BLOCK_TIMEOUT if s else 0.5
         self._max_bytes = s.MAX_RECORD_BYTES if s else 1 << 20
-        self._limits = s.limits if s else None
+        self._limits = s.limits if s else DEFAULT_LIMITS
         self.reporter.interval = s.REPORT_INTERVAL if s else 60.0
 
     def configure(self, settings: AuditSettings, pm: pluggy.PluginManager) -> None:
@@ -395,6 +395,12 @@ class Pipeline:
             self.submitted += 1
         self._wakeup.set()
 
+    def _announce(self, event_type: str, message: str, **fields: Any) -> None:
+        """Queue a record of the pipeline starting or stopping in this process."""
+        self._submit_internal(
+            rec.pipeline_event(event_type, message, level="INFO", pid=os.getpid(), **fields)
+        )
+
     def _wait_for_room(self) -> bool:
         self._wakeup.set()
         if not self._block or getattr(pipeline_thread, "active", False) or self._worker is None:
@@ -439,14 +445,10 @@ class Pipeline:
         with self._start_lock:
             if self._worker is not None:
                 return
-            self._submit_internal(
-                rec.pipeline_event(
-                    "PIPELINE_STARTED",
-                    "Audit pipeline started",
-                    level="INFO",
-                    pid=os.getpid(),
-                    service_name=self.settings.SERVICE_NAME if self.settings else None,
-                )
+            self._announce(
+                "PIPELINE_STARTED",
+                "Audit pipeline started",
+                service_name=self.settings.SERVICE_NAME if self.settings else None,
             )
             worker = threading.Thread(target=self._run, name="activity-audit-worker", daemon=True)
             try:
@@ -494,7 +496,7 @@ class Pipeline:
         redactors, formatters = self._callers.redactors, self._callers.formatters
         # Only the built-in formatter: call the encoder it wraps directly (same bytes, two calls fewer).
         builtin_only = len(formatters) == 1 and formatters[0][1] is _builtin_format_record
-        max_bytes, limits = self._max_bytes, self._limits or DEFAULT_LIMITS
+        max_bytes, limits = self._max_bytes, self._limits
         entries: list[rec.Entry] = []
         append, entry = entries.append, rec.Entry
         for channel, record in batch:
@@ -526,7 +528,7 @@ class Pipeline:
                 return checked
             self.reporter.problem("FORMAT_FAILED", name, error="format_record must return one line of bytes")
             break
-        return dumps_line(record, self._max_bytes, self._limits) if self._limits else dumps_line(record)
+        return dumps_line(record, self._max_bytes, self._limits)
 
     def _redaction_failed(self, record: Record, plugin: str, exc: Exception) -> Record:
         self.reporter.problem("REDACTION_FAILED", plugin, error=type(exc).__name__)
@@ -642,15 +644,11 @@ class Pipeline:
         if worker is not None:
             self._check_drops()
             self.reporter.flush_all()  # what went wrong so far goes into the trail, before the last record
-            self._submit_internal(
-                rec.pipeline_event(
-                    "PIPELINE_STOPPED",
-                    "Audit pipeline stopped",
-                    level="INFO",
-                    pid=os.getpid(),
-                    submitted=self.submitted + 1,
-                    dropped=self.dropped_total,
-                )
+            self._announce(
+                "PIPELINE_STOPPED",
+                "Audit pipeline stopped",
+                submitted=self.submitted + 1,
+                dropped=self.dropped_total,
             )
             self._stopping = True
             self._wakeup.set()

@@ -13,7 +13,10 @@ Speed
     ``redact`` and ``format_record`` run once per record, so the core calls their implementations directly, in
     pluggy's order (last registered first, ``tryfirst``/``trylast`` honoured), instead of going through
     ``pm.hook``. Hook wrappers on those two hooks are still honoured: when one is registered the core falls
-    back to the ordinary pluggy call.
+    back to the ordinary pluggy call. ``audit_crud_event``, ``audit_request``, ``sink``, ``audit_shutdown``
+    and ``audit_after_fork`` are called one implementation at a time too, so that each failure is isolated
+    and named: hook wrappers are not supported on them (their function would be called as a plain
+    implementation). ``audit_configure`` goes through ``pm.hook`` at start-up and reload.
 """
 
 from __future__ import annotations
@@ -102,12 +105,17 @@ def format_record(record: dict[str, Any]) -> bytes | None:
 def sink(records: Sequence[Entry]) -> None:
     """Deliver one batch of formatted records.
 
-    Each implementation gets every batch on a thread of its own, in submission order, so a slow or hung sink
-    delays nobody else. ``records`` is a sequence of :class:`activity_audit.records.Entry` (``channel``,
-    ``record``, ``line``) that the sink must not mutate. Return when the batch is stored as durably as the
-    sink promises. Raising means "this batch was not stored": the core counts every record of it as lost for
-    that sink, reports the failure once per ``REPORT_INTERVAL`` with the plugin's name, and writes a
-    ``SINK_FAILED`` record to the other sinks. Raise
+    Each implementation gets every batch on a thread of its own, in submission order, behind a backlog of at
+    most ``SINK_QUEUE_SIZE`` records and ``SINK_QUEUE_BYTES`` bytes. When that backlog is full, a sink that
+    keeps finishing batches sets the pace of the worker (and so of every sink); one that finishes nothing for
+    ``dispatch.STALL_AFTER`` seconds is stalled and loses the batches that do not fit (``SINK_BACKLOG_FULL``)
+    until it finishes one again, so it holds back no other sink.
+
+    ``records`` is a sequence of :class:`activity_audit.records.Entry` (``channel``, ``record``, ``line``)
+    that the sink must not mutate. Return when the batch is stored as durably as the sink promises. Raising
+    means "this batch was not stored": the core counts every record of it as lost for that sink and reports
+    the failure with the plugin's name, on stderr and as a ``SINK_FAILED`` record that goes to every sink,
+    this one included (the first failure at once, later ones summed once per ``REPORT_INTERVAL``). Raise
     :class:`activity_audit.errors.PartialDelivery` when only ``delivered`` records of the batch were stored.
     A sink that needs retries (a remote store) keeps its own spool and retries behind this call:
     :class:`activity_audit.remote_sink.RemoteSink` implements this hook and the lifecycle hooks over
@@ -122,7 +130,7 @@ def audit_shutdown() -> None:
     Called once, on the thread that stops the pipeline (the main thread at ``atexit`` or on SIGTERM), after
     the last batch has been handed to every sink and every responsive sink has finished it. Must return within
     a few seconds: a remote sink keeps its spool for the next start rather than uploading it here.
-    Exceptions are reported and ignored.
+    An exception is written to stderr (with the plugin's name) and the other implementations still run.
     """
 
 
@@ -134,5 +142,5 @@ def audit_after_fork() -> None:
     ``fork``), on the forking thread, before the child's pipeline starts. File descriptors, sockets, locks and
     threads of the parent belong to the parent: drop them (without closing shared sockets cleanly) and
     reopen lazily. The parent keeps writing what it queued before the fork; the child starts a new stream.
-    Exceptions are reported and ignored.
+    An exception is written to stderr (with the plugin's name) and the other implementations still run.
     """

@@ -2,7 +2,8 @@
 
 A failing sink or a full queue must be noticed (PCI DSS 10.7.2) without flooding stderr or the disk. Every
 problem is counted; the first occurrence of a kind is reported at once, later ones are summed and reported
-at most once per interval, on stderr and as a pipeline record that reaches the other sinks.
+at most once per interval, on stderr and as a pipeline record that reaches every sink (so the trail of a
+sink that works shows the failures of one that does not).
 """
 
 from __future__ import annotations

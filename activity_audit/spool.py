@@ -347,27 +347,22 @@ class Spool:
         for path, _size in self._segment_files():
             if path.suffix != OPEN_SUFFIX or path == self._path:
                 continue
+            fd = _claim(path, os.O_RDWR)
+            if fd is None:
+                continue  # its writer is alive, or another process adopted it
             try:
-                fd = os.open(path, os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW)
-            except FileNotFoundError:
-                continue
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)
-                continue  # its writer is alive
-            try:
-                if os.fstat(fd).st_nlink == 0:
-                    continue
                 data = _read_all(fd)
                 whole = data.rfind(b"\n") + 1
                 if whole < len(data):
                     os.ftruncate(fd, whole)  # the writer died in the middle of a line it never acknowledged
                     os.fsync(fd)
-                if whole:
-                    os.rename(path, path.with_suffix(READY_SUFFIX))
-                else:
-                    os.unlink(path)
+                try:
+                    if whole:
+                        os.rename(path, path.with_suffix(READY_SUFFIX))
+                    else:
+                        os.unlink(path)
+                except FileNotFoundError:
+                    continue  # another process adopted it between our listing and our lock
                 _fsync_directory(self.options.directory)
             finally:
                 os.close(fd)
@@ -383,17 +378,10 @@ class Spool:
                 self._upload_one(path)
 
     def _upload_one(self, path: Path) -> None:
+        fd = _claim(path, os.O_RDONLY)
+        if fd is None:
+            return  # another process is uploading it, or has uploaded it
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
-        except FileNotFoundError:
-            return  # another process uploaded it
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return  # another process is uploading it
-            if os.fstat(fd).st_nlink == 0:
-                return
             self._claimed_fd = fd
             content = _read_all(fd)
             if not content.strip():
@@ -501,6 +489,26 @@ def _created_at(path: Path) -> dt.datetime:
     except ValueError:
         nanoseconds = 0
     return dt.datetime.fromtimestamp(nanoseconds / 1e9, dt.timezone.utc)
+
+
+def _claim(path: Path, flags: int) -> int | None:
+    """Open the segment ``path`` and take its ``flock`` without waiting; None when another process holds the
+    lock or the file is gone (even if it went after we opened it). Closing the descriptor releases it."""
+    try:
+        fd = os.open(path, flags | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        if os.fstat(fd).st_nlink:
+            return fd
+    except BlockingIOError:
+        pass
+    except BaseException:
+        os.close(fd)
+        raise
+    os.close(fd)
+    return None
 
 
 def _read_all(fd: int) -> bytes:

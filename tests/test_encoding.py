@@ -64,6 +64,19 @@ class BrokenMapping(dict):  # type: ignore[type-arg]
         raise OSError("cannot read")
 
 
+def written_line(log_dir: Path, record: dict[str, Any]) -> Any:
+    """Submit ``record`` through the pipeline and return its one line in ``audit.log``, parsed strictly."""
+    assert activity_audit.dispatch.pipeline.submit(CHANNEL_AUDIT, record)
+    assert activity_audit.flush(10)
+    lines = [
+        line
+        for line in (log_dir / "audit.log").read_bytes().split(b"\n")
+        if record["event_id"].encode() in line
+    ]
+    assert len(lines) == 1
+    return strict_loads(lines[0])
+
+
 def _cycle_list() -> list[Any]:
     value: list[Any] = [1]
     value.append(value)
@@ -271,17 +284,7 @@ def test_a_raw_cycle_through_the_pipeline_is_written_not_lost(audit_records: Any
 
 def test_a_record_over_max_bytes_is_cut_with_a_marker_not_dropped(log_dir: Path) -> None:
     record = new_record("AUDIT", "tests.encoding", "huge", value="y" * 3_000_000)
-    assert activity_audit.dispatch.pipeline.submit(CHANNEL_AUDIT, record)
-    assert activity_audit.flush(10)
-
-    lines = [
-        line
-        for line in (log_dir / "audit.log").read_bytes().split(b"\n")
-        if record["event_id"].encode() in line
-    ]
-    assert len(lines) == 1
-    parsed = strict_loads(lines[0])
-    assert parsed == {
+    assert written_line(log_dir, record) == {
         "timestamp": record["timestamp"].isoformat(),
         "level": "AUDIT",
         "name": "tests.encoding",
@@ -337,15 +340,11 @@ def test_snapshot_is_a_copy_later_mutation_does_not_change_the_record(log_dir: P
     payload["nested"]["state"] = "after"
     payload["tags"].add("b")
     payload["new"] = True
-    assert activity_audit.dispatch.pipeline.submit(CHANNEL_AUDIT, record)
-    assert activity_audit.flush(10)
-
-    lines = [
-        line
-        for line in (log_dir / "audit.log").read_bytes().split(b"\n")
-        if record["event_id"].encode() in line
-    ]
-    assert strict_loads(lines[0])["value"] == {"items": [1, 2], "nested": {"state": "before"}, "tags": ["a"]}
+    assert written_line(log_dir, record)["value"] == {
+        "items": [1, 2],
+        "nested": {"state": "before"},
+        "tags": ["a"],
+    }
 
 
 def test_one_line_accepts_escapes_unicode_breakers_and_refuses_ascii_breaks() -> None:

@@ -9,7 +9,6 @@ import pwd
 import sys
 import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +17,7 @@ import pytest
 
 from activity_audit import audit_context
 from activity_audit.clients.sftp import ChangedHostKeyError, SFTPClient, UnknownHostKeyError
+from tests.support.remote_archive import wait_until
 
 if TYPE_CHECKING:
     from tests.support.sshd import SshdServer
@@ -94,16 +94,15 @@ def connected(server: SshdServer, auth: str = "password") -> dict[str, Any]:
     )
 
 
+def connect_failed(server: SshdServer, error_message: str) -> dict[str, Any]:
+    """A connection that failed once the server had shown its host key; no ``auth`` succeeded."""
+    return expected(
+        server, "connect", None, None, error_message, host_key_fingerprint=server.host_key_fingerprint
+    )
+
+
 def all_lines(audit_records: Any) -> bytes:
     return b"\n".join(entry.line for entry in audit_records.entries)
-
-
-def wait_until(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + 10
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting until {what}")
-        time.sleep(0.02)
 
 
 def wait_for_disconnect(server: SshdServer, since: int) -> str:
@@ -173,7 +172,11 @@ def test_secrets_never_reach_a_record(sshd_server: SshdServer, remote_dir: Path,
         client(sshd_server, password="wrong-" + sshd_server.password).connect()
 
     lines = all_lines(audit_records)
-    assert len(audit_records.of("audit.request")) == 3
+    assert [(r["operation"], r["error_message"]) for r in audit_records.of("audit.request")] == [
+        ("connect", None),
+        ("list", None),
+        ("connect", "AuthenticationException: Authentication failed."),
+    ]
     assert sshd_server.password.encode() not in lines
     assert not [line for line in key_lines if line.encode() in lines]
 
@@ -184,14 +187,7 @@ def test_wrong_password_is_recorded_and_raised(sshd_server: SshdServer, audit_re
         client(sshd_server, password="not-the-password").connect()
 
     assert stable(audit_records.of("audit.request")) == [
-        expected(
-            sshd_server,
-            "connect",
-            None,
-            None,
-            "AuthenticationException: Authentication failed.",
-            host_key_fingerprint=sshd_server.host_key_fingerprint,
-        )
+        connect_failed(sshd_server, "AuthenticationException: Authentication failed.")
     ]
     wait_for_disconnect(sshd_server, mark)
     # The control for the host key tests below: a real attempt does show in the log.
@@ -304,14 +300,7 @@ def test_unknown_host_key_is_refused_before_authentication(
     assert sshd_server.auth_attempts(mark) == []
     assert os.listdir(remote_dir) == []
     assert stable(audit_records.of("audit.request")) == [
-        expected(
-            sshd_server,
-            "connect",
-            None,
-            None,
-            f"UnknownHostKeyError: {refused.value}",
-            host_key_fingerprint=sshd_server.host_key_fingerprint,
-        ),
+        connect_failed(sshd_server, f"UnknownHostKeyError: {refused.value}"),
         expected(
             sshd_server,
             "upload",
@@ -361,7 +350,7 @@ def test_reconnects_after_an_outage(sshd_server: SshdServer, remote_dir: Path, a
     sftp.upload(io.BytesIO(b"one"), "one.txt")
     sshd_server.stop()
     try:
-        wait_until(lambda: not sftp.is_connected(), "the client saw the connection drop")
+        wait_until(lambda: not sftp.is_connected(), 10, "the client to see the connection drop")
         with pytest.raises(ConnectionRefusedError):
             sftp.upload(io.BytesIO(b"two"), "two.txt")
     finally:

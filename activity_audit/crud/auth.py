@@ -16,7 +16,8 @@ from ..actor import actor_from_user, resolve_actor
 from ..context import current
 from ..dispatch import pipeline
 from ..encoding import snapshot
-from .events import LOGIN, LOGIN_FAILED, LOGOUT, Moment, crud_record, instance_id_of, moment
+from ..records import now
+from .events import LOGIN, LOGIN_FAILED, LOGOUT, Moment, crud_record, instance_id_of
 from .transactions import emit_now
 
 _UID = "activity_audit.crud.auth"
@@ -48,12 +49,10 @@ def disconnect() -> None:
 def _emit(event_type: str, user: Any, request: Any, username: Any) -> None:
     try:
         user_model = type(user) if user is not None else get_user_model()
-        when = moment()
-        if user is not None and getattr(user, "pk", None) is not None:
-            when = Moment(when.timestamp, actor_from_user(user), when.request_id)
-        elif event_type == LOGIN_FAILED:
-            when = Moment(when.timestamp, resolve_actor(), when.request_id)
         pk = getattr(user, "pk", None)
+        # The user logging in or out is the actor; without one (a failure) it is whoever is current.
+        actor = actor_from_user(user) if pk is not None else resolve_actor()
+        when = Moment(now(), actor, current().request_id)
         record = crud_record(
             event_type,
             user_model.__name__,

@@ -7,11 +7,16 @@ Every record is built on the caller thread at the moment of the change, so its `
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..actor import Actor, resolve_actor
 from ..context import current
 from ..records import now
+
+if TYPE_CHECKING:
+    from django.db import models
+
+    from .selection import ModelPolicy
 
 CRUD_LOGGER = "audit.crud"
 AUDIT_LEVEL = "AUDIT"
@@ -74,6 +79,27 @@ def crud_record(
     }
     record.update(fields)
     return record
+
+
+def row_record(
+    event_type: str,
+    policy: ModelPolicy,
+    instance: models.Model,
+    db: str,
+    changes: dict[str, Any],
+    **fields: Any,
+) -> dict[str, Any]:
+    """The record of one change to the row ``instance``, made now on the current thread or task."""
+    return crud_record(
+        event_type,
+        policy.name,
+        policy.label,
+        instance_id_of(instance.pk),
+        db,
+        moment(),
+        changes=changes,
+        **fields,
+    )
 
 
 def instance_id_of(pk: Any) -> str | None:

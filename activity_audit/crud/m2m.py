@@ -23,7 +23,7 @@ from django.db import models
 
 from ..dispatch import pipeline
 from .chunks import sorted_pks
-from .events import M2M_ADD, M2M_CLEAR, M2M_REMOVE, crud_record, instance_id_of, moment
+from .events import M2M_ADD, M2M_CLEAR, M2M_REMOVE, row_record
 from .selection import is_masked, is_recorded, policy_for
 from .snapshots import masked
 from .transactions import emit_on_commit
@@ -59,19 +59,10 @@ def claim(model: type[models.Model]) -> bool:
     return True
 
 
-def on_m2m_changed(
-    sender: type[models.Model],
-    instance: models.Model,
-    action: str,
-    reverse: bool,
-    model: type[models.Model],
-    pk_set: set[Any] | None,
-    using: str,
-    **kwargs: Any,
-) -> None:
+def on_m2m_changed(**arguments: Any) -> None:
     """``m2m_changed`` receiver (connected for every sender); failures are reported, never raised."""
     try:
-        _handle(sender, instance, action, reverse, model, pk_set, using)
+        _handle(**arguments)
     except Exception as exc:
         pipeline.reporter.problem("CAPTURE_FAILED", "crud:m2m_changed", error=f"{type(exc).__name__}: {exc}")
 
@@ -84,6 +75,7 @@ def _handle(
     model: type[models.Model],
     pk_set: set[Any] | None,
     using: str,
+    **signal_arguments: Any,
 ) -> None:
     if action.startswith("pre_"):
         _tables_in_progress.set(_tables_in_progress.get() | {sender})
@@ -104,19 +96,10 @@ def _handle(
     if accessor is None or not is_recorded(policy, accessor):
         return
     change: dict[str, Any] = masked() if is_masked(policy, accessor) else {verb: sorted_pks(pks)}
-    emit_on_commit(
-        crud_record(
-            event_type,
-            policy.name,
-            policy.label,
-            instance_id_of(instance.pk),
-            using,
-            moment(),
-            changes={accessor: change},
-            related_model=model._meta.label,
-        ),
-        using,
+    record = row_record(
+        event_type, policy, instance, using, {accessor: change}, related_model=model._meta.label
     )
+    emit_on_commit(record, using)
 
 
 def _remember_existing(

@@ -21,7 +21,7 @@ from django.db.models import signals
 
 from ..dispatch import pipeline
 from . import deletions, m2m, options
-from .events import CREATE, DELETE, UPDATE, crud_record, instance_id_of, moment
+from .events import CREATE, DELETE, UPDATE, row_record
 from .selection import policy_for
 from .snapshots import SNAPSHOT_ATTR, deleted_changes, record_created, updated_changes
 from .transactions import emit_on_commit
@@ -52,16 +52,7 @@ def on_post_save(
             if not changes and not options.current.keep_empty_updates:
                 return
             event_type = UPDATE
-        record = crud_record(
-            event_type,
-            policy.name,
-            policy.label,
-            instance_id_of(instance.pk),
-            using,
-            moment(),
-            changes=changes,
-        )
-        emit_on_commit(record, using)
+        emit_on_commit(row_record(event_type, policy, instance, using, changes), using)
     except Exception as exc:
         _failed("post_save", exc)
 
@@ -75,15 +66,7 @@ def on_post_delete(
         if policy is None or m2m.in_progress(sender):
             return
         if origin is None or origin is instance:
-            record = crud_record(
-                DELETE,
-                policy.name,
-                policy.label,
-                instance_id_of(instance.pk),
-                using,
-                moment(),
-                changes=deleted_changes(instance, policy),
-            )
+            record = row_record(DELETE, policy, instance, using, deleted_changes(instance, policy))
             emit_on_commit(record, using)
         else:
             deletions.add_row(origin, policy, instance.pk, using)

@@ -16,8 +16,8 @@ import pytest
 from django.test import override_settings
 from s3_server import ACCESS_KEY_ID, SECRET_ACCESS_KEY, MotoS3, s3_options
 
-from activity_audit.dispatch import pipeline
 from tests.support.remote_archive import audit_settings
+from tests.support.remote_fixtures import fresh_pipeline, log_dir  # noqa: F401 - fixtures
 
 os.environ["AUDIT_TEST_S3_KEY_ID"] = ACCESS_KEY_ID
 os.environ["AUDIT_TEST_S3_SECRET"] = SECRET_ACCESS_KEY
@@ -38,21 +38,8 @@ def bucket(moto_s3: MotoS3) -> str:
     return name
 
 
-@pytest.fixture(autouse=True)
-def fresh_pipeline() -> None:
-    """A new stream and reporter per test, so that one test's rate-limited reports do not hide another's."""
-    pipeline.reset_for_tests()
-
-
 @pytest.fixture
-def log_dir(tmp_path: Path) -> Path:
-    path = tmp_path / "audit_logs"
-    path.mkdir()
-    return path
-
-
-@pytest.fixture
-def s3_sink(moto_s3: MotoS3, bucket: str, log_dir: Path) -> Iterator[dict[str, Any]]:
+def s3_sink(moto_s3: MotoS3, bucket: str, log_dir: Path) -> Iterator[dict[str, Any]]:  # noqa: F811
     """The s3 plugin switched on against the test bucket; yields its options."""
     options = s3_options(moto_s3, bucket)
     with override_settings(ACTIVITY_AUDIT=audit_settings(log_dir, s3=options)):

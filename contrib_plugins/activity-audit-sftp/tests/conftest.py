@@ -11,21 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from activity_audit.dispatch import pipeline
+from tests.support.remote_fixtures import fresh_pipeline, log_dir  # noqa: F401 - fixtures
 from tests.support.sshd import SshdServer, sshd_server  # noqa: F401 - the fixture
-
-
-@pytest.fixture(autouse=True)
-def fresh_pipeline() -> None:
-    """A new stream and reporter per test, so that one test's rate-limited reports do not hide another's."""
-    pipeline.reset_for_tests()
-
-
-@pytest.fixture
-def log_dir(tmp_path: Path) -> Path:
-    path = tmp_path / "audit_logs"
-    path.mkdir()
-    return path
 
 
 @pytest.fixture
