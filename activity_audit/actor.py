@@ -8,15 +8,20 @@ token/JWT authentication does, are seen); else ``anonymous`` inside a request; e
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any, NamedTuple
+
+from django.contrib.auth import SESSION_KEY
+from django.utils.functional import SimpleLazyObject, empty
 
 from .conf import get_settings
 from .context import current, process_source
 from .encoding import snapshot
 
 ANONYMOUS = "anonymous"
+
+# Where Django's AuthenticationMiddleware builds the lazy ``request.user`` (a lambda in process_request).
+_AUTH_MIDDLEWARE_MODULE = "django.contrib.auth.middleware"
+_AUTH_MIDDLEWARE_SETUP = "AuthenticationMiddleware.process_request."
 
 
 class Actor(NamedTuple):
@@ -41,21 +46,37 @@ def describe_user(user: Any) -> dict[str, Any]:
     return out
 
 
-@contextmanager
-def _session_left_as_it_was(request: Any) -> Iterator[None]:
-    """Read the user without marking the session as accessed.
+def _authenticated_user(request: Any) -> Any:
+    """``request.user`` if it is an authenticated user, else None; read without marking the session accessed.
 
     Django adds ``Vary: Cookie`` to every response whose session was accessed. A view that never looked at
     the user returns a response that does not depend on the cookie; the audit reading the user for its
     record must not make it uncacheable.
+
+    When ``AuthenticationMiddleware``'s lazy user was never evaluated and the session holds no user id,
+    Django would build an ``AnonymousUser``: None says so without building it.
     """
     session = getattr(request, "session", None)
     accessed = getattr(session, "accessed", None)
     try:
-        yield
+        lazy = request.__dict__.get("user")
+        if _is_unevaluated_django_user(lazy) and SESSION_KEY not in session:  # type: ignore[operator]
+            return None
+        user = getattr(request, "user", None)
+        return user if _is_user(user) else None  # may load the user from the session, lazily
     finally:
         if accessed is False:
             session.accessed = False  # type: ignore[union-attr]
+
+
+def _is_unevaluated_django_user(value: Any) -> bool:
+    """True for the ``SimpleLazyObject`` that ``AuthenticationMiddleware`` puts on a request, unevaluated."""
+    if type(value) is not SimpleLazyObject or value.__dict__.get("_wrapped") is not empty:
+        return False
+    setup = value.__dict__.get("_setupfunc")
+    return getattr(setup, "__module__", None) == _AUTH_MIDDLEWARE_MODULE and getattr(
+        setup, "__qualname__", ""
+    ).startswith(_AUTH_MIDDLEWARE_SETUP)
 
 
 def _is_user(value: Any) -> bool:
@@ -76,10 +97,8 @@ def resolve_actor() -> Actor:
         return Actor(str(explicit), None)
     request = context.request
     if request is not None:
-        user = getattr(request, "user", None)
-        with _session_left_as_it_was(request):
-            is_user = _is_user(user)  # may load the user from the session, lazily
-        if is_user:
+        user = _authenticated_user(request)
+        if user is not None:
             return actor_from_user(user)
         return Actor(ANONYMOUS, None)
     return Actor(f"system:{context.source or process_source()}", None)

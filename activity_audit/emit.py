@@ -6,36 +6,70 @@ and never costs the record or breaks the user's operation.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from .dispatch import pipeline
-from .manager import get_plugin_manager
+from .manager import AuditPluginManager, get_plugin_manager
 from .records import CHANNEL_API, CHANNEL_AUDIT
 
+# One implementation of an audit_* hook, called directly: (plugin name, function, takes the record).
+_Impl = tuple[str, Callable[..., Any], bool]
 
-def _run_hook(hook_name: str, record: dict[str, Any]) -> bool:
-    pm = get_plugin_manager()
+
+class _ImplCache:
+    """The implementations of one ``audit_*`` hook in call order, re-read only when the plugins change."""
+
+    __slots__ = ("generation", "hook_name", "impls", "pm")
+
+    def __init__(self, hook_name: str) -> None:
+        self.hook_name = hook_name
+        self.pm: AuditPluginManager | None = None
+        self.generation = -1
+        self.impls: tuple[_Impl, ...] = ()
+
+    def get(self) -> tuple[_Impl, ...]:
+        pm = get_plugin_manager()
+        if pm is not self.pm or pm.generation != self.generation:
+            hook = getattr(pm.hook, self.hook_name)
+            self.impls = tuple(
+                (pm.get_name(impl.plugin) or impl.plugin_name, impl.function, bool(impl.argnames))
+                for impl in reversed(hook.get_hookimpls())
+            )
+            self.pm, self.generation = pm, pm.generation
+        return self.impls
+
+
+_crud_impls = _ImplCache("audit_crud_event")
+_request_impls = _ImplCache("audit_request")
+
+
+def has_request_hooks() -> bool:
+    """True when some plugin implements ``audit_request`` (it must then see the record in its final shape)."""
+    return bool(_request_impls.get())
+
+
+def _run_hook(impls: _ImplCache, record: dict[str, Any]) -> bool:
     keep = True
-    for impl in reversed(getattr(pm.hook, hook_name).get_hookimpls()):
+    for name, function, takes_record in impls.get():
         try:
-            if impl.function(**({"record": record} if impl.argnames else {})) is False:
+            if (function(record=record) if takes_record else function()) is False:
                 keep = False
         except Exception as exc:
-            name = pm.get_name(impl.plugin) or impl.plugin_name
             error = f"{type(exc).__name__}: {exc}"
-            pipeline.reporter.problem("HOOK_FAILED", f"{hook_name}:{name}", error=error)
+            pipeline.reporter.problem("HOOK_FAILED", f"{impls.hook_name}:{name}", error=error)
     return keep
 
 
 def emit_crud(record: dict[str, Any]) -> bool:
     """Run ``audit_crud_event`` on ``record`` and queue it unless vetoed. True when queued."""
-    if not pipeline.enabled or not _run_hook("audit_crud_event", record):
+    if not pipeline.enabled or not _run_hook(_crud_impls, record):
         return False
     return pipeline.submit(CHANNEL_AUDIT, record)
 
 
 def emit_request(record: dict[str, Any]) -> bool:
     """Run ``audit_request`` on ``record`` and queue it unless vetoed. True when queued."""
-    if not pipeline.enabled or not _run_hook("audit_request", record):
+    if not pipeline.enabled or not _run_hook(_request_impls, record):
         return False
     return pipeline.submit(CHANNEL_API, record)

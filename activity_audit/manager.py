@@ -20,6 +20,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 from dataclasses import dataclass
+from typing import Any
 
 import pluggy
 from django.core.exceptions import ImproperlyConfigured
@@ -39,13 +40,38 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "activity_audit.crud.plugin",
 )
 
-_pm: pluggy.PluginManager | None = None
+_pm: AuditPluginManager | None = None
 _runtime_plugins: dict[str, object] = {}
 
 
-def new_plugin_manager() -> pluggy.PluginManager:
+class AuditPluginManager(pluggy.PluginManager):
+    """A pluggy manager that counts changes to its registrations in :attr:`generation`.
+
+    Code that calls hook implementations directly for speed (the pipeline, the capture points) keeps what
+    it built for as long as ``generation`` stays the same, instead of re-reading the implementations for
+    every record.
+    """
+
+    def __init__(self, project_name: str) -> None:
+        super().__init__(project_name)
+        self.generation = 0
+
+    def register(self, plugin: object, name: str | None = None) -> str | None:
+        try:
+            return super().register(plugin, name)
+        finally:
+            self.generation += 1
+
+    def unregister(self, plugin: object | None = None, name: str | None = None) -> Any:
+        try:
+            return super().unregister(plugin, name)
+        finally:
+            self.generation += 1
+
+
+def new_plugin_manager() -> AuditPluginManager:
     """An empty manager that knows the hook specifications."""
-    pm = pluggy.PluginManager(PROJECT_NAME)
+    pm = AuditPluginManager(PROJECT_NAME)
     pm.add_hookspecs(hookspecs)
     return pm
 
@@ -55,7 +81,7 @@ def hook_names() -> list[str]:
     return sorted(name for name, value in vars(hookspecs).items() if hasattr(value, f"{PROJECT_NAME}_spec"))
 
 
-def get_plugin_manager() -> pluggy.PluginManager:
+def get_plugin_manager() -> AuditPluginManager:
     """The process-wide manager; empty (specs only) until :func:`load_plugins` runs."""
     global _pm
     if _pm is None:
@@ -63,7 +89,7 @@ def get_plugin_manager() -> pluggy.PluginManager:
     return _pm
 
 
-def load_plugins(settings: AuditSettings, installed_apps: list[str] | None = None) -> pluggy.PluginManager:
+def load_plugins(settings: AuditSettings, installed_apps: list[str] | None = None) -> AuditPluginManager:
     """Build a fresh manager with every plugin the settings allow, validated, and make it the current one."""
     global _pm
     pm = new_plugin_manager()

@@ -25,26 +25,25 @@ from typing import Any
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 
 from .actor import ANONYMOUS, Actor, resolve_actor
-from .bodies import headers_from_meta
 from .context import current, pop, push, request_scope
 from .dispatch import pipeline
-from .emit import emit_request
+from .emit import emit_request, has_request_hooks
 from .encoding import Snapshotter
-from .manager import get_plugin_manager
 from .records import new_record, now
 from .request_capture import (
     RequestRules,
     client_address,
     current_rules,
+    deferred_query_params,
+    deferred_request_headers,
+    deferred_response_headers,
     error_text,
     held,
     preload_request_body,
-    query_params,
     realise_pending,
     request_body,
     request_id,
     response_body,
-    response_headers,
     route_of,
 )
 
@@ -169,7 +168,7 @@ def _finish(
         if flight.skipped:
             return
         record = _record(flight, request, response, exc or flight.exception, actor)
-        if get_plugin_manager().hook.audit_request.get_hookimpls():
+        if has_request_hooks():
             realise_pending(record)  # the hook sees the record as it will be written
         emit_request(record)
     except Exception as failure:
@@ -191,19 +190,20 @@ def _record(
     copier = Snapshotter(rules.limits)
     status = response.status_code if response is not None else (500 if isinstance(exc, Exception) else None)
     # Everything below is built fresh from strings (no caller-held object is kept), so only the caps of
-    # ``MAX_FIELD_CHARS`` & co. apply: ``held`` enforces them on what could exceed them. Small bodies stay
-    # ``Pending`` (immutable bytes) and are summarised on the worker, see ``request_capture``.
+    # ``MAX_FIELD_CHARS`` & co. apply: ``held`` enforces them on what could exceed them. Headers, query
+    # parameters and small bodies stay ``Pending`` (immutable values or private copies) and are built on the
+    # worker, see ``request_capture``.
     request_repr = {
         "method": request.method,
         "path": held(request.path, copier),
-        "query_params": held(query_params(request), copier),
-        "headers": held(headers_from_meta(meta), copier),
+        "query_params": deferred_query_params(request, copier),
+        "headers": deferred_request_headers(meta, copier),
         "user": who.user,
         "body": request_body(request, rules, copier) if keeps_body else None,
     }
     response_repr = {
         "status_code": status,
-        "headers": held(response_headers(response), copier) if response is not None else {},
+        "headers": deferred_response_headers(response, copier) if response is not None else {},
         "body": response_body(response, rules.max_body_bytes, copier) if keeps_body and response else None,
     }
     record = new_record(
@@ -219,8 +219,8 @@ def _record(
         execution_time=elapsed,
         request_id=flight.request_id,
         client_ip=flight.client_ip,
-        forwarded_for=copier.copy(meta.get("HTTP_X_FORWARDED_FOR")),
-        user_agent=copier.copy(meta.get("HTTP_USER_AGENT")),
+        forwarded_for=_text_of(meta.get("HTTP_X_FORWARDED_FOR"), copier),
+        user_agent=_text_of(meta.get("HTTP_USER_AGENT"), copier),
         route=route_of(request),
         actor=who.name,
     )
@@ -231,6 +231,13 @@ def _record(
     if copier.truncated:
         record["truncated"] = True
     return record
+
+
+def _text_of(value: Any, copier: Snapshotter) -> Any:
+    """A META value as the record keeps it: a short string as it is, anything else through ``copier``."""
+    if value is None or (type(value) is str and len(value) <= copier.limits.max_chars):
+        return value
+    return copier.copy(value)
 
 
 async def _actor_after_async_view(request: Any) -> Actor | Callable[[], Actor]:

@@ -44,12 +44,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings as django_settings
+from django.core.handlers.wsgi import WSGIRequest
+from django.http import QueryDict
 
 from .bodies import (
     MULTIPART,
     body_kind,
     capture_headers,
     group_pairs,
+    headers_from_meta,
     is_textual,
     multi_value_dict,
     summarize_body,
@@ -257,17 +260,21 @@ def response_body(response: Any, max_bytes: int, copier: Snapshotter) -> Any:
 
 
 class Pending:
-    """A value of a request record still to be built: ``build(*args)``, every argument immutable.
+    """A value of a request record still to be built: ``build(*args)``, on the worker thread.
 
-    Only ever holds ``bytes``, strings, numbers and None, so keeping it is as safe as a copy. Until
-    :func:`realise_pending` replaces it, it encodes as a placeholder that reveals nothing of its arguments.
+    It holds only values nobody can change: ``bytes``, strings, numbers, None, tuples of those, or a
+    shallow copy made for it alone (of ``request.META``, of the response's header store), plus the record's
+    :class:`Snapshotter` (``copier``) when the build applies the record's caps. Keeping it is as safe as
+    building the value at once. Until :func:`realise_pending` replaces it, it encodes as a placeholder that
+    reveals nothing of its arguments.
     """
 
-    __slots__ = ("args", "build")
+    __slots__ = ("args", "build", "copier")
 
-    def __init__(self, build: Callable[..., Any], *args: bytes | str | int | None) -> None:
+    def __init__(self, build: Callable[..., Any], *args: Any, copier: Snapshotter | None = None) -> None:
         self.build = build
         self.args = args
+        self.copier = copier
 
     def __str__(self) -> str:
         return f"[pending {self.build.__name__}]"
@@ -280,13 +287,68 @@ _PENDING_SECTIONS = ("request_repr", "response_repr")
 
 
 def realise_pending(record: dict[str, Any]) -> None:
-    """Build every :class:`Pending` value of ``record`` in place; quick for records without any."""
+    """Build every :class:`Pending` value of ``record`` in place; quick for records without any.
+
+    A build that had to cut something to the record's caps marks the record ``"truncated": true``.
+    """
     for section_name in _PENDING_SECTIONS:
         section = record.get(section_name)
         if type(section) is dict:
             for key, value in section.items():
                 if type(value) is Pending:
                     section[key] = value.build(*value.args)
+                    if value.copier is not None and value.copier.truncated:
+                        record["truncated"] = True
+
+
+# --- values built on the worker ------------------------------------------------------------------------
+
+
+def deferred_request_headers(meta: dict[str, Any], copier: Snapshotter) -> Pending:
+    """The request headers, built later from a copy of ``META`` (one C-level copy on the request thread)."""
+    return Pending(_held_request_headers, dict(meta), copier, copier=copier)
+
+
+def _held_request_headers(meta: dict[str, Any], copier: Snapshotter) -> Any:
+    return held(headers_from_meta(meta), copier)
+
+
+def deferred_query_params(request: Any, copier: Snapshotter) -> Any:
+    """``?a=1&b=2&b=3`` -> ``{"a": "1", "b": ["2", "3"]}``, parsed later from the query string as sent.
+
+    Parsed as Django parses ``request.GET``: WSGI query strings are the raw bytes as latin-1 text.
+    """
+    query = request.META.get("QUERY_STRING")
+    if not query:
+        return {}
+    if type(query) is not str:
+        return held(query_params(request), copier)
+    return Pending(
+        _held_query_params, query, isinstance(request, WSGIRequest), request.encoding, copier, copier=copier
+    )
+
+
+def _held_query_params(query: str, from_wsgi: bool, encoding: str | None, copier: Snapshotter) -> Any:
+    raw: str | bytes = query.encode("iso-8859-1", "replace") if from_wsgi else query
+    return held(multi_value_dict(QueryDict(raw, encoding=encoding).lists()), copier)
+
+
+def deferred_response_headers(response: Any, copier: Snapshotter) -> Any:
+    """The response headers as sent (see :func:`response_headers`), built later from a copy of Django's
+    header store; headers kept in any other way, and cookies, are read at once."""
+    store = getattr(response.headers, "_store", None)
+    if type(store) is not dict:
+        return held(response_headers(response), copier)
+    cookies = getattr(response, "cookies", None)
+    set_cookie = _set_cookie_header(cookies) if cookies else None
+    return Pending(_held_response_headers, dict(store), set_cookie, copier, copier=copier)
+
+
+def _held_response_headers(store: dict[str, Any], set_cookie: str | None, copier: Snapshotter) -> Any:
+    headers = _headers_from_store(store)
+    if set_cookie is not None:
+        headers["Set-Cookie"] = set_cookie
+    return held(headers, copier)
 
 
 def held(value: Any, copier: Snapshotter) -> Any:
@@ -355,8 +417,12 @@ def response_headers(response: Any) -> dict[str, str]:
     headers = _plain_headers(response.headers)
     cookies = getattr(response, "cookies", None)
     if cookies:
-        headers["Set-Cookie"] = ", ".join(morsel.OutputString() for morsel in cookies.values())
+        headers["Set-Cookie"] = _set_cookie_header(cookies)
     return headers
+
+
+def _set_cookie_header(cookies: Any) -> str:
+    return ", ".join(morsel.OutputString() for morsel in cookies.values())
 
 
 def error_text(exc: BaseException) -> str:
@@ -373,10 +439,16 @@ def _plain_headers(headers: Any) -> dict[str, str]:
     what it holds (no lookup per header); anything else goes through :func:`capture_headers`."""
     store = getattr(headers, "_store", None)
     if type(store) is dict:
-        try:
-            plain = dict(store.values())
-        except (TypeError, ValueError):
-            return capture_headers(headers)
+        return _headers_from_store(store, headers)
+    return capture_headers(headers)
+
+
+def _headers_from_store(store: dict[str, Any], fallback: Any = None) -> dict[str, str]:
+    """``{name: value}`` from the ``{lower name: (name, value)}`` store of Django's ``ResponseHeaders``."""
+    try:
+        plain = dict(store.values())
         if len(plain) == len(store) and all(type(value) is str for value in plain.values()):
             return plain
-    return capture_headers(headers)
+    except (TypeError, ValueError):
+        pass
+    return capture_headers(fallback if fallback is not None else list(store.values()))

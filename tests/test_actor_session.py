@@ -22,8 +22,29 @@ def looks_at_the_user(request: HttpRequest) -> HttpResponse:
     return HttpResponse(request.user.get_username())
 
 
+SEEN_REQUESTS: list[HttpRequest] = []
+
+
+def keeps_the_request(request: HttpRequest) -> HttpResponse:
+    SEEN_REQUESTS.append(request)
+    return HttpResponse("ok")
+
+
+class ReplacesTheUser:
+    """A project middleware that authenticates by a header of its own, after AuthenticationMiddleware."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if "HTTP_X_TEST_USER" in request.META:
+            request.user = User.objects.get(username=request.META["HTTP_X_TEST_USER"])
+        return self.get_response(request)
+
+
 urlpatterns = [
     path("plain/", creates_without_looking_at_the_user),
+    path("kept/", keeps_the_request),
     path("personal/", looks_at_the_user),
 ]
 
@@ -61,3 +82,30 @@ def test_the_audit_reads_the_user_without_adding_vary_cookie(audit_records, logg
 def test_a_view_that_reads_the_user_still_gets_vary_cookie(audit_records):
     response = Client().get("/personal/")
     assert "Cookie" in _vary(response)
+
+
+@override_settings(ROOT_URLCONF=__name__, MIDDLEWARE=MIDDLEWARE)
+def test_an_anonymous_request_is_recorded_without_building_its_user(audit_records):
+    SEEN_REQUESTS.clear()
+    response = Client().get("/kept/")
+
+    [request] = SEEN_REQUESTS
+    assert response.status_code == 200
+    assert "_cached_user" not in request.__dict__  # Django's lazy user was never evaluated
+    [record] = audit_records.of("audit.request")
+    assert (record["actor"], record["request_repr"]["user"]) == ("anonymous", None)
+
+
+@override_settings(
+    ROOT_URLCONF=__name__,
+    MIDDLEWARE=[*MIDDLEWARE[:2], f"{__name__}.ReplacesTheUser", MIDDLEWARE[2]],
+)
+def test_a_user_set_by_another_middleware_is_the_actor(audit_records):
+    user = User.objects.create_user("by-header", password="pw-for-tests-only")
+    audit_records.clear()
+
+    Client().get("/kept/", HTTP_X_TEST_USER="by-header")
+
+    [record] = audit_records.of("audit.request")
+    assert record["actor"] == f"user:{user.pk}"
+    assert record["request_repr"]["user"] == {"id": user.pk, "username": "by-header"}

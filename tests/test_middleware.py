@@ -292,3 +292,39 @@ def test_the_request_id_reaches_records_made_during_the_request(http, audit_reco
         logger.removeHandler(handler)
     app = [r for r in audit_records.records if r.get("name") == "tests.middleware.during"]
     assert [r["request"] for r in app] == ["trace-1"]
+
+
+class ChangesTheRequestAfterwards:
+    """An outer middleware that rewrites headers and query after the inner stack answered."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        request.META["HTTP_X_TRACE"] = "rewritten"
+        request.META["QUERY_STRING"] = "page=99"
+        response["X-Served-By"] = "rewritten"
+        return response
+
+
+def test_headers_and_query_are_recorded_as_they_were_when_the_view_answered(http, audit_records, settings):
+    settings.MIDDLEWARE = [f"{__name__}.ChangesTheRequestAfterwards", *MIDDLEWARE]
+    http.get("/whoami/?page=2&q=%C3%A9t%C3%A9&tag=x&tag=y", HTTP_X_TRACE="original")
+    record = only_record(audit_records)
+    assert record["request_repr"]["headers"]["X-Trace"] == "original"
+    assert record["request_repr"]["query_params"] == {"page": "2", "q": "été", "tag": ["x", "y"]}
+    assert "X-Served-By" not in record["response_repr"]["headers"]
+
+
+def test_an_oversized_header_is_cut_and_marks_the_record_truncated(http, audit_records):
+    http.get("/whoami/", HTTP_X_HUGE="h" * 20_000, HTTP_USER_AGENT="u" * 9000)
+    record = only_record(audit_records)
+    assert record["request_repr"]["headers"]["X-Huge"] == "h" * 8192 + "…[truncated: 20000 chars]"
+    assert record["user_agent"] == "u" * 8192 + "…[truncated: 9000 chars]"
+    assert record["truncated"] is True
+
+
+def test_a_record_without_anything_oversized_has_no_truncated_marker(http, audit_records):
+    http.get("/whoami/?page=1", HTTP_X_TRACE="t" * 100)
+    assert "truncated" not in only_record(audit_records)
