@@ -114,6 +114,20 @@ def request_scope(request: Any, request_id: str, client_ip: str | None = None) -
 def process_source() -> str:
     """A name for this process when nobody set one: the management command, else the program."""
     argv = sys.argv or [""]
+    key = (argv[0], argv[1] if len(argv) > 1 else None)
+    cached = _sources.get(key)
+    if cached is None:
+        if len(_sources) >= 64:  # a program that keeps rewriting sys.argv
+            _sources.clear()
+        cached = _sources[key] = _source_of(argv)
+    return cached
+
+
+# process_source() by (program, first argument): asked for every record made outside a request.
+_sources: dict[tuple[str, str | None], str] = {}
+
+
+def _source_of(argv: list[str]) -> str:
     parts = argv[0].replace("\\", "/").rsplit("/", 2)
     program = parts[-1]
     if program == "__main__.py" and len(parts) > 1:  # python -m <package>: name the package

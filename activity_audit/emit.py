@@ -1,7 +1,8 @@
 """The one way capture code hands a record to the pipeline: run the ``audit_*`` hook, honour vetoes, submit.
 
 Each implementation runs on its own, so one that raises is reported (with its plugin's name) and skipped,
-and never costs the record or breaks the user's operation.
+and never costs the record or breaks the user's operation. When a hook has implementations, the values
+capture left for the worker (:mod:`activity_audit.deferred`) are built first, so they see the final record.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from .deferred import realise_pending
 from .dispatch import pipeline
 from .manager import AuditPluginManager, get_plugin_manager
 from .records import CHANNEL_API, CHANNEL_AUDIT
@@ -44,20 +46,20 @@ _crud_impls = _ImplCache("audit_crud_event")
 _request_impls = _ImplCache("audit_request")
 
 
-def has_request_hooks() -> bool:
-    """True when some plugin implements ``audit_request`` (it must then see the record in its final shape)."""
-    return bool(_request_impls.get())
-
-
-def _run_hook(impls: _ImplCache, record: dict[str, Any]) -> bool:
+def _run_hook(cache: _ImplCache, record: dict[str, Any]) -> bool:
+    """Call every implementation; False when one vetoed the record. Without any, nothing is built."""
+    impls = cache.get()
+    if not impls:
+        return True
+    realise_pending(record)  # implementations see the record in the shape it will be written in
     keep = True
-    for name, function, takes_record in impls.get():
+    for name, function, takes_record in impls:
         try:
             if (function(record=record) if takes_record else function()) is False:
                 keep = False
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"
-            pipeline.reporter.problem("HOOK_FAILED", f"{impls.hook_name}:{name}", error=error)
+            pipeline.reporter.problem("HOOK_FAILED", f"{cache.hook_name}:{name}", error=error)
     return keep
 
 

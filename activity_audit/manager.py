@@ -33,7 +33,7 @@ ENTRY_POINT_GROUP = "activity_audit"
 APP_HOOKS_MODULE = "audit_hooks"
 
 BUILTIN_PLUGINS: tuple[str, ...] = (
-    "activity_audit.plugins.request_shape",
+    "activity_audit.plugins.deferred_values",
     "activity_audit.plugins.redaction",
     "activity_audit.plugins.json_formatter",
     "activity_audit.plugins.file_sink",

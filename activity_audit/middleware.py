@@ -27,7 +27,7 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from .actor import ANONYMOUS, Actor, resolve_actor
 from .context import current, pop, push, request_scope
 from .dispatch import pipeline
-from .emit import emit_request, has_request_hooks
+from .emit import emit_request
 from .encoding import Snapshotter
 from .records import new_record, now
 from .request_capture import (
@@ -40,7 +40,6 @@ from .request_capture import (
     error_text,
     held,
     preload_request_body,
-    realise_pending,
     request_body,
     request_id,
     response_body,
@@ -167,10 +166,7 @@ def _finish(
             response[flight.rules.request_id_header] = flight.request_id
         if flight.skipped:
             return
-        record = _record(flight, request, response, exc or flight.exception, actor)
-        if has_request_hooks():
-            realise_pending(record)  # the hook sees the record as it will be written
-        emit_request(record)
+        emit_request(_record(flight, request, response, exc or flight.exception, actor))
     except Exception as failure:
         _report(failure)
 

@@ -1,7 +1,7 @@
 """What the request middleware reads from a Django request and response, as plain values.
 
-The functions here run on the request thread; they read what is already in memory, never consume a stream
-the view or the client still needs, and leave parsing and redaction of anything large to later stages.
+The capture functions here read what is already in memory, never consume a stream the view or the client
+still needs, and leave parsing and redaction of anything large to later stages.
 
 Request bodies: the one rule
     The middleware reads a request body itself only **before** the view, and only when all of these hold: the
@@ -24,14 +24,19 @@ Response bodies
     ``{"type": ..., "size": <Content-Length or null>, "streaming": true}``. Other responses are summarised
     from the content already in memory, of which at most ``MAX_BODY_BYTES`` is copied.
 
-Summaries built later
+Values built later
     Parsing a body (JSON, form, multipart) is the costly part of a request record, and its input is already
     an immutable ``bytes`` object. So a body of at most ``MAX_FIELD_CHARS`` bytes (whose summary cannot hit a
-    cap) goes into the record as a :class:`Pending` summary: a reference to the bytes, the content type and
-    the function to call. :func:`realise_pending` builds it on the worker thread, before any ``redact``
-    implementation looks at the record (``activity_audit.plugins.request_shape``, ``tryfirst``, and the
-    built-in redactor itself). When an ``audit_request`` implementation is registered, the middleware builds
-    it on the request thread instead, so that hook always sees the record in its final shape.
+    cap) goes into the record as a :class:`~activity_audit.deferred.Pending` summary: a reference to the
+    bytes, the content type and the function to call. Headers and query parameters are built later too,
+    from a private shallow copy of ``META`` and of the response's header store, and the query string as
+    sent. :func:`~activity_audit.deferred.realise_pending` builds them on the worker thread, before any
+    ``redact`` implementation looks at the record (``activity_audit.plugins.deferred_values``, ``tryfirst``,
+    and the built-in redactor itself). When an ``audit_request`` implementation is registered, the
+    middleware builds them on the request thread instead, so that hook always sees the record in its final
+    shape.
+
+The functions named ``deferred_*`` return such values; everything else here runs on the request thread.
 """
 
 from __future__ import annotations
@@ -59,6 +64,7 @@ from .bodies import (
     uploaded_files,
 )
 from .conf import AuditSettings, get_settings
+from .deferred import Pending
 from .encoding import Limits, Snapshotter
 
 _VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:+/=-]{0,127}")
@@ -257,48 +263,6 @@ def response_body(response: Any, max_bytes: int, copier: Snapshotter) -> Any:
     if type(prefix) is bytes and len(prefix) <= copier.limits.max_chars:
         return Pending(summarize_body, content_type, prefix, max_bytes, size)
     return within_caps(summarize_body(content_type, prefix, max_bytes, size=size), len(prefix), copier)
-
-
-class Pending:
-    """A value of a request record still to be built: ``build(*args)``, on the worker thread.
-
-    It holds only values nobody can change: ``bytes``, strings, numbers, None, tuples of those, or a
-    shallow copy made for it alone (of ``request.META``, of the response's header store), plus the record's
-    :class:`Snapshotter` (``copier``) when the build applies the record's caps. Keeping it is as safe as
-    building the value at once. Until :func:`realise_pending` replaces it, it encodes as a placeholder that
-    reveals nothing of its arguments.
-    """
-
-    __slots__ = ("args", "build", "copier")
-
-    def __init__(self, build: Callable[..., Any], *args: Any, copier: Snapshotter | None = None) -> None:
-        self.build = build
-        self.args = args
-        self.copier = copier
-
-    def __str__(self) -> str:
-        return f"[pending {self.build.__name__}]"
-
-    __repr__ = __str__
-
-
-# Where a request record may hold Pending values.
-_PENDING_SECTIONS = ("request_repr", "response_repr")
-
-
-def realise_pending(record: dict[str, Any]) -> None:
-    """Build every :class:`Pending` value of ``record`` in place; quick for records without any.
-
-    A build that had to cut something to the record's caps marks the record ``"truncated": true``.
-    """
-    for section_name in _PENDING_SECTIONS:
-        section = record.get(section_name)
-        if type(section) is dict:
-            for key, value in section.items():
-                if type(value) is Pending:
-                    section[key] = value.build(*value.args)
-                    if value.copier is not None and value.copier.truncated:
-                        record["truncated"] = True
 
 
 # --- values built on the worker ------------------------------------------------------------------------

@@ -30,6 +30,30 @@ def test_create_records_every_field_as_the_database_stores_it(audit_records, aut
     assert crud(audit_records) == [record("CREATE", "Book", book.pk, created_book_changes(author.pk))]
 
 
+def test_create_and_delete_records_hold_the_values_of_their_moment(audit_records, author):
+    """Their changes are built later, on the worker (here: after all of this), from snapshots that later
+    saves and changes in place never touch."""
+    audit_records.clear()
+    book = Book.objects.create(author=author, **book_values())
+    pk = book.pk
+    book.pages = 999
+    book.metadata["edition"] = 99
+    book.save()
+    book.delete()
+    book.pages = 1000
+    book.metadata["edition"] = 100
+
+    create, update, delete = crud(audit_records)
+    assert create == record("CREATE", "Book", pk, created_book_changes(author.pk))
+    assert update["changes"]["pages"] == {"old": 412, "new": 999}
+    deleted = {name: change["old"] for name, change in delete["changes"].items()}
+    assert deleted == {
+        **{name: change["new"] for name, change in create["changes"].items()},
+        "pages": 999,
+        "metadata": {**create["changes"]["metadata"]["new"], "edition": 99},
+    }
+
+
 def test_update_records_only_the_changed_fields_with_old_and_new_values(audit_records, author):
     book = Book.objects.create(author=author, **book_values())
     other = Author.objects.create(name="Brian")

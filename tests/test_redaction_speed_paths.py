@@ -3,7 +3,7 @@
 - ``Redactor.scrub_text`` runs a pattern only when a substring, length or digit-count test lets it; here the
   result is compared, string by string, with every pattern run unconditionally in the same order.
 - Request bodies are summarised on the worker (``Pending``); an ``audit_request`` hook still sees them
-  summarised, and disabling ``activity_audit.plugins.request_shape`` still gives the same written record.
+  summarised, and disabling ``activity_audit.plugins.deferred_values`` still gives the same written record.
 - Generated request ids are canonical, distinct UUID4s.
 """
 
@@ -23,8 +23,9 @@ from django.test import Client
 from activity_audit import hookimpl
 from activity_audit import redaction as r
 from activity_audit.bodies import summarize_body
+from activity_audit.deferred import Pending, realise_pending
 from activity_audit.redaction import MASK, Redactor
-from activity_audit.request_capture import Pending, new_uuid4, realise_pending
+from activity_audit.request_capture import new_uuid4
 from activity_audit.testing import registered_plugin
 from tests.request_support import MIDDLEWARE
 from tests.test_redaction import CASES, HEADER_CASES, JWT, PEM, PRESIGNED
@@ -164,7 +165,7 @@ def test_an_audit_request_hook_sees_bodies_summarised(http, audit_records) -> No
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("disabled", [[], ["activity_audit.plugins.request_shape"]])
+@pytest.mark.parametrize("disabled", [[], ["activity_audit.plugins.deferred_values"]])
 def test_the_written_record_is_the_same_with_the_shaping_plugin_disabled(
     http, audit_records, settings, disabled
 ):

@@ -30,6 +30,7 @@ from typing import Any
 import orjson
 from django.db import models
 
+from ..deferred import Pending
 from ..encoding import Limits, Snapshotter
 from .selection import FILE, MUTABLE, FieldSpec, ModelPolicy
 
@@ -86,22 +87,28 @@ def loaded(instance: models.Model) -> Snapshot | None:
     return snap
 
 
-def record_created(instance: models.Model, policy: ModelPolicy) -> Changes:
-    """Store the snapshot of a new row and return its fields as changes: ``{"old": None, "new": value}``."""
+def record_created(instance: models.Model, policy: ModelPolicy) -> Pending:
+    """Store the snapshot of a new row and return its fields as changes: ``{"old": None, "new": value}``.
+
+    The changes are built on the worker from the snapshot (which is never mutated once stored).
+    """
     snap = take(instance.__dict__, policy)
     instance.__dict__[SNAPSHOT_ATTR] = snap
-    return _whole_row(snap, policy, created=True)
+    return Pending(whole_row, snap, policy, True)
 
 
-def deleted_changes(instance: models.Model, policy: ModelPolicy) -> Changes:
-    """Every audited field of a deleted row, as last loaded or saved: ``{"old": value, "new": None}``."""
+def deleted_changes(instance: models.Model, policy: ModelPolicy) -> Pending:
+    """Every audited field of a deleted row, as last loaded or saved: ``{"old": value, "new": None}``.
+
+    Built on the worker, like :func:`record_created`.
+    """
     snap = loaded(instance)
     if snap is None:
         snap = take(instance.__dict__, policy)
-    return _whole_row(snap, policy, created=False)
+    return Pending(whole_row, snap, policy, False)
 
 
-def _whole_row(snap: Snapshot, policy: ModelPolicy, created: bool) -> Changes:
+def whole_row(snap: Snapshot, policy: ModelPolicy, created: bool) -> Changes:
     """Every field of ``snap`` as a change from nothing (``created``) or to nothing (deleted)."""
     fast, max_chars = _PASSED_AS_IS, limits.max_chars
     changes: Changes = {}
@@ -137,8 +144,11 @@ def updated_changes(
             continue
         if update_fields is not None and spec.name not in update_fields and attname not in update_fields:
             continue
-        new = _stored_form(spec, values[attname])
+        value = values[attname]
         old = before.get(attname, _MISSING)
+        if value is old:  # the very object loaded: unchanged (mutable JSON is held frozen, never identical)
+            continue
+        new = _stored_form(spec, value)
         if old is not _MISSING and type(old) is type(new) and _equal(old, new):
             continue
         if after is None:

@@ -12,9 +12,9 @@ from __future__ import annotations
 from typing import Any
 
 from ..conf import AuditSettings
+from ..deferred import realise_pending
 from ..markers import hookimpl
 from ..redaction import MASK, Redactor
-from ..request_capture import realise_pending
 
 # Envelope fields: written by the package itself, never holding user data.
 _NOT_SCANNED = frozenset(
@@ -47,7 +47,7 @@ def audit_configure(settings: AuditSettings) -> None:
 
 @hookimpl
 def redact(record: dict[str, Any]) -> None:
-    realise_pending(record)  # normally done already by activity_audit.plugins.request_shape
+    realise_pending(record)  # normally done already by activity_audit.plugins.deferred_values
     found = _redactor.redact(record, skip=_NOT_SCANNED)
     declared = record.get("sensitive_post_parameters")
     if declared:
