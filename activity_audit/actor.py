@@ -14,7 +14,7 @@ from django.contrib.auth import SESSION_KEY
 from django.utils.functional import SimpleLazyObject, empty
 
 from .conf import get_settings
-from .context import current, process_source
+from .context import AuditContext, current, process_source
 from .encoding import snapshot
 
 ANONYMOUS = "anonymous"
@@ -87,9 +87,10 @@ def actor_from_user(user: Any) -> Actor:
     return Actor(f"user:{user.pk}", describe_user(user))
 
 
-def resolve_actor() -> Actor:
-    """The actor of the current thread or task, right now."""
-    context = current()
+def resolve_actor(context: AuditContext | None = None) -> Actor:
+    """The actor of the current thread or task (or of ``context``, read from it by the caller), right now."""
+    if context is None:
+        context = current()
     explicit = context.actor
     if explicit is not None:
         if _is_user(explicit):
@@ -101,4 +102,17 @@ def resolve_actor() -> Actor:
         if user is not None:
             return actor_from_user(user)
         return Actor(ANONYMOUS, None)
-    return Actor(f"system:{context.source or process_source()}", None)
+    return _system_actor(context.source or process_source())
+
+
+def _system_actor(source: str) -> Actor:
+    actor = _system_actors.get(source)
+    if actor is None:
+        if len(_system_actors) >= 256:  # sources named per task run
+            _system_actors.clear()
+        actor = _system_actors[source] = Actor(f"system:{source}", None)
+    return actor
+
+
+# The actor of work outside any request, by source: the same few for every record of a process.
+_system_actors: dict[str, Actor] = {}

@@ -47,7 +47,8 @@ class Moment(NamedTuple):
 
 def moment() -> Moment:
     """The time, actor and request of the current thread or task, now."""
-    return Moment(now(), resolve_actor(), current().request_id)
+    context = current()
+    return Moment(now(), resolve_actor(context), context.request_id)
 
 
 def crud_record(
@@ -58,6 +59,7 @@ def crud_record(
     db: str | None,
     when: Moment,
     message: str | None = None,
+    changes: Any = None,
     **fields: Any,
 ) -> dict[str, Any]:
     """One ``audit.crud`` record in the documented key order; ``fields`` follow ``db``."""
@@ -72,12 +74,13 @@ def crud_record(
         "user": when.actor.user,
         "extra": {},
         "model_label": model_label,
-        "changes": fields.pop("changes", {}),
+        "changes": {} if changes is None else changes,
         "request_id": when.request_id,
         "actor": when.actor.name,
         "db": db,
     }
-    record.update(fields)
+    if fields:
+        record.update(fields)
     return record
 
 
@@ -86,19 +89,16 @@ def row_record(
     policy: ModelPolicy,
     instance: models.Model,
     db: str,
-    changes: dict[str, Any],
+    changes: Any,
     **fields: Any,
 ) -> dict[str, Any]:
-    """The record of one change to the row ``instance``, made now on the current thread or task."""
+    """The record of one change to the row ``instance``, made now on the current thread or task.
+
+    ``changes`` is a dict, or a :class:`~activity_audit.deferred.Pending` that builds one on the worker.
+    """
+    instance_id = instance_id_of(instance.pk)
     return crud_record(
-        event_type,
-        policy.name,
-        policy.label,
-        instance_id_of(instance.pk),
-        db,
-        moment(),
-        changes=changes,
-        **fields,
+        event_type, policy.name, policy.label, instance_id, db, moment(), None, changes, **fields
     )
 
 
