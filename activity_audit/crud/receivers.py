@@ -45,14 +45,14 @@ def on_post_save(
         if policy is None:
             return
         if created:
-            event_type, changes = CREATE, record_created(instance, policy)
-        else:
-            changes, after = updated_changes(instance, policy, update_fields)
-            instance.__dict__[SNAPSHOT_ATTR] = after
-            if not changes and not options.current.keep_empty_updates:
-                return
-            event_type = UPDATE
-        emit_on_commit(row_record(event_type, policy, instance, using, changes), using)
+            emit_on_commit(
+                row_record(CREATE, policy, instance, using, record_created(instance, policy)), using
+            )
+            return
+        changes, after = updated_changes(instance, policy, update_fields)
+        instance.__dict__[SNAPSHOT_ATTR] = after
+        if changes or options.current.keep_empty_updates:
+            emit_on_commit(row_record(UPDATE, policy, instance, using, changes), using)
     except Exception as exc:
         _failed("post_save", exc)
 
