@@ -51,12 +51,13 @@ def audit_crud_event(record: dict[str, Any]) -> bool | None:
     """Observe, enrich or veto one model change or authentication event before it is queued.
 
     Called on the caller thread (for changes inside a transaction: when the transaction commits) with the
-    record as a plain dict (see :mod:`activity_audit.records`). Every implementation runs. An implementation
-    may add or change keys in place; values must already be plain JSON values (use
-    :func:`activity_audit.encoding.snapshot`). Returning ``False`` vetoes the record: it is not queued and no
-    sequence number is spent on it. Any other return value is ignored. An exception is reported and counted,
-    the record is still queued (a faulty enricher must not cost an audit record), and the user's operation is
-    never affected.
+    record as a plain dict (see :mod:`activity_audit.records`), in its final shape: values the capture left
+    for the worker (:mod:`activity_audit.deferred`) are built before the first implementation runs. Every
+    implementation runs. An implementation may add or change keys in place; values must already be plain
+    JSON values (use :func:`activity_audit.encoding.snapshot`). Returning ``False`` vetoes the record: it is
+    not queued and no sequence number is spent on it. Any other return value is ignored. An exception is
+    reported and counted, the record is still queued (a faulty enricher must not cost an audit record), and
+    the user's operation is never affected.
     """
 
 
@@ -83,6 +84,11 @@ def redact(record: dict[str, Any]) -> None:
     keeps the envelope (``event_id``, ``stream_id``, ``seq``, ``timestamp``, ``level``, ``name``,
     ``event_type``) and names the plugin in ``"redaction_failed"``; the failure is counted and reported
     (``REDACTION_FAILED``).
+
+    The built-in ``activity_audit.plugins.deferred_values`` (``tryfirst``) first builds the values capture
+    left for the worker (:mod:`activity_audit.deferred`), so implementations see the documented record; a
+    ``tryfirst`` implementation of your own may see a ``Pending`` and should call
+    :func:`activity_audit.deferred.realise_pending` first.
     """
 
 
