@@ -184,7 +184,8 @@ class FileSink:
     def sync(self, written: int = 0) -> None:
         """fsync every file written since the last sync."""
         self._last_fsync = time.monotonic()
-        for opened in self._files.values():
+        # A copy: a reload (audit_configure on another thread) may close files while the sink thread syncs.
+        for opened in list(self._files.values()):
             if opened.dirty:
                 opened.dirty = False
                 try:
