@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import atexit
 import itertools
-import operator
 import os
 import signal
 import threading
@@ -45,6 +44,7 @@ if TYPE_CHECKING:
     import pluggy
 
     from .conf import AuditSettings
+    from .manager import AuditPluginManager
 
 Record = dict[str, Any]
 RecordCall = Callable[[Record], Any]
@@ -252,24 +252,21 @@ class _HookCallers:
     """Direct callers of the per-record hooks, rebuilt whenever the registered implementations change."""
 
     def __init__(self) -> None:
-        # The implementations themselves, not their id()s: an unregistered plugin's id can be reused by the
-        # next one registered (a new capture in tests), which would then never be called.
-        self._key: tuple[Any, ...] | None = None
+        self._pm: AuditPluginManager | None = None
+        self._generation = -1
         self.redactors: list[tuple[str, RecordCall]] = []
         self.formatters: list[tuple[str, RecordCall]] = []
         self.sinks: list[tuple[str, Callable[[Sequence[rec.Entry]], Any]]] = []
 
-    def refresh(self, pm: pluggy.PluginManager) -> bool:
+    def refresh(self, pm: AuditPluginManager) -> bool:
         """Re-read the hook implementations; True when they changed since the last call."""
-        hooks = (pm.hook.redact, pm.hook.format_record, pm.hook.sink)
-        impls = [hook.get_hookimpls() for hook in hooks]
-        key = tuple(impl for group in impls for impl in group)
-        if self._key is not None and len(key) == len(self._key) and all(map(operator.is_, key, self._key)):
+        if pm is self._pm and pm.generation == self._generation:
             return False
-        self._key = key
-        self.redactors = _per_record_callers(pm, pm.hook.redact, impls[0])
-        self.formatters = _per_record_callers(pm, pm.hook.format_record, impls[1])
-        self.sinks = [(_plugin_name(pm, impl), _bind(impl, "records")) for impl in reversed(impls[2])]
+        self._pm, self._generation = pm, pm.generation
+        self.redactors = _per_record_callers(pm, pm.hook.redact)
+        self.formatters = _per_record_callers(pm, pm.hook.format_record)
+        sinks = reversed(pm.hook.sink.get_hookimpls())
+        self.sinks = [(_plugin_name(pm, impl), _bind(impl, "records")) for impl in sinks]
         return True
 
 
@@ -286,9 +283,8 @@ def _bind(impl: Any, argname: str) -> Callable[[Any], Any]:
     return lambda value: function(**{argname: value})
 
 
-def _per_record_callers(
-    pm: pluggy.PluginManager, hook: Any, impls: list[Any]
-) -> list[tuple[str, RecordCall]]:
+def _per_record_callers(pm: pluggy.PluginManager, hook: Any) -> list[tuple[str, RecordCall]]:
+    impls = hook.get_hookimpls()
     if any(impl.hookwrapper or getattr(impl, "wrapper", False) for impl in impls):
         return [("pluggy", lambda record: hook(record=record))]
     return [(_plugin_name(pm, impl), _bind(impl, "record")) for impl in reversed(impls)]
@@ -299,7 +295,7 @@ class Pipeline:
 
     def __init__(self) -> None:
         self.settings: AuditSettings | None = None
-        self.pm: pluggy.PluginManager | None = None
+        self.pm: AuditPluginManager | None = None
         self._new_stream()
 
     # --- state -------------------------------------------------------------------------------------------
@@ -347,7 +343,7 @@ class Pipeline:
         self._limits = s.limits if s else DEFAULT_LIMITS
         self.reporter.interval = s.REPORT_INTERVAL if s else 60.0
 
-    def configure(self, settings: AuditSettings, pm: pluggy.PluginManager) -> None:
+    def configure(self, settings: AuditSettings, pm: AuditPluginManager) -> None:
         """Attach settings and plugins; records submitted before this wait in the queue (bounded)."""
         self.settings, self.pm = settings, pm
         self._apply_limits()
