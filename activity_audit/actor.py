@@ -32,6 +32,9 @@ class Actor(NamedTuple):
     user: dict[str, Any] | None
 
 
+ANONYMOUS_ACTOR = Actor(ANONYMOUS, None)
+
+
 def describe_user(user: Any) -> dict[str, Any]:
     """The configured fields of ``user`` (default: ``id`` and ``username``) as plain values."""
     out: dict[str, Any] = {}
@@ -101,7 +104,7 @@ def resolve_actor(context: AuditContext | None = None) -> Actor:
         user = _authenticated_user(request)
         if user is not None:
             return actor_from_user(user)
-        return Actor(ANONYMOUS, None)
+        return ANONYMOUS_ACTOR
     return _system_actor(context.source or process_source())
 
 

@@ -45,10 +45,24 @@ def current() -> AuditContext:
     return _current.get()
 
 
-def push(**values: Any) -> contextvars.Token[AuditContext]:
-    """Layer ``values`` over the current context; undo with :func:`pop` in ``finally``."""
-    merged = {**current().__dict__, **{key: value for key, value in values.items() if value is not None}}
-    return _current.set(AuditContext(**merged))
+def push(
+    request: Any = None,
+    request_id: str | None = None,
+    actor: Any = None,
+    source: str | None = None,
+    client_ip: str | None = None,
+) -> contextvars.Token[AuditContext]:
+    """Layer the values given (not None) over the current context; undo with :func:`pop` in ``finally``."""
+    outer = _current.get()
+    return _current.set(
+        AuditContext(
+            outer.request if request is None else request,
+            outer.request_id if request_id is None else request_id,
+            outer.actor if actor is None else actor,
+            outer.source if source is None else source,
+            outer.client_ip if client_ip is None else client_ip,
+        )
+    )
 
 
 def pop(token: contextvars.Token[AuditContext]) -> None:

@@ -24,7 +24,7 @@ from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 
-from .actor import ANONYMOUS, Actor, resolve_actor
+from .actor import ANONYMOUS_ACTOR, Actor, resolve_actor
 from .context import current, pop, push, request_scope
 from .dispatch import pipeline
 from .emit import emit_request
@@ -89,7 +89,8 @@ class AuditLoggingMiddleware:
         flight = _start(request)
         if flight is None:
             return self.get_response(request)
-        with request_scope(request, flight.request_id, flight.client_ip):
+        scope = push(request=request, request_id=flight.request_id, client_ip=flight.client_ip)
+        try:
             token = _in_flight.set(flight)
             try:
                 response = self.get_response(request)
@@ -99,6 +100,8 @@ class AuditLoggingMiddleware:
             finally:
                 _in_flight.reset(token)
             _finish(flight, request, response, None, resolve_actor)
+        finally:
+            pop(scope)
         return response
 
     async def __acall__(self, request: Any) -> Any:
@@ -254,7 +257,7 @@ async def _actor_after_async_view(request: Any) -> Actor | Callable[[], Actor]:
             return await sync_to_async(resolve_actor)()
         user = await auser()
         if current().actor is not None or not getattr(user, "is_authenticated", False):
-            return resolve_actor if current().actor is not None else Actor(ANONYMOUS, None)
+            return resolve_actor if current().actor is not None else ANONYMOUS_ACTOR
         token = push(actor=user)
         try:
             return resolve_actor()
@@ -262,7 +265,7 @@ async def _actor_after_async_view(request: Any) -> Actor | Callable[[], Actor]:
             pop(token)
     except Exception as exc:
         _report(exc)
-        return Actor(ANONYMOUS, None)
+        return ANONYMOUS_ACTOR
 
 
 def _is_unevaluated(wrapped: Any) -> bool:

@@ -44,6 +44,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -150,15 +151,46 @@ _VARIANT_NIBBLE = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abc
 
 
 def new_uuid4() -> str:
-    """A random UUID4 in its canonical text form: what ``str(uuid.uuid4())`` gives, at half the cost.
+    """A random UUID4 in its canonical text form: what ``str(uuid.uuid4())`` gives, at a fraction of the cost.
 
-    The same 122 random bits from ``os.urandom``, formatted without building a ``UUID`` object.
+    122 random bits from ``os.urandom`` (read in blocks, see :class:`_RandomBlocks`), formatted without
+    building a ``UUID`` object.
     """
-    digits = os.urandom(16).hex()
+    digits = _random.take(16).hex()
     return (
         f"{digits[:8]}-{digits[8:12]}-4{digits[13:16]}-"
         f"{_VARIANT_NIBBLE[digits[16]]}{digits[17:20]}-{digits[20:]}"
     )
+
+
+class _RandomBlocks:
+    """``os.urandom`` read 4 KiB at a time: one system call per 256 request ids, not one per request.
+
+    Thread-safe. A forked child starts with an empty block, so parent and children never hand out the same
+    bytes.
+    """
+
+    _BLOCK_SIZE = 4096
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self._lock = threading.Lock()
+        self._block = b""
+        self._position = 0
+
+    def take(self, count: int) -> bytes:
+        with self._lock:
+            start = self._position
+            if start + count > len(self._block):
+                self._block, start = os.urandom(self._BLOCK_SIZE), 0
+            self._position = start + count
+            return self._block[start : start + count]
+
+
+_random = _RandomBlocks()
+os.register_at_fork(after_in_child=_random.reset)
 
 
 def client_address(meta: dict[str, Any], trusted_proxies: int) -> str | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import random
 import re
 import uuid
@@ -197,3 +198,20 @@ def test_generated_request_ids_are_distinct_canonical_uuid4s() -> None:
     # every hex digit shows up in the random positions, so no bits are stuck
     random_digits = {digit for text in ids[:200] for digit in re.sub("-", "", text)[13:16]}
     assert random_digits == set("0123456789abcdef")
+
+
+def test_a_forked_child_never_repeats_the_request_ids_of_its_parent() -> None:
+    new_uuid4()  # the parent holds a block of random bytes it has not used up
+    reader, writer = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - runs in the child
+        os.close(reader)
+        os.write(writer, "\n".join(new_uuid4() for _ in range(10)).encode())
+        os._exit(0)
+    os.close(writer)
+    with os.fdopen(reader, "rb") as pipe:
+        from_child = set(pipe.read().decode().split("\n"))
+    os.waitpid(child, 0)
+    from_parent = {new_uuid4() for _ in range(10)}
+    assert len(from_child) == len(from_parent) == 10
+    assert from_child.isdisjoint(from_parent)
