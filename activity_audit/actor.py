@@ -63,7 +63,7 @@ def _authenticated_user(request: Any) -> Any:
     accessed = getattr(session, "accessed", None)
     try:
         lazy = request.__dict__.get("user")
-        if _is_unevaluated_django_user(lazy) and SESSION_KEY not in session:  # type: ignore[operator]
+        if _is_unevaluated_django_user(lazy) and _holds_no_user(session):
             return None
         user = getattr(request, "user", None)
         return user if _is_user(user) else None  # may load the user from the session, lazily
@@ -74,12 +74,33 @@ def _authenticated_user(request: Any) -> Any:
 
 def _is_unevaluated_django_user(value: Any) -> bool:
     """True for the ``SimpleLazyObject`` that ``AuthenticationMiddleware`` puts on a request, unevaluated."""
+    global _django_setup_code
     if type(value) is not SimpleLazyObject or value.__dict__.get("_wrapped") is not empty:
         return False
     setup = value.__dict__.get("_setupfunc")
-    return getattr(setup, "__module__", None) == _AUTH_MIDDLEWARE_MODULE and getattr(
+    code = getattr(setup, "__code__", None)
+    if code is not None and code is _django_setup_code:
+        return True
+    if getattr(setup, "__module__", None) == _AUTH_MIDDLEWARE_MODULE and getattr(
         setup, "__qualname__", ""
-    ).startswith(_AUTH_MIDDLEWARE_SETUP)
+    ).startswith(_AUTH_MIDDLEWARE_SETUP):
+        _django_setup_code = code  # every request's lazy user shares it: later checks are one comparison
+        return True
+    return False
+
+
+# The code of AuthenticationMiddleware's lazy-user function, once seen.
+_django_setup_code: Any = None
+
+
+def _holds_no_user(session: Any) -> bool:
+    """True when ``session`` holds no logged-in user's id; loads nothing it does not have to.
+
+    A session without a key (no cookie came) and never read or written is empty; any other is asked.
+    """
+    if getattr(session, "session_key", True) is None and "_session_cache" not in vars(session):
+        return True
+    return SESSION_KEY not in session
 
 
 def _is_user(value: Any) -> bool:

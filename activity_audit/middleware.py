@@ -6,9 +6,9 @@ Add it to ``MIDDLEWARE`` after ``AuthenticationMiddleware`` (so the user is know
                   "activity_audit.middleware.AuditLoggingMiddleware", ...]
 
 It runs natively in WSGI and ASGI stacks (no thread switch). For the duration of the request it binds the
-request, its id and the client address to the audit context (:func:`activity_audit.context.request_scope`),
-so every CRUD record the request causes carries the same ``request_id``; the context is restored in
-``finally`` whatever happens, also for skipped paths.
+request, its id and the client address to the audit context (:mod:`activity_audit.context`), so every CRUD
+record the request causes carries the same ``request_id``; the context is restored in ``finally`` whatever
+happens, also for skipped paths.
 
 Auditing never breaks a request: a failure inside it is reported through the pipeline's reporter and the
 response goes out unchanged. An exception raised by the view is recorded (status 500, class and message)
@@ -209,6 +209,7 @@ def _record(
         "API",
         REQUEST_LOGGER,
         REQUEST_MESSAGE,
+        flight.timestamp,
         service_name=rules.settings.SERVICE_NAME,
         request_type="internal",
         protocol="http",
@@ -223,7 +224,6 @@ def _record(
         route=route_of(request),
         actor=who.name,
     )
-    record["timestamp"] = flight.timestamp
     sensitive = getattr(request, "sensitive_post_parameters", None)
     if sensitive:
         record["sensitive_post_parameters"] = copier.copy(sensitive)

@@ -53,9 +53,19 @@ def now() -> dt.datetime:
     return dt.datetime.now(_UTC)
 
 
-def new_record(level: str, name: str, message: str, **fields: Any) -> dict[str, Any]:
-    """Start a record with the seed's leading keys in the seed's order, then ``fields``."""
-    record: dict[str, Any] = {"timestamp": now(), "level": level, "name": name, "message": message}
+def new_record(
+    level: str, name: str, message: str, timestamp: dt.datetime | None = None, **fields: Any
+) -> dict[str, Any]:
+    """Start a record with the seed's leading keys in the seed's order, then ``fields``.
+
+    ``timestamp`` is the time of what the record tells (default: now).
+    """
+    record: dict[str, Any] = {
+        "timestamp": now() if timestamp is None else timestamp,
+        "level": level,
+        "name": name,
+        "message": message,
+    }
     record.update(fields)
     return record
 

@@ -42,7 +42,14 @@ class ReplacesTheUser:
         return self.get_response(request)
 
 
+def fills_the_cart(request: HttpRequest) -> HttpResponse:
+    SEEN_REQUESTS.append(request)
+    request.session["cart"] = ["book-1"]
+    return HttpResponse("ok")
+
+
 urlpatterns = [
+    path("cart/", fills_the_cart),
     path("plain/", creates_without_looking_at_the_user),
     path("kept/", keeps_the_request),
     path("personal/", looks_at_the_user),
@@ -109,3 +116,19 @@ def test_a_user_set_by_another_middleware_is_the_actor(audit_records):
     [record] = audit_records.of("audit.request")
     assert record["actor"] == f"user:{user.pk}"
     assert record["request_repr"]["user"] == {"id": user.pk, "username": "by-header"}
+
+
+@override_settings(ROOT_URLCONF=__name__, MIDDLEWARE=MIDDLEWARE)
+def test_an_anonymous_session_with_data_is_still_anonymous(audit_records):
+    client = Client()
+    client.get("/cart/")  # no cookie yet: the view writes into a new session
+    client.get("/cart/")  # the session cookie comes back: a stored session without a user
+    SEEN_REQUESTS.clear()
+    audit_records.clear()
+
+    client.get("/kept/")
+
+    [request] = SEEN_REQUESTS
+    assert "_cached_user" not in request.__dict__
+    [record] = audit_records.of("audit.request")
+    assert (record["actor"], record["request_repr"]["user"]) == ("anonymous", None)
