@@ -236,15 +236,13 @@ def content_length(meta: dict[str, Any]) -> int | None:
 def preload_request_body(request: Any, rules: RequestRules) -> None:
     """Before the view: cache a small textual body through ``request.body`` (see the module docstring)."""
     meta = request.META
+    length = content_length(meta)
+    if length is None:  # no body (or one of unknown length, which is never read here)
+        return
     if not rules.keeps_body(request.method, request.path) or not is_textual(meta.get("CONTENT_TYPE")):
         return
-    length = content_length(meta)
     upload_limit = django_settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-    if (
-        length is None
-        or length > rules.max_body_bytes
-        or (upload_limit is not None and length > upload_limit)
-    ):
+    if length > rules.max_body_bytes or (upload_limit is not None and length > upload_limit):
         return
     if "_body" in request.__dict__ or getattr(request, "_read_started", True):
         return
@@ -379,6 +377,8 @@ def within_caps(summary: Any, source_bytes: int, copier: Snapshotter) -> Any:
 def _content_prefix(response: Any, max_bytes: int) -> tuple[bytes, int]:
     """At most ``max_bytes + 1`` bytes of the content, and the full size, without joining a large body."""
     chunks = getattr(response, "_container", None)
+    if type(chunks) is list and len(chunks) == 1 and type(chunks[0]) is bytes:  # what HttpResponse holds
+        return chunks[0], len(chunks[0])
     if not isinstance(chunks, list) or not all(isinstance(chunk, bytes) for chunk in chunks):
         content = bytes(response.content)
         return content, len(content)
