@@ -15,8 +15,8 @@ Speed
     ``pm.hook``. Hook wrappers on those two hooks are still honoured: when one is registered the core falls
     back to the ordinary pluggy call. ``audit_crud_event``, ``audit_request``, ``sink``, ``audit_shutdown``
     and ``audit_after_fork`` are called one implementation at a time too, so that each failure is isolated
-    and named: hook wrappers are not supported on them (their function would be called as a plain
-    implementation). ``audit_configure`` goes through ``pm.hook`` at start-up and reload.
+    and named: a hook wrapper on one of them stops start-up with ``ImproperlyConfigured`` naming the plugin
+    (it could not wrap anything). ``audit_configure`` goes through ``pm.hook`` at start-up and reload.
 """
 
 from __future__ import annotations

@@ -39,6 +39,14 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "activity_audit.plugins.file_sink",
     "activity_audit.crud.plugin",
 )
+# Hooks whose implementations the core calls one at a time (each failure isolated and named): no wrappers.
+CALLED_ONE_AT_A_TIME: tuple[str, ...] = (
+    "audit_crud_event",
+    "audit_request",
+    "sink",
+    "audit_shutdown",
+    "audit_after_fork",
+)
 
 _pm: AuditPluginManager | None = None
 _runtime_plugins: dict[str, object] = {}
@@ -110,6 +118,7 @@ def load_plugins(settings: AuditSettings, installed_apps: list[str] | None = Non
         if not pm.is_blocked(name):
             _register(pm, plugin, name, "plugin")
     _check_hook_names(pm)
+    _check_no_wrappers(pm)
     _pm = pm
     return pm
 
@@ -129,6 +138,7 @@ def register_plugin(plugin: object, name: str) -> None:
     _register(pm, plugin, name, "plugin")
     try:
         _check_hook_names(pm)
+        _check_no_wrappers(pm)
         for impl in pm.hook.audit_configure.get_hookimpls():
             if impl.plugin is plugin:
                 impl.function(**({"settings": get_settings()} if impl.argnames else {}))
@@ -220,6 +230,23 @@ def _check_hook_names(pm: pluggy.PluginManager) -> None:
                 f"The activity_audit plugin '{name}' implements '{hook_caller.name}', which is not a hook. "
                 f"Known hooks: {', '.join(known)}."
             )
+
+
+def _check_no_wrappers(pm: pluggy.PluginManager) -> None:
+    """Refuse a hook wrapper on a hook whose implementations the core calls one at a time.
+
+    Such a wrapper would be called as a plain implementation: its code after ``yield`` would never run and
+    it would wrap nothing. ``redact`` and ``format_record`` do support wrappers (see :mod:`.hookspecs`).
+    """
+    for hook_name in CALLED_ONE_AT_A_TIME:
+        for impl in getattr(pm.hook, hook_name).get_hookimpls():
+            if impl.hookwrapper or impl.wrapper:
+                raise ImproperlyConfigured(
+                    f"The activity_audit plugin '{pm.get_name(impl.plugin) or impl.plugin_name}' declares "
+                    f"'{hook_name}' as a hook wrapper, which '{hook_name}' does not support: the core calls "
+                    "each of its implementations on its own, so that one failing never stops the others. "
+                    "Use a plain @hookimpl."
+                )
 
 
 def _module_exists(module_name: str) -> bool:

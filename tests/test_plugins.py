@@ -219,3 +219,40 @@ def test_a_misspelled_hook_on_a_run_time_plugin_is_refused() -> None:
     ):
         pass
     assert "tests.typo" not in registered_names()
+
+
+@pytest.mark.parametrize("hook_name", ["sink", "audit_request", "audit_crud_event", "audit_shutdown"])
+@pytest.mark.parametrize("style", ["wrapper", "hookwrapper"])
+def test_a_wrapper_on_a_hook_called_one_at_a_time_is_refused(hook_name: str, style: str) -> None:
+    def wrapping(**kwargs: Any) -> Iterator[None]:
+        yield
+
+    plugin = type("Wrapping", (), {hook_name: staticmethod(hookimpl(**{style: True})(wrapping))})()
+    with (
+        pytest.raises(ImproperlyConfigured) as error,
+        registered_plugin(plugin, name="tests.wrapping"),
+    ):
+        pass
+    assert str(error.value) == (
+        f"The activity_audit plugin 'tests.wrapping' declares '{hook_name}' as a hook wrapper, which "
+        f"'{hook_name}' does not support: the core calls each of its implementations on its own, so that one "
+        "failing never stops the others. Use a plain @hookimpl."
+    )
+    assert "tests.wrapping" not in registered_names()
+
+
+def test_a_wrapper_on_redact_is_honoured(audit_records: CapturedRecords) -> None:
+    class Wrapping:
+        @hookimpl(wrapper=True)
+        def redact(self, record: dict[str, Any]) -> Iterator[None]:
+            record["wrapped_before"] = "redacted" not in record
+            result = yield
+            record["wrapped_after"] = True
+            return result
+
+    with registered_plugin(Wrapping(), name="tests.wrapping"):
+        emit_crud(new_record("AUDIT", "tests.plugins", "wrapped", changes={"token": "abc"}))
+        audit_records.flush()
+    (record,) = audit_records.of("tests.plugins")
+    assert (record["wrapped_before"], record["wrapped_after"]) == (True, True)
+    assert record["changes"] == {"token": "[REDACTED]"}
