@@ -298,9 +298,20 @@ def response_body(response: Any, max_bytes: int, copier: Snapshotter) -> Any:
 # --- values built on the worker ------------------------------------------------------------------------
 
 
+# Entries of ``META`` that hold the server's live objects (streams, sockets), never headers: left out of the
+# copy kept for the worker, so that a queued record does not keep them alive.
+_SERVER_OBJECTS = ("wsgi.input", "wsgi.errors", "wsgi.file_wrapper", "gunicorn.socket")
+
+
 def deferred_request_headers(meta: dict[str, Any], copier: Snapshotter) -> Pending:
-    """The request headers, built later from a copy of ``META`` (one C-level copy on the request thread)."""
-    return Pending(_held_request_headers, dict(meta), copier, copier=copier)
+    """The request headers, built later from a copy of ``META`` (one C-level copy on the request thread).
+
+    The copy leaves out the server's stream and socket objects (:data:`_SERVER_OBJECTS`).
+    """
+    kept = dict(meta)
+    for key in _SERVER_OBJECTS:
+        kept.pop(key, None)
+    return Pending(_held_request_headers, kept, copier, copier=copier)
 
 
 def _held_request_headers(meta: dict[str, Any], copier: Snapshotter) -> Any:

@@ -328,3 +328,28 @@ def test_an_oversized_header_is_cut_and_marks_the_record_truncated(http, audit_r
 def test_a_record_without_anything_oversized_has_no_truncated_marker(http, audit_records):
     http.get("/whoami/?page=1", HTTP_X_TRACE="t" * 100)
     assert "truncated" not in only_record(audit_records)
+
+
+def test_the_headers_kept_for_the_worker_leave_the_servers_streams_and_socket_out():
+    from activity_audit.deferred import realise_pending
+    from activity_audit.encoding import Snapshotter
+    from activity_audit.request_capture import deferred_request_headers
+
+    stream, errors, sock = io.BytesIO(b"{}"), io.StringIO(), object()
+    meta = {
+        "HTTP_HOST": "example.test",
+        "CONTENT_TYPE": "application/json",
+        "wsgi.input": stream,
+        "wsgi.errors": errors,
+        "wsgi.file_wrapper": io.BufferedReader,
+        "gunicorn.socket": sock,
+        "REMOTE_ADDR": "127.0.0.1",
+    }
+    pending = deferred_request_headers(meta, Snapshotter())
+    held = pending.args[0]
+    assert [key for key in held if "." in key] == []
+    assert all(value is not stream and value is not errors and value is not sock for value in held.values())
+    assert "wsgi.input" in meta  # the request's own META is untouched
+    record = {"request_repr": {"headers": pending}}
+    realise_pending(record)
+    assert record["request_repr"]["headers"] == {"Host": "example.test", "Content-Type": "application/json"}
