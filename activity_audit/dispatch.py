@@ -9,7 +9,8 @@ Guarantees (each has a test that counts records):
 * graceful exit (``atexit``, ``sys.exit``, SIGTERM through :func:`install_sigterm_handler` or a server that
   exits through ``sys.exit`` like gunicorn): everything queued is delivered within ``SHUTDOWN_TIMEOUT``;
 * ``os.fork()``: the child starts a new stream with fresh locks and threads; the parent keeps and writes what
-  it queued, so nothing is written twice and no child hangs on a lock copied mid-use;
+  it queued, so nothing is written twice and no child hangs on a lock copied mid-use. A ``multiprocessing``
+  child ends with ``os._exit`` (no ``atexit``): :mod:`activity_audit.mp_exit` drains it before that;
 * queue full: ``WHEN_FULL = "block"`` waits up to ``BLOCK_TIMEOUT`` then drops, ``"drop"`` drops at once;
   every drop spends a ``seq`` (a visible gap) and is reported as a ``RECORDS_DROPPED`` record;
 * memory: at most ``QUEUE_SIZE`` records queued, plus per sink a backlog of at most ``SINK_QUEUE_SIZE``
@@ -37,8 +38,10 @@ from typing import TYPE_CHECKING, Any
 from . import records as rec
 from .encoding import DEFAULT_LIMITS, dumps_line, one_line
 from .errors import PartialDelivery
+from .mp_exit import arrange_drain_at_child_exit
 from .plugins.json_formatter import format_record as _builtin_format_record
 from .reporting import Reporter, write_stderr
+from .threads import start_quietly
 
 if TYPE_CHECKING:
     import pluggy
@@ -187,7 +190,7 @@ class SinkRunner:
                         target=self._run, name=f"activity-audit-sink:{self.name}", daemon=True
                     )
                     try:
-                        thread.start()
+                        start_quietly(thread)
                     except RuntimeError:  # the interpreter is exiting: Python 3.12+ starts no new thread
                         self._inline = True
                     else:
@@ -448,7 +451,7 @@ class Pipeline:
             )
             worker = threading.Thread(target=self._run, name="activity-audit-worker", daemon=True)
             try:
-                worker.start()
+                start_quietly(worker)
             except RuntimeError:  # the interpreter is exiting: shutdown() delivers the queue itself
                 return
             self._worker = worker
@@ -733,7 +736,14 @@ def _call_each(pm: pluggy.PluginManager, hook_name: str) -> None:
 
 
 pipeline = Pipeline()
-os.register_at_fork(after_in_child=pipeline.after_fork_in_child)
+
+
+def _after_fork_in_child() -> None:
+    pipeline.after_fork_in_child()
+    arrange_drain_at_child_exit(pipeline, pipeline.shutdown)
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 atexit.register(pipeline.shutdown)
 
 

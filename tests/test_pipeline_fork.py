@@ -37,6 +37,31 @@ def test_fork_after_emitting(tmp_path: Path) -> None:
     assert finished.stderr == ""
 
 
+def test_multiprocessing_children_write_everything_though_they_end_with_os_exit(tmp_path: Path) -> None:
+    args = {"parent_before": 500, "child": 1_000, "tasks": 6, "per_task": 300, "parent_after": 500}
+    finished = run_scenario("multiprocessing_children", tmp_path, args, **ROOMY)
+
+    assert finished.returncode == 0, finished.stderr
+    result = finished.result
+    assert result["exitcodes"] == [0, 0]
+    assert result["pool_accepted"] == 6 * 300
+    written = read_written(tmp_path)
+    assert_streams_complete(written)
+    assert written.origins() == {
+        "parent-before": 500,
+        "process-0": 1_000,
+        "process-1": 1_000,
+        "pool": 6 * 300,
+        "parent-after": 500,
+    }
+    for origin in ("process-0", "process-1"):
+        [stream] = {r["stream_id"] for r in written.marked() if r["origin"] == origin}
+        assert sorted(record_key(r) for r in written.marked(stream)) == [(origin, i) for i in range(1_000)]
+    pool_streams = {r["stream_id"] for r in written.marked() if r["origin"] == "pool"}
+    assert 1 <= len(pool_streams) <= 2  # each pool worker writes its own stream
+    assert finished.stderr == ""
+
+
 def test_fork_while_other_threads_submit_never_hangs(tmp_path: Path) -> None:
     forks, child_records = 40, 5
     # The submitting threads are held back by the bounded queue ("block", long timeout: nothing dropped).

@@ -81,6 +81,33 @@ def fork(args: Args) -> None:
     result(child_pid=pid, hung=hung, parent_stream=pipeline.stream_id)
 
 
+@scenario
+def multiprocessing_children(args: Args) -> None:
+    """``multiprocessing`` children made by fork emit and return: they end with ``os._exit``, not atexit.
+
+    Two ``Process`` children, then a ``Pool`` of two workers closed and joined, with nothing flushed by hand.
+    """
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    emit("parent-before", args["parent_before"])
+    children = [context.Process(target=emit, args=(f"process-{n}", args["child"])) for n in range(2)]
+    for child in children:
+        child.start()
+    for child in children:
+        child.join(20.0)
+    pool = context.Pool(2)
+    accepted = pool.starmap(emit, [("pool", args["per_task"])] * args["tasks"])
+    pool.close()
+    pool.join()
+    emit("parent-after", args["parent_after"])
+    result(
+        exitcodes=[child.exitcode for child in children],
+        pool_accepted=sum(accepted),
+        parent_stream=pipeline.stream_id,
+    )
+
+
 def _wait_child(pid: int, timeout: float) -> bool:
     """Reap ``pid``; True when it exited with status 0 within ``timeout``, else kill it and return False."""
     deadline = time.monotonic() + timeout
