@@ -41,7 +41,6 @@ from .errors import PartialDelivery
 from .mp_exit import arrange_drain_at_child_exit
 from .plugins.json_formatter import format_record as _builtin_format_record
 from .reporting import Reporter, write_stderr
-from .threads import start_quietly
 
 if TYPE_CHECKING:
     import pluggy
@@ -190,7 +189,7 @@ class SinkRunner:
                         target=self._run, name=f"activity-audit-sink:{self.name}", daemon=True
                     )
                     try:
-                        start_quietly(thread)
+                        thread.start()
                     except RuntimeError:  # the interpreter is exiting: Python 3.12+ starts no new thread
                         self._inline = True
                     else:
@@ -451,7 +450,7 @@ class Pipeline:
             )
             worker = threading.Thread(target=self._run, name="activity-audit-worker", daemon=True)
             try:
-                start_quietly(worker)
+                worker.start()
             except RuntimeError:  # the interpreter is exiting: shutdown() delivers the queue itself
                 return
             self._worker = worker

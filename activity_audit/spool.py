@@ -52,7 +52,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 import orjson
 
 from .errors import PartialDelivery
-from .threads import start_quietly
 
 if TYPE_CHECKING:
     from .conf import AuditSettings
@@ -263,7 +262,7 @@ class Spool:
             if self._thread is None and not self._stop.is_set():
                 self._thread = threading.Thread(target=self._run, name=f"activity-audit-spool:{self.name}")
                 self._thread.daemon = True
-                start_quietly(self._thread)
+                self._thread.start()
 
     def close(self, timeout: float = 2.0) -> None:
         """Stop the upload thread and close the segment; what is not uploaded waits for the next start."""
