@@ -25,8 +25,8 @@ reader knows what was hidden.
 Speed: the walk runs on every record, so a string is handed to a regular expression only when a test done in
 C says that pattern could match it: a character or word every match must contain (``=``, ``@``, ``eyJ``,
 ``PRIVATE KEY``, ``bearer``/``basic``/``digest`` in any case) and the minimum length of a match; for card
-numbers, at least 13 digits. ``REDACT_PATTERNS`` have no such test: with any configured, every string of
-five characters or more is searched.
+numbers, a run of 13 digits with nothing but spaces or dashes between them. ``REDACT_PATTERNS`` have no
+such test: with any configured, every string of five characters or more is searched.
 """
 
 from __future__ import annotations
@@ -136,6 +136,11 @@ _MIN_SHAPED_SECRET_CHARS = 13
 _MIN_CARD_DIGITS = 13
 _MIN_CARD_INT = 10**12
 _ASCII_DIGITS = b"0123456789"
+# Maps ASCII text to "1" for a digit and "x" for anything else. With the card separators (space, dash)
+# deleted, 13 "1"s in a row is what every card candidate (13+ digits, single separators) leaves behind.
+_DIGITS_AS_ONES = bytes(0x31 if 0x30 <= code <= 0x39 else 0x78 for code in range(256))
+_CARD_SEPARATORS = b" -"
+_SHORTEST_CARD_RUN = b"1" * _MIN_CARD_DIGITS
 _NORMALISE = str.maketrans("", "", "-_ ")
 
 # Where a value sits in a record: None for the record itself, else (where its container sits, its key or
@@ -157,6 +162,8 @@ class Redactor:
         patterns = list(extra_patterns)
         self._custom = re.compile("|".join(f"(?:{pattern})" for pattern in patterns)) if patterns else None
         self._key_cache: dict[str, bool] = {}
+        # Keys of records known to be harmless (most keys of most records): one set lookup per value walked.
+        self._harmless_keys: set[Any] = set()
         extra_roots = {_longest_word(key) for key in extra_keys}
         self._roots = tuple(
             root.encode() for root in sorted(_KEY_ROOTS | _VALUE_MARKERS | extra_roots) if root
@@ -173,6 +180,16 @@ class Redactor:
                 self._key_cache.clear()
             self._key_cache[key] = cached
         return cached
+
+    def _is_sensitive_walked_key(self, key: Any) -> bool:
+        """:meth:`is_sensitive_key` for a key met in a walk (any type); remembers the harmless ones."""
+        if type(key) is str and self.is_sensitive_key(key):
+            return True
+        harmless = self._harmless_keys
+        if len(harmless) >= _KEY_CACHE_LIMIT:
+            harmless.clear()
+        harmless.add(key)
+        return False
 
     # --- whole records -----------------------------------------------------------------------------------
     def redact(self, value: Any, skip: frozenset[str] = frozenset()) -> list[str]:
@@ -234,20 +251,18 @@ class Redactor:
     def _walk_dict(
         self, value: dict[Any, Any], at: _Location, found: list[str], skip: frozenset[str], depth: int
     ) -> None:
-        cache = self._key_cache
+        harmless = self._harmless_keys
         scan_all = self._custom is not None
         for key, item in value.items():
-            if skip and key in skip:
+            if item is None or (skip and key in skip):  # None hides nothing, whatever its key
                 continue
-            sensitive = cache.get(key)
-            if sensitive is None:
-                sensitive = type(key) is str and self.is_sensitive_key(key)
-            kind = type(item)
-            if sensitive:
+            if key not in harmless and self._is_sensitive_walked_key(key):
                 if _hides_something(item):
                     value[key] = masked_value(item)
                     found.append(_path(at, key, False))
-            elif kind is str:
+                continue
+            kind = type(item)
+            if kind is str:
                 size = len(item)
                 if size >= _MIN_SHAPED_SECRET_CHARS or (
                     size >= _MIN_SECRET_CHARS and ("=" in item or ":" in item or scan_all)
@@ -378,22 +393,23 @@ def _path(at: _Location, key: Any, is_index: bool) -> str:
 
 def _may_name_auth_scheme(text: str) -> bool:
     """False when :data:`_AUTH_SCHEME` cannot match: no ``bearer``, ``basic`` or ``digest`` in any case."""
-    if "earer" in text or "asic" in text or "igest" in text:
-        return True
     lowered = text.lower()
     return "bearer" in lowered or "basic" in lowered or "digest" in lowered
 
 
 def _may_hold_card_number(text: str) -> bool:
-    """False when :data:`_CARD_CANDIDATE` cannot match: fewer than 13 digits.
+    """False when :data:`_CARD_CANDIDATE` cannot match: no run of 13 digits, only spaces or dashes between.
 
-    Counted in C on the ASCII bytes; ``\\d`` also matches the digits of other scripts, so any other text is
-    left to the regular expression.
+    Done in C on the ASCII bytes (a UUID or a timestamp has plenty of digits, but letters, colons or dots
+    between them); ``\\d`` also matches the digits of other scripts, so any other text is left to the regular
+    expression.
     """
     if not text.isascii():
         return True
     data = text.encode("ascii")
-    return len(data) - len(data.translate(None, _ASCII_DIGITS)) >= _MIN_CARD_DIGITS
+    if len(data) - len(data.translate(None, _ASCII_DIGITS)) < _MIN_CARD_DIGITS:  # the quickest "no"
+        return False
+    return _SHORTEST_CARD_RUN in data.translate(_DIGITS_AS_ONES, _CARD_SEPARATORS)
 
 
 def _longest_word(key: str) -> str:

@@ -41,6 +41,8 @@ LOOK_ALIKES = [
     '{"id": 1, "created": "2024-01-15T10:00:00Z", "tags": ["a", "b"]}',
     "order 1234567890123456 shipped",
     "call +1 (555) 123-4567 or 555-123-4568",
+    "12345678-1234-5678-1234-567812345678",  # a UUID of digits only: card-shaped runs, none a card
+    "4111.1111.1111.1111 4111_1111_1111_1111 4111  1111  1111  1111",  # separators no card may have
 ]
 SECRETS = [
     "DIGEST username=ada response=6629fae49393a05397450978507c4ef1",
@@ -97,6 +99,18 @@ def test_the_gated_scan_finds_exactly_what_every_pattern_finds(custom: tuple[str
     ]
     assert differences == []
     assert sum(scrub_without_gates(redactor, text) is not None for text in texts) > 500  # the corpus bites
+
+
+def test_the_card_gate_passes_every_text_the_card_pattern_matches_and_stops_uuids() -> None:
+    rng = random.Random(7)
+    texts = corpus() + [str(uuid.UUID(int=rng.getrandbits(128))) for _ in range(2000)]
+    texts += ["".join(rng.choice("0123456789 -x.") for _ in range(rng.randint(10, 40))) for _ in range(3000)]
+    candidates = [text for text in texts if r._CARD_CANDIDATE.search(text)]
+    assert len(candidates) > 300
+    assert [text for text in candidates if not r._may_hold_card_number(text)] == []
+    # A UUID has digits enough for a card, but hex letters between them: the regular expression is spared.
+    assert not r._may_hold_card_number("3f1c2a9e-8d4b-4a51-9c7e-2b6f0e1d7a42")
+    assert r._may_hold_card_number("4111-1111 1111-1")
 
 
 def test_secrets_the_earlier_quick_tests_missed_are_masked() -> None:

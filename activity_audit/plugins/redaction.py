@@ -16,12 +16,17 @@ from ..deferred import realise_pending
 from ..markers import hookimpl
 from ..redaction import MASK, Redactor
 
-# Envelope fields: written by the package itself, never holding user data.
+# Fields the package writes itself, from its own names or the schema (envelope, model labels, database
+# alias), never holding user data.
 _NOT_SCANNED = frozenset(
     {
         "timestamp",
         "level",
         "name",
+        "event_type",
+        "model",
+        "model_label",
+        "db",
         "event_id",
         "stream_id",
         "seq",
