@@ -28,6 +28,7 @@ import atexit
 import itertools
 import os
 import signal
+import sys
 import threading
 import time
 import uuid
@@ -41,6 +42,7 @@ from .errors import PartialDelivery
 from .mp_exit import arrange_drain_at_child_exit
 from .plugins.json_formatter import format_record as _builtin_format_record
 from .reporting import Reporter, write_stderr
+from .threads import pipeline_thread, start_thread
 
 if TYPE_CHECKING:
     import pluggy
@@ -58,9 +60,6 @@ _STUB_KEYS = ("timestamp", "level", "name", "event_type", "event_id", "stream_id
 # the reporter only rate-limits their stderr lines.
 _RECORDED_BY_THEMSELVES = frozenset({"RECORDS_DROPPED"})
 
-# Set on the pipeline's own threads: a record logged there (a sink's library logging its retries) must not
-# re-enter the pipeline and feed itself.
-pipeline_thread = threading.local()
 
 
 class FlushBarrier:
@@ -185,15 +184,10 @@ class SinkRunner:
         if self._thread is None and not self._inline:
             with self._cond:
                 if self._thread is None and not self._inline:
-                    thread = threading.Thread(
-                        target=self._run, name=f"activity-audit-sink:{self.name}", daemon=True
-                    )
                     try:
-                        thread.start()
+                        self._thread = start_thread(self._run, f"activity-audit-sink:{self.name}")
                     except RuntimeError:  # the interpreter is exiting: Python 3.12+ starts no new thread
                         self._inline = True
-                    else:
-                        self._thread = thread
         if self._inline:
             self._deliver_here()
 
@@ -321,6 +315,7 @@ class Pipeline:
         self._start_lock = threading.Lock()
         self._stopping = False
         self._stopped = False
+        self.shutting_down = False
         self._callers = _HookCallers()
         self._runners: dict[str, SinkRunner] = {}
         self._drop_lock = threading.Lock()
@@ -448,12 +443,10 @@ class Pipeline:
                 "Audit pipeline started",
                 service_name=self.settings.SERVICE_NAME if self.settings else None,
             )
-            worker = threading.Thread(target=self._run, name="activity-audit-worker", daemon=True)
             try:
-                worker.start()
+                self._worker = start_thread(self._run, "activity-audit-worker")
             except RuntimeError:  # the interpreter is exiting: shutdown() delivers the queue itself
                 return
-            self._worker = worker
 
     def _run(self) -> None:
         pipeline_thread.active = True
@@ -633,6 +626,13 @@ class Pipeline:
         """
         if self._stopped:
             return True
+        self.shutting_down = True  # a SIGTERM from now on must not cut the drain short
+        try:
+            return self._shut_down(timeout)
+        finally:
+            self.shutting_down = False
+
+    def _shut_down(self, timeout: float | None) -> bool:
         if timeout is None:
             timeout = self.settings.SHUTDOWN_TIMEOUT if self.settings else 5.0
         deadline = time.monotonic() + timeout
@@ -751,6 +751,11 @@ def install_sigterm_handler() -> bool:
 
     Only when SIGTERM still has its default action and we are on the main thread: a server that handles
     SIGTERM itself (gunicorn, uWSGI, Celery) keeps its own handler. Returns True when installed.
+
+    A SIGTERM that arrives while the process is already ending (the pipeline's drain has begun, or a
+    ``multiprocessing`` child runs its exit finalizers) is ignored: an exception raised there would cut the
+    drain short, and the exit it asks for is under way, bounded by ``SHUTDOWN_TIMEOUT``. Otherwise a second
+    SIGTERM, before the first exit began its drain, ends the process at once.
     """
     if threading.current_thread() is not threading.main_thread():
         return False
@@ -758,8 +763,20 @@ def install_sigterm_handler() -> bool:
         return False
 
     def _exit_gracefully(signum: int, frame: object) -> None:
+        if _exit_under_way():
+            return
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         raise SystemExit(128 + signum)
 
     signal.signal(signal.SIGTERM, _exit_gracefully)
     return True
+
+
+def _exit_under_way() -> bool:
+    """True once the process has begun its orderly end: the pipeline drains, or multiprocessing's exit."""
+    if pipeline.shutting_down:
+        return True
+    util = sys.modules.get("multiprocessing.util")
+    # multiprocessing sets this private flag as its exit function starts running the finalizers, the
+    # pipeline's drain among them; getattr keeps a future rename from breaking the handler.
+    return bool(getattr(util, "_exiting", False))

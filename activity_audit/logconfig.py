@@ -135,7 +135,8 @@ class PipelineHandler(logging.Handler):
         self._fallback = JSONFormatter()
 
     def emit(self, record: logging.LogRecord) -> None:
-        from .dispatch import pipeline, pipeline_thread
+        from .dispatch import pipeline
+        from .threads import pipeline_thread
 
         if getattr(pipeline_thread, "active", False):
             return

@@ -9,8 +9,9 @@ need nothing of this.
 ``Pool.terminate()`` (also what leaving ``with Pool() as pool:`` does) sends SIGTERM to workers that may
 already be ending. From the first finalizer to the end of the drain SIGTERM is ignored, so that it cannot cut
 the drain short; the drain itself is bounded by ``SHUTDOWN_TIMEOUT``, after which the child ends as it was
-going to. A SIGTERM in the few instructions between the end of the child's work and its first finalizer
-still ends it at once, with what was still queued.
+going to. Before the first finalizer, the package's SIGTERM handler (see
+:func:`activity_audit.dispatch.install_sigterm_handler`) turns it into ``SystemExit``, which still passes
+through these finalizers; once multiprocessing's exit has begun, that handler ignores it.
 """
 
 from __future__ import annotations

@@ -52,6 +52,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import orjson
 
 from .errors import PartialDelivery
+from .threads import start_thread
 
 if TYPE_CHECKING:
     from .conf import AuditSettings
@@ -260,9 +261,7 @@ class Spool:
             return
         with self._lock:
             if self._thread is None and not self._stop.is_set():
-                self._thread = threading.Thread(target=self._run, name=f"activity-audit-spool:{self.name}")
-                self._thread.daemon = True
-                self._thread.start()
+                self._thread = start_thread(self._run, f"activity-audit-spool:{self.name}")
 
     def close(self, timeout: float = 2.0) -> None:
         """Stop the upload thread and close the segment; what is not uploaded waits for the next start."""
@@ -304,7 +303,8 @@ class Spool:
 
     # --- uploading (spool thread) ---------------------------------------------------------------------------
     def _run(self) -> None:
-        from .dispatch import pipeline, pipeline_thread
+        from .dispatch import pipeline
+        from .threads import pipeline_thread
 
         # Logging by boto3 or paramiko on this thread must not re-enter the pipeline.
         pipeline_thread.active = True

@@ -62,6 +62,20 @@ def test_multiprocessing_children_write_everything_though_they_end_with_os_exit(
     assert finished.stderr == ""
 
 
+def test_a_pool_left_by_with_terminates_its_workers_and_loses_none_of_their_records(tmp_path: Path) -> None:
+    # Pool.__exit__ calls terminate(): SIGTERM reaches workers while they end after their sentinel, often
+    # inside multiprocessing's exit finalizers, where an exception would skip the drain.
+    args = {"rounds": 24, "workers": 2, "tasks": 4, "per_task": 100, "parent_after": 10}
+    finished = run_scenario("pool_terminated", tmp_path, args, **ROOMY)
+
+    assert finished.returncode == 0, finished.stderr
+    assert finished.result["pool_accepted"] == 24 * 4 * 100
+    written = read_written(tmp_path)
+    assert_streams_complete(written)
+    assert written.origins() == {**{f"pool-{n}": 4 * 100 for n in range(24)}, "parent-after": 10}
+    assert finished.stderr == ""
+
+
 def test_fork_while_other_threads_submit_never_hangs(tmp_path: Path) -> None:
     forks, child_records = 40, 5
     # The submitting threads are held back by the bounded queue ("block", long timeout: nothing dropped).

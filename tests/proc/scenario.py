@@ -108,6 +108,22 @@ def multiprocessing_children(args: Args) -> None:
     )
 
 
+@scenario
+def pool_terminated(args: Args) -> None:
+    """A ``Pool`` left by ``with``: ``__exit__`` calls ``terminate()``, which sends SIGTERM to workers that
+    are still ending (they were just sent their sentinel); every record they emitted must arrive."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    accepted = 0
+    for round_number in range(args["rounds"]):  # each round is one more chance to hit the race
+        with context.Pool(args["workers"]) as pool:
+            origin = f"pool-{round_number}"
+            accepted += sum(pool.starmap(emit, [(origin, args["per_task"])] * args["tasks"]))
+    emit("parent-after", args["parent_after"])
+    result(pool_accepted=accepted, parent_stream=pipeline.stream_id)
+
+
 def _wait_child(pid: int, timeout: float) -> bool:
     """Reap ``pid``; True when it exited with status 0 within ``timeout``, else kill it and return False."""
     deadline = time.monotonic() + timeout
