@@ -265,3 +265,36 @@ def test_include_and_exclude_models(audit_records, include, exclude, audited):
     assert models == audited
     for session_record in session_records:
         assert session_record["changes"]["session_data"] == {"changed": True, "masked": True}
+
+
+def test_the_fields_redaction_skips_hold_only_names_from_the_schema(audit_records, author):
+    """The built-in redactor does not scan ``event_type``, ``model``, ``model_label`` and ``db``: safe only
+    while capture fills them from the schema (event names, model classes, database aliases), whatever the
+    data."""
+    from django.apps import apps
+    from django.conf import settings
+
+    from activity_audit.crud import events
+    from activity_audit.plugins.redaction import _NOT_SCANNED
+
+    assert {"event_type", "model", "model_label", "db"} <= _NOT_SCANNED
+    audit_records.clear()
+    secret_looking = "token=abc123def456 Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.sig 4111 1111 1111 1111"
+    book = Book.objects.create(author=author, **{**book_values(), "title": secret_looking})
+    book.tags.add(Tag.objects.create(label=secret_looking))
+    book.title = "plain"
+    book.save()
+    Book.objects.filter(pk=book.pk).update(pages=7)
+    book.delete()
+
+    records = crud(audit_records)
+    assert len(records) >= 5
+    models = {model.__name__ for model in apps.get_models()}
+    labels = {model._meta.label for model in apps.get_models()}
+    event_names = {value for name, value in vars(events).items() if name.isupper() and isinstance(value, str)}
+    for written in records:
+        assert written["model"] in models
+        assert written["model_label"] in labels
+        assert written["db"] in settings.DATABASES
+        assert written["event_type"] in event_names
+    assert secret_looking not in str(records)  # the same text in a scanned field is masked
