@@ -6,7 +6,7 @@ implementation, so a sink that raises or hangs costs only its own records, and e
 
 Guarantees (each has a test that counts records):
 
-* graceful exit (``atexit``, ``sys.exit``, SIGTERM through :func:`install_sigterm_handler` or a server that
+* graceful exit (``atexit``, ``sys.exit``, SIGTERM through :mod:`activity_audit.sigterm` or a server that
   exits through ``sys.exit`` like gunicorn): everything queued is delivered within ``SHUTDOWN_TIMEOUT``;
 * ``os.fork()``: the child starts a new stream with fresh locks and threads; the parent keeps and writes what
   it queued, so nothing is written twice and no child hangs on a lock copied mid-use. A ``multiprocessing``
@@ -27,8 +27,6 @@ from __future__ import annotations
 import atexit
 import itertools
 import os
-import signal
-import sys
 import threading
 import time
 import uuid
@@ -59,7 +57,6 @@ _STUB_KEYS = ("timestamp", "level", "name", "event_type", "event_id", "stream_id
 # Problems the trail already holds exact records of (RECORDS_DROPPED, one per worker cycle, with seq ranges):
 # the reporter only rate-limits their stderr lines.
 _RECORDED_BY_THEMSELVES = frozenset({"RECORDS_DROPPED"})
-
 
 
 class FlushBarrier:
@@ -316,6 +313,7 @@ class Pipeline:
         self._stopping = False
         self._stopped = False
         self.shutting_down = False
+        self._shutdown_lock = threading.RLock()
         self._callers = _HookCallers()
         self._runners: dict[str, SinkRunner] = {}
         self._drop_lock = threading.Lock()
@@ -624,13 +622,14 @@ class Pipeline:
         Safe to call more than once and from ``atexit``; a hung sink is abandoned after ``timeout`` seconds
         (default ``SHUTDOWN_TIMEOUT``) and what it still held is reported on stderr.
         """
-        if self._stopped:
-            return True
-        self.shutting_down = True  # a SIGTERM from now on must not cut the drain short
-        try:
-            return self._shut_down(timeout)
-        finally:
-            self.shutting_down = False
+        with self._shutdown_lock:  # one drain at a time (atexit, a SIGTERM thread, a finalizer)
+            if self._stopped or self.shutting_down:  # done, or under way further up this thread's stack
+                return self._stopped
+            self.shutting_down = True  # a SIGTERM from now on must not cut the drain short
+            try:
+                return self._shut_down(timeout)
+            finally:
+                self.shutting_down = False
 
     def _shut_down(self, timeout: float | None) -> bool:
         if timeout is None:
@@ -744,39 +743,3 @@ def _after_fork_in_child() -> None:
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
 atexit.register(pipeline.shutdown)
-
-
-def install_sigterm_handler() -> bool:
-    """Turn SIGTERM into ``SystemExit(143)`` so that ``atexit`` drains the pipeline before the process ends.
-
-    Only when SIGTERM still has its default action and we are on the main thread: a server that handles
-    SIGTERM itself (gunicorn, uWSGI, Celery) keeps its own handler. Returns True when installed.
-
-    A SIGTERM that arrives while the process is already ending (the pipeline's drain has begun, or a
-    ``multiprocessing`` child runs its exit finalizers) is ignored: an exception raised there would cut the
-    drain short, and the exit it asks for is under way, bounded by ``SHUTDOWN_TIMEOUT``. Otherwise a second
-    SIGTERM, before the first exit began its drain, ends the process at once.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        return False
-    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
-        return False
-
-    def _exit_gracefully(signum: int, frame: object) -> None:
-        if _exit_under_way():
-            return
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        raise SystemExit(128 + signum)
-
-    signal.signal(signal.SIGTERM, _exit_gracefully)
-    return True
-
-
-def _exit_under_way() -> bool:
-    """True once the process has begun its orderly end: the pipeline drains, or multiprocessing's exit."""
-    if pipeline.shutting_down:
-        return True
-    util = sys.modules.get("multiprocessing.util")
-    # multiprocessing sets this private flag as its exit function starts running the finalizers, the
-    # pipeline's drain among them; getattr keeps a future rename from breaking the handler.
-    return bool(getattr(util, "_exiting", False))

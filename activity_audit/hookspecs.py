@@ -133,8 +133,9 @@ def sink(records: Sequence[Entry]) -> None:
 def audit_shutdown() -> None:
     """Release resources: close files and connections, stop background threads.
 
-    Called once, on the thread that stops the pipeline (the main thread at ``atexit`` or on SIGTERM), after
-    the last batch has been handed to every sink and every responsive sink has finished it. Must return within
+    Called once, on the thread that stops the pipeline (the main thread at ``atexit`` or on SIGTERM; in a
+    terminated ``multiprocessing`` or billiard child, the package's SIGTERM thread), after the last batch has
+    been handed to every sink and every responsive sink has finished it. Must return within
     a few seconds: a remote sink keeps its spool for the next start rather than uploading it here.
     An exception is written to stderr (with the plugin's name) and the other implementations still run.
     """

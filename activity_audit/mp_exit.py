@@ -1,25 +1,32 @@
-"""Drain the pipeline in a ``multiprocessing`` child started by fork, which ends with ``os._exit``.
+"""Drain the pipeline in forked children that end with ``os._exit``: multiprocessing, billiard, Celery.
 
 ``os._exit`` skips ``atexit``, so the pipeline's usual drain at exit never runs in such a child. What does
 run there, before ``os._exit``, are ``multiprocessing.util``'s finalizers: once ``multiprocessing`` is in use,
 every forked ``multiprocessing`` child gets a finalizer that drains the pipeline after the application's own
-finalizers (which may still log). Children of the ``spawn`` start method end through ``sys.exit`` and
-need nothing of this.
+finalizers (which may still log). billiard (Celery's fork of multiprocessing) gets the same for its
+``Process`` children. Children of the ``spawn`` start method end through ``sys.exit``: nothing to do.
+
+Celery's prefork pool workers end in billiard's ``Worker._do_exit``, which calls ``os._exit`` without any
+finalizer; Celery sends its ``worker_process_shutdown`` signal there, in the child, just before. Once
+``celery.signals`` is imported, every child forked from then on drains the pipeline on that signal: records
+of tasks survive a child recycled by ``max_tasks_per_child`` and a worker's warm shutdown.
 
 ``Pool.terminate()`` (also what leaving ``with Pool() as pool:`` does) sends SIGTERM to workers that may
 already be ending. From the first finalizer to the end of the drain SIGTERM is ignored, so that it cannot cut
 the drain short; the drain itself is bounded by ``SHUTDOWN_TIMEOUT``, after which the child ends as it was
 going to. Before the first finalizer, the package's SIGTERM handler (see
-:func:`activity_audit.dispatch.install_sigterm_handler`) turns it into ``SystemExit``, which still passes
+:func:`activity_audit.sigterm.install_sigterm_handler`) turns it into ``SystemExit``, which still passes
 through these finalizers; once multiprocessing's exit has begun, that handler ignores it.
 """
 
 from __future__ import annotations
 
+import importlib
 import signal
 import sys
 import threading
 from collections.abc import Callable
+from types import FrameType
 from typing import Any
 
 # multiprocessing runs finalizers from the highest priority down: the shield first, the drain after every
@@ -27,29 +34,81 @@ from typing import Any
 _FIRST = 1_000_000
 _LAST = -1_000_000
 
-_arranged = False
+# The packages whose children end this way, with the module that runs their finalizers: the standard
+# library's, and billiard, the fork of it that Celery's prefork pool runs on. Both offer the same
+# register_after_fork / Finalize / _exiting. billiard's child imports its util only after the fork, so it is
+# imported here for it.
+_PROCESS_UTILS = {"multiprocessing": "multiprocessing.util", "billiard": "billiard.util"}
+
+_CELERY = "celery.signals"
+
+_arranged: set[str] = set()
+_child_start_callbacks: list[Callable[[], object]] = []
+
+
+def on_child_start(callback: Callable[[], object]) -> None:
+    """Call ``callback()`` in each ``multiprocessing`` or billiard child, on its main thread, as it starts."""
+    if callback not in _child_start_callbacks:
+        _child_start_callbacks.append(callback)
 
 
 def arrange_drain_at_child_exit(owner: object, drain: Callable[[], object]) -> None:
-    """Have every ``multiprocessing`` child forked from now on call ``drain()`` as it ends.
+    """Have every ``multiprocessing`` or billiard child forked from now on call ``drain()`` as it ends.
 
-    Called after each fork, in the child. Does nothing until ``multiprocessing`` has been imported (a
-    process that never imported it starts no ``multiprocessing`` children), and then registers once per
-    process line: forked children inherit the registration. ``owner`` must outlive the process (the
-    registry of ``multiprocessing.util`` holds it weakly).
+    Called after each fork, in the child. Does nothing for a library not imported yet (a process that never
+    imported it starts none of its children), and registers once per library and process line: forked
+    children inherit the registration. ``owner`` must outlive the process (the registries hold it weakly).
     """
-    global _arranged
-    util = sys.modules.get("multiprocessing.util")
-    if util is None or _arranged:
-        return
+    for package, module_name in _PROCESS_UTILS.items():
+        if package not in sys.modules or module_name in _arranged:
+            continue
+        util = importlib.import_module(module_name)
+        util.register_after_fork(owner, _finalizers_for(util, drain))
+        _arranged.add(module_name)
+    celery_signals = sys.modules.get("celery.signals")
+    if celery_signals is not None and _CELERY not in _arranged:
 
+        def _on_worker_process_shutdown(**_details: Any) -> None:
+            drain()
+
+        celery_signals.worker_process_shutdown.connect(
+            _on_worker_process_shutdown, weak=False, dispatch_uid="activity_audit.drain"
+        )
+        _arranged.add(_CELERY)
+
+
+def exit_under_way(frame: FrameType | None = None) -> bool:
+    """True once a ``multiprocessing`` or billiard child has begun its exit function (which runs the drain).
+
+    ``frame`` is where a signal handler interrupted the main thread: the exit function may have been entered
+    without having set its flag yet (a pending signal is handled as a function starts).
+    """
+    exit_functions = set()
+    for name in _PROCESS_UTILS.values():
+        util = sys.modules.get(name)
+        # Private names of both libraries: the flag their exit function sets as it starts, and the function
+        # itself. getattr keeps a future rename from breaking the caller (it then sees False).
+        if getattr(util, "_exiting", False) is True:
+            return True
+        exit_function = getattr(util, "_exit_function", None)
+        if exit_function is not None:
+            exit_functions.add(exit_function.__code__)
+    while frame is not None and exit_functions:
+        if frame.f_code in exit_functions:
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _finalizers_for(util: Any, drain: Callable[[], object]) -> Callable[[object], None]:
     def _in_new_child(_owner: object) -> None:
         ending = _ShieldedEnd(drain)
         util.Finalize(None, ending.shield, exitpriority=_FIRST)
         util.Finalize(None, ending.drain, exitpriority=_LAST)
+        for callback in _child_start_callbacks:
+            callback()
 
-    util.register_after_fork(owner, _in_new_child)
-    _arranged = True
+    return _in_new_child
 
 
 class _ShieldedEnd:

@@ -7,7 +7,8 @@ from typing import Any
 import pluggy
 
 from . import conf, manager
-from .dispatch import install_sigterm_handler, pipeline
+from .dispatch import pipeline
+from .sigterm import install_sigterm_handler
 
 
 def start() -> pluggy.PluginManager:
@@ -20,7 +21,7 @@ def start() -> pluggy.PluginManager:
     pm.hook.audit_configure(settings=settings)
     pipeline.configure(settings, pm)
     if settings.HANDLE_SIGTERM:
-        install_sigterm_handler()
+        install_sigterm_handler(lambda: pipeline.shutting_down, pipeline.shutdown)
     return pm
 
 

@@ -10,6 +10,8 @@ import signal
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from tests.support.procs import assert_streams_complete, gunicorn, read_written, record_key, run_scenario
 from tests.test_pipeline_exit import ROOMY, _expected_keys, _hit
 
@@ -73,6 +75,38 @@ def test_a_pool_left_by_with_terminates_its_workers_and_loses_none_of_their_reco
     written = read_written(tmp_path)
     assert_streams_complete(written)
     assert written.origins() == {**{f"pool-{n}": 4 * 100 for n in range(24)}, "parent-after": 10}
+    assert finished.stderr == ""
+
+
+def test_a_child_terminated_in_a_blocking_wait_ends_and_its_records_are_written(tmp_path: Path) -> None:
+    # SIGTERM goes to a thread of the package in multiprocessing children: the main thread may be blocked in
+    # C, where a Python handler would run only when the wait ends (here: never).
+    finished = run_scenario(
+        "child_terminated_while_blocked", tmp_path, {"child": 500}, **ROOMY, FLUSH_INTERVAL=30
+    )
+
+    assert finished.returncode == 0, finished.stderr
+    result = finished.result
+    assert result["exitcode"] == 128 + signal.SIGTERM
+    assert result["main_blocks_sigterm"] is True
+    assert "activity-audit-sigterm" in result["threads"]
+    written = read_written(tmp_path)
+    assert_streams_complete(written)
+    assert written.origins() == {"child": 500}
+    assert finished.stderr == ""
+
+
+def test_billiard_process_children_write_everything_though_they_end_with_os_exit(tmp_path: Path) -> None:
+    pytest.importorskip("billiard")
+    args = {"child": 700, "parent_after": 10}
+    # The pipeline's timer never fires in time: only the drain as each child ends can write its records.
+    finished = run_scenario("billiard_processes", tmp_path, args, **ROOMY, FLUSH_INTERVAL=30)
+
+    assert finished.returncode == 0, finished.stderr
+    assert finished.result["exitcodes"] == [0, 0]
+    written = read_written(tmp_path)
+    assert_streams_complete(written)
+    assert written.origins() == {"billiard-0": 700, "billiard-1": 700, "parent-after": 10}
     assert finished.stderr == ""
 
 

@@ -124,6 +124,49 @@ def pool_terminated(args: Args) -> None:
     result(pool_accepted=accepted, parent_stream=pipeline.stream_id)
 
 
+@scenario
+def child_terminated_while_blocked(args: Args) -> None:
+    """A ``multiprocessing`` child emits, then waits on a lock its parent holds; the parent terminates it.
+
+    The child reports, before it blocks, whether its main thread leaves SIGTERM to the package's thread.
+    """
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    held = context.Lock()
+    held.acquire()
+    report = context.Queue()
+
+    def child() -> None:
+        emit("child", args["child"])
+        blocked = signal.SIGTERM in signal.pthread_sigmask(signal.SIG_BLOCK, [])
+        names = sorted(thread.name for thread in threading.enumerate())
+        report.put({"main_blocks_sigterm": blocked, "threads": names})
+        held.acquire()  # forever: the parent never releases it
+
+    process = context.Process(target=child)
+    process.start()
+    seen = report.get(timeout=20)
+    time.sleep(0.1)  # let it reach the wait
+    process.terminate()
+    process.join(20)
+    result(exitcode=process.exitcode, **seen)
+
+
+@scenario
+def billiard_processes(args: Args) -> None:
+    """``Process`` children of billiard (Celery's fork of multiprocessing): they end with ``os._exit`` too."""
+    import billiard
+
+    children = [billiard.Process(target=emit, args=(f"billiard-{n}", args["child"])) for n in range(2)]
+    for child in children:
+        child.start()
+    for child in children:
+        child.join(20.0)
+    emit("parent-after", args["parent_after"])
+    result(exitcodes=[child.exitcode for child in children], parent_stream=pipeline.stream_id)
+
+
 def _wait_child(pid: int, timeout: float) -> bool:
     """Reap ``pid``; True when it exited with status 0 within ``timeout``, else kill it and return False."""
     deadline = time.monotonic() + timeout

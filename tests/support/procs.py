@@ -5,6 +5,7 @@ Every wait here has a timeout: a child that hangs fails the test instead of bloc
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -73,18 +74,24 @@ def start_scenario(name: str, log_dir: Path, args: dict[str, Any], **options: An
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        start_new_session=True,  # its own process group: a timeout kills whatever it started, too
     )
 
 
 def finish(process: subprocess.Popen[str], timeout: float = 50.0, stdin: str | None = None) -> Finished:
+    """Wait for the child and read its output. A child (or a process it left behind holding its stdout) still
+    running after ``timeout`` seconds fails the test, after its whole process group was killed."""
     try:
         stdout, stderr = process.communicate(stdin, timeout=timeout)
     except subprocess.TimeoutExpired:
-        process.kill()
-        stdout, stderr = process.communicate()
-        raise AssertionError(
-            f"child did not finish in {timeout}s\nstdout:\n{stdout}\nstderr:\n{stderr}"
-        ) from None
+        alive = process.poll() is None
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        stdout, stderr = process.communicate(timeout=10)
+        what = (
+            "child did not finish" if alive else "child ended, but a process it started kept its output open"
+        )
+        raise AssertionError(f"{what} in {timeout}s\nstdout:\n{stdout}\nstderr:\n{stderr}") from None
     return Finished(process.returncode, stdout, stderr)
 
 

@@ -1,0 +1,146 @@
+"""SIGTERM as a graceful exit: ``SystemExit(143)``, so that ``atexit`` drains the pipeline before the end.
+
+The handler raises only where the exception does what it should:
+
+- while the process is already ending (the pipeline's drain runs, or a ``multiprocessing``/billiard child runs
+  its exit finalizers) it does nothing: an exception there would cut the drain short, and the exit asked for
+  is under way, bounded by ``SHUTDOWN_TIMEOUT``;
+- inside ``os.fork`` (its ``register_at_fork`` hooks run Python code, ours and the standard library's) Python
+  swallows any exception, and the process would live on: a ``Pool`` left by ``with`` terminates workers that
+  may have been forked a moment ago, then waits for them forever. A new child, which has run none of its own
+  code yet, then ends by SIGTERM's default action, as it would have without this handler; the parent gets
+  the signal again as soon as ``os.fork`` has returned. SIGTERM is blocked from the first ``before`` hook to
+  the end of the pipeline's ``after`` hooks: Python forgets a signal that reaches a new child before it has
+  re-initialised its signal state, whereas a blocked one waits, in the kernel, until it can be acted on.
+
+Python runs a handler on the main thread only, at its next bytecode. A SIGTERM that lands just as the main
+thread enters a blocking wait in C is acted on only when that wait ends: in a ``Pool`` worker, which waits
+for its next task on a semaphore that ``Pool.terminate()`` holds, never. So in ``multiprocessing`` and
+billiard children SIGTERM is taken by a thread of their own instead (``sigwait``, with the signal blocked on
+every thread): it drains the pipeline, then ends the child with exit code 143, as at once as the default
+action would have, but with its records written.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from types import CodeType, FrameType
+
+from .mp_exit import exit_under_way as multiprocessing_exit_under_way
+from .mp_exit import on_child_start
+from .threads import start_thread
+
+
+class _HandlerState:
+    def __init__(self) -> None:
+        self.shutting_down: Callable[[], bool] = lambda: False
+        self.drain: Callable[[], object] = lambda: None
+        # The os.fork call under way: (id of the calling frame, its code, its instruction), and the parent.
+        self.fork_call: tuple[int, CodeType, int] | None = None
+        self.fork_parent = 0
+        self.mask_before_fork: set[int | signal.Signals] | None = None
+        self.watching_forks = False
+
+
+_state = _HandlerState()
+
+
+def install_sigterm_handler(shutting_down: Callable[[], bool], drain: Callable[[], object]) -> bool:
+    """Turn SIGTERM into ``SystemExit(143)`` (see the module docstring); ``shutting_down()`` tells whether the
+    pipeline's drain runs, ``drain()`` runs it (in ``multiprocessing`` children, from their SIGTERM thread).
+
+    Only when SIGTERM still has its default action and we are on the main thread: a server that handles
+    SIGTERM itself (gunicorn, uWSGI, Celery) keeps its own handler. Returns True when installed. A second
+    SIGTERM, before the first exit began its drain, ends the process at once.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return False
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return False
+    _state.shutting_down, _state.drain = shutting_down, drain
+    on_child_start(_take_sigterm_on_a_thread)
+    if not _state.watching_forks:
+        os.register_at_fork(
+            before=_note_fork_call, after_in_parent=_fork_returned, after_in_child=_fork_returned
+        )
+        _state.watching_forks = True
+    signal.signal(signal.SIGTERM, _exit_gracefully)
+    return True
+
+
+def _exit_gracefully(signum: int, frame: FrameType | None) -> None:
+    if _state.shutting_down() or multiprocessing_exit_under_way(frame):
+        return
+    if _inside_fork_call(frame):
+        if os.getpid() != _state.fork_parent:  # a new child, none of its own code run yet
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)  # the default action: the kernel ends the process here
+        else:
+            _send_again_soon(signum)
+        return
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    raise SystemExit(128 + signum)
+
+
+def _note_fork_call() -> None:
+    """``os.fork``'s ``before`` hook: remember which call is under way (the child inherits the note)."""
+    caller = sys._getframe(1)  # the frame that called os.fork (this hook is called from C)
+    _state.fork_call = (id(caller), caller.f_code, caller.f_lasti)
+    _state.fork_parent = os.getpid()
+    _state.mask_before_fork = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+
+
+def _fork_returned() -> None:
+    """``os.fork``'s ``after`` hooks: unblock SIGTERM; one that came meanwhile is handled right here."""
+    previous, _state.mask_before_fork = _state.mask_before_fork, None
+    if previous is not None:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def _inside_fork_call(frame: FrameType | None) -> bool:
+    """True when ``frame`` runs inside the noted ``os.fork`` call (in one of its hooks, in either process)."""
+    call = _state.fork_call
+    if call is None:
+        return False
+    ident, code, instruction = call
+    while frame is not None:
+        # The caller is still at the very instruction that called os.fork: the call has not returned.
+        if id(frame) == ident and frame.f_code is code and frame.f_lasti == instruction:
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _send_again_soon(signum: int) -> None:
+    """Deliver ``signum`` to this process again once the main thread is out of ``os.fork``."""
+
+    def send() -> None:
+        time.sleep(0.001)
+        os.kill(os.getpid(), signum)
+
+    threading.Thread(target=send, name="activity-audit-sigterm", daemon=True).start()
+
+
+def _take_sigterm_on_a_thread() -> None:
+    """In a new ``multiprocessing`` or billiard child: SIGTERM to a thread of its own (module docstring)."""
+    if signal.getsignal(signal.SIGTERM) is not _exit_gracefully or not hasattr(signal, "sigwait"):
+        return
+    start_thread(
+        _wait_for_sigterm, "activity-audit-sigterm"
+    )  # it starts with SIGTERM blocked, as sigwait needs
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})  # this (main) thread leaves it to that one
+
+
+def _wait_for_sigterm() -> None:
+    signum = signal.sigwait({signal.SIGTERM})
+    if _state.shutting_down() or multiprocessing_exit_under_way():
+        return  # the child is ending already, and drains on its way out
+    try:
+        _state.drain()
+    finally:
+        os._exit(128 + signum)

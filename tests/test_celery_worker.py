@@ -1,0 +1,62 @@
+"""A real Celery worker (prefork pool, Redis broker): its pool processes end with ``os._exit``, after Celery's
+``worker_process_shutdown`` signal. Every record a task emitted must be written, whether the process was
+recycled (``--max-tasks-per-child``) or stopped by the worker's warm shutdown (SIGTERM).
+
+The worker's pipeline only wakes every 30 s (``FLUSH_INTERVAL``), so what gets written before the processes
+end is what the drain at their exit wrote.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.support.procs import ROOT, assert_streams_complete, child_env, read_written, record_key
+
+celery = pytest.importorskip("celery")
+BROKER = "redis://127.0.0.1:6379/13"
+TASKS, PER_TASK = 12, 150
+
+
+def test_records_of_celery_tasks_survive_recycled_and_stopped_pool_processes(tmp_path: Path) -> None:
+    queue = f"audit-{uuid.uuid4().hex[:12]}"
+    env = child_env(tmp_path, FLUSH_INTERVAL=30, SHUTDOWN_TIMEOUT=20)
+    env["AUDIT_CELERY_BROKER"] = BROKER
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "tests.proc.celery_app", "worker", "--pool=prefork",
+         "--concurrency=2", "--max-tasks-per-child=3", f"--queues={queue}", "--without-heartbeat",
+         "--without-gossip", "--without-mingle", "--loglevel=WARNING"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    client = celery.Celery("audit_client", broker=BROKER, backend=BROKER)
+    try:
+        results = [
+            client.send_task("tests.emit_records", args=[f"task-{n}", PER_TASK], queue=queue)
+            for n in range(TASKS)
+        ]
+        accepted = [result.get(timeout=60) for result in results]
+    finally:
+        worker.send_signal(signal.SIGTERM)  # warm shutdown: the pool processes end, then the worker
+        try:
+            _stdout, stderr = worker.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            _stdout, stderr = worker.communicate()
+            raise AssertionError(f"the worker did not stop\n{stderr}") from None
+
+    assert accepted == [PER_TASK] * TASKS
+    assert worker.returncode == 0, stderr
+    written = read_written(tmp_path)
+    assert_streams_complete(written)
+    assert sorted(record_key(r) for r in written.marked()) == sorted(
+        (f"task-{n}", i) for n in range(TASKS) for i in range(PER_TASK)
+    )
+    # 12 tasks, 3 per process: at least four pool processes came and went, each with a stream of its own
+    task_streams = {r["stream_id"] for r in written.marked()}
+    assert len(task_streams) >= 4
+    assert "activity_audit" not in stderr, stderr
