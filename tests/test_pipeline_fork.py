@@ -96,6 +96,29 @@ def test_a_child_terminated_in_a_blocking_wait_ends_and_its_records_are_written(
     assert finished.stderr == ""
 
 
+def test_sigterm_inside_fork_ends_the_new_child_as_the_default_action_would(tmp_path: Path) -> None:
+    finished = run_scenario("sigterm_inside_fork", tmp_path, {"count": 300, "in": "child"}, **ROOMY)
+
+    assert finished.returncode == 0, finished.stderr
+    assert finished.result["child_signal"] == signal.SIGTERM
+    written = read_written(tmp_path)
+    assert_streams_complete(written)
+    assert written.origins() == {"before": 300, "after": 1}
+    assert finished.stderr == ""  # no "Exception ignored in ... register_at_fork"
+
+
+def test_sigterm_inside_fork_in_the_parent_is_acted_on_once_the_fork_returned(tmp_path: Path) -> None:
+    args = {"count": 300, "in": "parent", "linger": 10}
+    finished = run_scenario("sigterm_inside_fork", tmp_path, args, **ROOMY, FLUSH_INTERVAL=30)
+
+    assert finished.returncode == 128 + signal.SIGTERM, finished.stderr
+    assert "RESULT" not in finished.stdout  # it ended during the linger, not after it
+    written = read_written(tmp_path)
+    assert_streams_complete(written)
+    assert written.origins() == {"before": 300}
+    assert finished.stderr == ""
+
+
 def test_billiard_process_children_write_everything_though_they_end_with_os_exit(tmp_path: Path) -> None:
     pytest.importorskip("billiard")
     args = {"child": 700, "parent_after": 10}

@@ -154,6 +154,26 @@ def child_terminated_while_blocked(args: Args) -> None:
 
 
 @scenario
+def sigterm_inside_fork(args: Args) -> None:
+    """SIGTERM arrives while ``os.fork`` runs its hooks, in the new child (``"child"``) or in the parent.
+
+    Python would swallow the ``SystemExit`` raised there. The child must end by SIGTERM before any code of its
+    own; the parent must end gracefully (exit 143, records written) right after the fork returns.
+    """
+    emit("before", args["count"])
+    hook = {"child": "after_in_child", "parent": "after_in_parent"}[args["in"]]
+    os.register_at_fork(**{hook: lambda: os.kill(os.getpid(), signal.SIGTERM)})
+    pid = os.fork()
+    if pid == 0:
+        emit("child", 1)  # never reached in the "child" case
+        os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    time.sleep(args.get("linger", 0))
+    emit("after", 1)
+    result(child_signal=os.WTERMSIG(status) if os.WIFSIGNALED(status) else None)
+
+
+@scenario
 def billiard_processes(args: Args) -> None:
     """``Process`` children of billiard (Celery's fork of multiprocessing): they end with ``os._exit`` too."""
     import billiard
