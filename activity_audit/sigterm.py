@@ -15,10 +15,11 @@ The handler raises only where the exception does what it should:
 
 Python runs a handler on the main thread only, at its next bytecode. A SIGTERM that lands just as the main
 thread enters a blocking wait in C is acted on only when that wait ends: in a ``Pool`` worker, which waits
-for its next task on a semaphore that ``Pool.terminate()`` holds, never. So in ``multiprocessing`` and
-billiard children SIGTERM is taken by a thread of their own instead (``sigwait``, with the signal blocked on
-every thread): it drains the pipeline, then ends the child with exit code 143, as at once as the default
-action would have, but with its records written.
+for its next task on a semaphore that ``Pool.terminate()`` holds, never. So each ``multiprocessing`` and
+billiard child has a watcher thread that reads the signal numbers Python's C-level handler writes to a
+wakeup pipe (``signal.set_wakeup_fd``, unless another library uses it): a SIGTERM whose handler has not run
+within a quarter of a second, while the handler is still this one, is acted on from there: the pipeline is
+drained and the child ends with exit code 143. A project that sets its own SIGTERM handler keeps it.
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ from .mp_exit import exit_under_way as multiprocessing_exit_under_way
 from .mp_exit import on_child_start
 from .threads import start_thread
 
+# How long a SIGTERM may wait for the main thread to run the handler before a child's watcher acts on it.
+_HANDLER_GRACE = 0.25
+
 
 class _HandlerState:
     def __init__(self) -> None:
@@ -44,6 +48,7 @@ class _HandlerState:
         self.fork_call: tuple[int, CodeType, int] | None = None
         self.fork_parent = 0
         self.mask_before_fork: set[int | signal.Signals] | None = None
+        self.handled = 0  # how many times the handler ran (in this process)
         self.watching_forks = False
 
 
@@ -63,7 +68,7 @@ def install_sigterm_handler(shutting_down: Callable[[], bool], drain: Callable[[
     if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
         return False
     _state.shutting_down, _state.drain = shutting_down, drain
-    on_child_start(_take_sigterm_on_a_thread)
+    on_child_start(_watch_for_a_stuck_main_thread)
     if not _state.watching_forks:
         os.register_at_fork(
             before=_note_fork_call, after_in_parent=_fork_returned, after_in_child=_fork_returned
@@ -74,6 +79,7 @@ def install_sigterm_handler(shutting_down: Callable[[], bool], drain: Callable[[
 
 
 def _exit_gracefully(signum: int, frame: FrameType | None) -> None:
+    _state.handled += 1
     if _state.shutting_down() or multiprocessing_exit_under_way(frame):
         return
     if _inside_fork_call(frame):
@@ -126,21 +132,41 @@ def _send_again_soon(signum: int) -> None:
     threading.Thread(target=send, name="activity-audit-sigterm", daemon=True).start()
 
 
-def _take_sigterm_on_a_thread() -> None:
-    """In a new ``multiprocessing`` or billiard child: SIGTERM to a thread of its own (module docstring)."""
-    if signal.getsignal(signal.SIGTERM) is not _exit_gracefully or not hasattr(signal, "sigwait"):
+def _watch_for_a_stuck_main_thread() -> None:
+    """In a new ``multiprocessing`` or billiard child, on its main thread: see the module docstring."""
+    if signal.getsignal(signal.SIGTERM) is not _exit_gracefully:
         return
-    start_thread(
-        _wait_for_sigterm, "activity-audit-sigterm"
-    )  # it starts with SIGTERM blocked, as sigwait needs
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})  # this (main) thread leaves it to that one
-
-
-def _wait_for_sigterm() -> None:
-    signum = signal.sigwait({signal.SIGTERM})
-    if _state.shutting_down() or multiprocessing_exit_under_way():
-        return  # the child is ending already, and drains on its way out
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)
     try:
-        _state.drain()
-    finally:
-        os._exit(128 + signum)
+        previous = signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
+    except (ValueError, OSError):
+        previous = None
+    if previous != -1:  # could not, or another library watches signals this way: leave it to it
+        if previous is not None:
+            signal.set_wakeup_fd(previous)
+        os.close(read_end)
+        os.close(write_end)
+        return
+    start_thread(lambda: _watch(read_end), "activity-audit-sigterm")
+
+
+def _watch(read_end: int) -> None:
+    """Read the signal numbers Python's C handler writes; act on a SIGTERM the main thread did not take."""
+    seen = 0
+    while True:
+        numbers = os.read(read_end, 512)
+        if not numbers:
+            return
+        seen += numbers.count(signal.SIGTERM)
+        deadline = time.monotonic() + _HANDLER_GRACE
+        while _state.handled < seen and time.monotonic() < deadline:
+            time.sleep(0.005)
+        if _state.handled >= seen or signal.getsignal(signal.SIGTERM) is not _exit_gracefully:
+            continue  # the handler ran; or the project handles SIGTERM itself (as it would without us)
+        if _state.shutting_down() or multiprocessing_exit_under_way():
+            continue
+        try:
+            _state.drain()  # the main thread is stuck in C: drain from here, then end as SIGTERM asked
+        finally:
+            os._exit(128 + signal.SIGTERM)

@@ -7,6 +7,7 @@ timeout, so a hang turns into a failed test instead of a stuck run.
 
 from __future__ import annotations
 
+import _thread
 import json
 import os
 import resource
@@ -128,7 +129,10 @@ def pool_terminated(args: Args) -> None:
 def child_terminated_while_blocked(args: Args) -> None:
     """A ``multiprocessing`` child emits, then waits on a lock its parent holds; the parent terminates it.
 
-    The child reports, before it blocks, whether its main thread leaves SIGTERM to the package's thread.
+    The child reports, before it blocks, the names of its threads. With ``own_handler`` the child first
+    installs a SIGTERM handler of its own, which must be the one to run. With ``lost_race`` the SIGTERM comes
+    as if it had landed just before the wait began: Python has taken it (C level) but the main thread, blocked
+    in C, cannot run the handler (``_thread.interrupt_main`` from another thread does exactly that).
     """
     import multiprocessing
 
@@ -138,17 +142,26 @@ def child_terminated_while_blocked(args: Args) -> None:
     report = context.Queue()
 
     def child() -> None:
+        if args.get("own_handler"):
+
+            def own_handler(signum: int, frame: object) -> None:
+                emit("own-handler", 1)
+                raise SystemExit(7)
+
+            signal.signal(signal.SIGTERM, own_handler)
         emit("child", args["child"])
-        blocked = signal.SIGTERM in signal.pthread_sigmask(signal.SIG_BLOCK, [])
         names = sorted(thread.name for thread in threading.enumerate())
-        report.put({"main_blocks_sigterm": blocked, "threads": names})
+        report.put({"threads": names})
+        if args.get("lost_race"):
+            threading.Timer(0.1, _thread.interrupt_main, (signal.SIGTERM,)).start()
         held.acquire()  # forever: the parent never releases it
 
     process = context.Process(target=child)
     process.start()
     seen = report.get(timeout=20)
-    time.sleep(0.1)  # let it reach the wait
-    process.terminate()
+    if not args.get("lost_race"):
+        time.sleep(0.1)  # let it reach the wait
+        process.terminate()
     process.join(20)
     result(exitcode=process.exitcode, **seen)
 
