@@ -12,7 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.procs import assert_streams_complete, gunicorn, read_written, record_key, run_scenario
+from tests.support.procs import (
+    Finished,
+    assert_streams_complete,
+    gunicorn,
+    read_written,
+    record_key,
+    run_scenario,
+)
 from tests.test_pipeline_exit import ROOMY, _expected_keys, _hit
 
 
@@ -72,10 +79,9 @@ def test_a_pool_left_by_with_terminates_its_workers_and_loses_none_of_their_reco
 
     assert finished.returncode == 0, finished.stderr
     assert finished.result["pool_accepted"] == 24 * 4 * 100
-    written = read_written(tmp_path)
-    assert_streams_complete(written)
-    assert written.origins() == {**{f"pool-{n}": 4 * 100 for n in range(24)}, "parent-after": 10}
-    assert finished.stderr == ""
+    assert_wrote_exactly(
+        tmp_path, finished, {**{f"pool-{n}": 4 * 100 for n in range(24)}, "parent-after": 10}
+    )
 
 
 def test_a_child_terminated_in_a_blocking_wait_ends_and_its_records_are_written(tmp_path: Path) -> None:
@@ -89,10 +95,7 @@ def test_a_child_terminated_in_a_blocking_wait_ends_and_its_records_are_written(
     result = finished.result
     assert result["exitcode"] == 128 + signal.SIGTERM
     assert "activity-audit-sigterm" in result["threads"]
-    written = read_written(tmp_path)
-    assert_streams_complete(written)
-    assert written.origins() == {"child": 500}
-    assert finished.stderr == ""
+    assert_wrote_exactly(tmp_path, finished, {"child": 500})
 
 
 def test_sigterm_inside_fork_ends_the_new_child_as_the_default_action_would(tmp_path: Path) -> None:
@@ -100,10 +103,7 @@ def test_sigterm_inside_fork_ends_the_new_child_as_the_default_action_would(tmp_
 
     assert finished.returncode == 0, finished.stderr
     assert finished.result["child_signal"] == signal.SIGTERM
-    written = read_written(tmp_path)
-    assert_streams_complete(written)
-    assert written.origins() == {"before": 300, "after": 1}
-    assert finished.stderr == ""  # no "Exception ignored in ... register_at_fork"
+    assert_wrote_exactly(tmp_path, finished, {"before": 300, "after": 1})
 
 
 def test_sigterm_inside_fork_in_the_parent_is_acted_on_once_the_fork_returned(tmp_path: Path) -> None:
@@ -112,10 +112,7 @@ def test_sigterm_inside_fork_in_the_parent_is_acted_on_once_the_fork_returned(tm
 
     assert finished.returncode == 128 + signal.SIGTERM, finished.stderr
     assert "RESULT" not in finished.stdout  # it ended during the linger, not after it
-    written = read_written(tmp_path)
-    assert_streams_complete(written)
-    assert written.origins() == {"before": 300}
-    assert finished.stderr == ""
+    assert_wrote_exactly(tmp_path, finished, {"before": 300})
 
 
 def test_a_sigterm_the_blocked_main_thread_cannot_handle_is_acted_on_by_the_watcher(tmp_path: Path) -> None:
@@ -124,10 +121,7 @@ def test_a_sigterm_the_blocked_main_thread_cannot_handle_is_acted_on_by_the_watc
 
     assert finished.returncode == 0, finished.stderr
     assert finished.result["exitcode"] == 128 + signal.SIGTERM  # not None: the child did not hang
-    written = read_written(tmp_path)
-    assert_streams_complete(written)
-    assert written.origins() == {"child": 300}
-    assert finished.stderr == ""
+    assert_wrote_exactly(tmp_path, finished, {"child": 300})
 
 
 def test_a_childs_own_sigterm_handler_still_runs(tmp_path: Path) -> None:
@@ -136,10 +130,7 @@ def test_a_childs_own_sigterm_handler_still_runs(tmp_path: Path) -> None:
 
     assert finished.returncode == 0, finished.stderr
     assert finished.result["exitcode"] == 7  # what the child's handler chose
-    written = read_written(tmp_path)
-    assert_streams_complete(written)
-    assert written.origins() == {"child": 200, "own-handler": 1}
-    assert finished.stderr == ""
+    assert_wrote_exactly(tmp_path, finished, {"child": 200, "own-handler": 1})
 
 
 def test_billiard_process_children_write_everything_though_they_end_with_os_exit(tmp_path: Path) -> None:
@@ -150,10 +141,7 @@ def test_billiard_process_children_write_everything_though_they_end_with_os_exit
 
     assert finished.returncode == 0, finished.stderr
     assert finished.result["exitcodes"] == [0, 0]
-    written = read_written(tmp_path)
-    assert_streams_complete(written)
-    assert written.origins() == {"billiard-0": 700, "billiard-1": 700, "parent-after": 10}
-    assert finished.stderr == ""
+    assert_wrote_exactly(tmp_path, finished, {"billiard-0": 700, "billiard-1": 700, "parent-after": 10})
 
 
 def test_fork_while_other_threads_submit_never_hangs(tmp_path: Path) -> None:
@@ -205,3 +193,11 @@ def test_gunicorn_preload_each_process_writes_its_own(tmp_path: Path) -> None:
         assert len(written.by_stream[stream_id]) == len(keys) + 2
     all_keys = [record_key(r) for r in written.marked()]
     assert len(all_keys) == len(set(all_keys)) == boot + sum(answer["count"] for answer in answers)
+
+
+def assert_wrote_exactly(tmp_path: Path, finished: Finished, origins: dict[str, int]) -> None:
+    """Every stream whole, exactly ``origins`` written, and nothing on stderr (no "Exception ignored")."""
+    written = read_written(tmp_path)
+    assert_streams_complete(written)
+    assert written.origins() == origins
+    assert finished.stderr == ""
