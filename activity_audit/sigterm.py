@@ -148,12 +148,15 @@ def _watch_for_a_stuck_main_thread() -> None:
         os.close(read_end)
         os.close(write_end)
         return
-    start_thread(lambda: _watch(read_end), "activity-audit-sigterm")
+    handled_before = _state.handled  # counted in the parent, before the fork
+    start_thread(lambda: _watch(read_end, handled_before), "activity-audit-sigterm")
 
 
-def _watch(read_end: int) -> None:
-    """Read the signal numbers Python's C handler writes; act on a SIGTERM the main thread did not take."""
-    seen = 0
+def _watch(read_end: int, seen: int) -> None:
+    """Read the signal numbers Python's C handler writes; act on a SIGTERM the main thread did not take.
+
+    ``seen`` is how many times the handler had run when the watch began.
+    """
     while True:
         numbers = os.read(read_end, 512)
         if not numbers:
