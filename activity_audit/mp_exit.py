@@ -44,6 +44,13 @@ _CELERY = "celery.signals"
 
 _arranged: set[str] = set()
 _child_start_callbacks: list[Callable[[], object]] = []
+_handlers_ignoring_sigterm_at_exit: list[object] = []
+
+
+def handler_ignores_sigterm_at_exit(handler: object) -> None:
+    """Tell the exit drain that ``handler`` ignores SIGTERM once :func:`exit_under_way` is true."""
+    if handler not in _handlers_ignoring_sigterm_at_exit:
+        _handlers_ignoring_sigterm_at_exit.append(handler)
 
 
 def on_child_start(callback: Callable[[], object]) -> None:
@@ -120,9 +127,14 @@ class _ShieldedEnd:
         self._shielded = False
 
     def shield(self) -> None:
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGTERM, signal.SIG_IGN)
-            self._shielded = True
+        if threading.current_thread() is not threading.main_thread():
+            return
+        if signal.getsignal(signal.SIGTERM) in _handlers_ignoring_sigterm_at_exit:
+            # Such a handler already ignores SIGTERM from here on; replacing it while a SIGTERM is on its way
+            # to it would make Python report "Signal 15 ignored due to race condition" on stderr.
+            return
+        self._previous = signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        self._shielded = True
 
     def drain(self) -> None:
         try:

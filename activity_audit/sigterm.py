@@ -33,7 +33,7 @@ from collections.abc import Callable
 from types import CodeType, FrameType
 
 from .mp_exit import exit_under_way as multiprocessing_exit_under_way
-from .mp_exit import on_child_start
+from .mp_exit import handler_ignores_sigterm_at_exit, on_child_start
 from .threads import start_thread
 
 # How long a SIGTERM may wait for the main thread to run the handler before a child's watcher acts on it.
@@ -69,6 +69,7 @@ def install_sigterm_handler(shutting_down: Callable[[], bool], drain: Callable[[
         return False
     _state.shutting_down, _state.drain = shutting_down, drain
     on_child_start(_watch_for_a_stuck_main_thread)
+    handler_ignores_sigterm_at_exit(_exit_gracefully)
     if not _state.watching_forks:
         os.register_at_fork(
             before=_note_fork_call, after_in_parent=_fork_returned, after_in_child=_fork_returned
