@@ -72,7 +72,7 @@ def arrange_drain_at_child_exit(owner: object, drain: Callable[[], object]) -> N
         util = importlib.import_module(module_name)
         util.register_after_fork(owner, _finalizers_for(util, drain))
         _arranged.add(module_name)
-    celery_signals = sys.modules.get("celery.signals")
+    celery_signals = sys.modules.get(_CELERY)
     if celery_signals is not None and _CELERY not in _arranged:
 
         def _on_worker_process_shutdown(**_details: Any) -> None:
