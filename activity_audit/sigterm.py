@@ -130,7 +130,7 @@ def _send_again_soon(signum: int) -> None:
         time.sleep(0.001)
         os.kill(os.getpid(), signum)
 
-    threading.Thread(target=send, name="activity-audit-sigterm", daemon=True).start()
+    start_thread(send, "activity-audit-sigterm")  # blocks SIGTERM itself: the signal goes to the main thread
 
 
 def _watch_for_a_stuck_main_thread() -> None:
