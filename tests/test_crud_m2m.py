@@ -87,3 +87,49 @@ def test_a_custom_through_model_is_recorded_once_per_change(audit_records):
     audit_records.clear()
     Membership.objects.bulk_create([Membership(club=club, author=ben, role="x")])  # direct: recorded
     assert [(r["event_type"], r["count"]) for r in crud(audit_records)] == [("BULK_CREATE", 1)]
+
+
+class Refused(Exception):
+    pass
+
+
+def test_an_m2m_change_that_fails_half_way_leaves_later_writes_recorded(audit_records):
+    """The link table is marked while a change is under way; a change that raises must not keep the mark."""
+    from django.db.models.signals import m2m_changed
+
+    club, author = Club.objects.create(name="Chess"), Author.objects.create(name="Ada")
+    membership = Membership.objects.create(club=club, author=author)
+
+    def refuse(action, **kwargs):
+        if action == "pre_remove":
+            raise Refused
+
+    m2m_changed.connect(refuse, sender=Membership)
+    try:
+        with pytest.raises(Refused):
+            club.members.remove(author)
+    finally:
+        m2m_changed.disconnect(refuse, sender=Membership)
+    audit_records.clear()
+
+    pk = membership.pk
+    membership.delete()
+    assert [(r["event_type"], r["model"], r["instance_id"]) for r in crud(audit_records)] == [
+        ("DELETE", "Membership", str(pk))
+    ]
+
+
+def test_a_symmetrical_relation_to_itself_gives_one_record_per_change(audit_records):
+    from tests.testapp.models import Reader
+
+    ged, tenar = Reader.objects.create(name="Ged"), Reader.objects.create(name="Tenar")
+    audit_records.clear()
+
+    ged.friends.add(tenar)  # Django also writes the mirror row (tenar -> ged), without a signal
+    assert set(tenar.friends.all()) == {ged}
+    ged.friends.remove(tenar)
+
+    assert crud(audit_records) == [
+        m2m("M2M_ADD", "Reader", ged.pk, "friends", "added", [tenar.pk], "Reader"),
+        m2m("M2M_REMOVE", "Reader", ged.pk, "friends", "removed", [tenar.pk], "Reader"),
+    ]

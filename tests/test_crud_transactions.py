@@ -98,3 +98,38 @@ def test_a_delete_in_a_rolled_back_transaction_emits_nothing(audit_records):
         raise Rollback
     assert crud(audit_records) == []
     assert Author.objects.filter(pk=author.pk).exists()
+
+
+class BrokerDown(Exception):
+    pass
+
+
+def test_a_project_callback_that_raises_at_commit_costs_no_record(audit_records):
+    """Django abandons the callbacks after one that raises; the data is committed, so ours still run."""
+    ran_after: list[str] = []
+
+    def enqueue_task() -> None:  # e.g. task.delay() with the broker down
+        raise BrokerDown
+
+    with pytest.raises(BrokerDown), transaction.atomic():
+        transaction.on_commit(enqueue_task)
+        author = Author.objects.create(name="Committed")
+        author.name = "Renamed"
+        author.save()
+        Author.objects.filter(pk=author.pk).delete()
+        transaction.on_commit(lambda: ran_after.append("project callback"))
+
+    assert not Author.objects.exists()
+    assert [(r["event_type"], r["instance_id"]) for r in crud(audit_records)] == [
+        ("CREATE", str(author.pk)),
+        ("UPDATE", str(author.pk)),
+        ("BULK_DELETE", None),
+    ]
+    assert ran_after == []  # Django's own behaviour for the project's callbacks is unchanged
+
+
+def test_audit_callbacks_run_once_when_the_commit_hooks_succeed(audit_records):
+    with transaction.atomic():
+        Author.objects.create(name="Once")
+        transaction.on_commit(lambda: None)
+    assert [r["event_type"] for r in crud(audit_records)] == ["CREATE"]

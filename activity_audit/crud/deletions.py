@@ -21,13 +21,13 @@ from __future__ import annotations
 import weakref
 from typing import Any
 
-from django.db import models, transaction
+from django.db import models
 
 from . import options
 from .chunks import parts, sorted_pks, with_part
 from .events import BULK_DELETE, Moment, crud_record, instance_id_of, moment
 from .selection import ModelPolicy
-from .transactions import emit_now
+from .transactions import emit_now, on_commit
 
 
 class DeleteBatch:
@@ -87,7 +87,7 @@ def add_row(origin: Any, policy: ModelPolicy, pk: Any, alias: str) -> None:
     if batch is None or batch.origin is not origin:
         batch = DeleteBatch(origin, alias)
         _open[id(origin)] = batch
-        transaction.on_commit(batch.emit, using=alias)
+        on_commit(batch.emit, alias)
     batch.add(policy, pk)
 
 

@@ -11,6 +11,10 @@ The pks are exact: for ``add()`` Django passes only the links it really created;
 
 While an m2m change is in progress its link table is marked, so that the ``bulk_create()`` or
 ``QuerySet.delete()`` Django runs on it is not recorded a second time as a bulk write (bulk.py, receivers.py).
+A mark belongs to the ``atomic`` block Django opens for the change: when the change fails half-way (a
+protected row, a receiver that raises) and no ``post_*`` signal comes, the mark ends with that block, so a
+later write to the link table is recorded as usual. The mirror rows of a symmetrical relation to self, which
+``add()`` writes without sending signals, are covered by a mark held until ``add()`` itself ends.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import contextvars
 from typing import Any
 
 from django.apps import apps
-from django.db import models
+from django.db import connections, models
 
 from ..dispatch import pipeline
 from .chunks import sorted_pks
@@ -34,10 +38,10 @@ _EVENTS = {
     "post_clear": (M2M_CLEAR, "cleared"),
 }
 
-# Link tables whose m2m change is in progress in this thread or task.
-_tables_in_progress: contextvars.ContextVar[frozenset[type[models.Model]]] = contextvars.ContextVar(
-    "activity_audit_m2m_tables", default=frozenset()
-)
+# Link tables whose m2m change is in progress in this thread or task: the alias and the atomic block of
+# the change, per link table.
+_Marks = dict[type[models.Model], tuple[str, object]]
+_tables_in_progress: contextvars.ContextVar[_Marks] = contextvars.ContextVar("activity_audit_m2m_tables")
 # The links that existed before a remove() or clear(): (through model, id(instance), reverse, pks).
 _existing: contextvars.ContextVar[tuple[Any, ...] | None] = contextvars.ContextVar(
     "activity_audit_m2m_existing", default=None
@@ -47,16 +51,35 @@ _fields_by_through: dict[type[models.Model], models.ManyToManyField[Any, Any] | 
 
 def in_progress(model: type[models.Model]) -> bool:
     """True while ``model`` is the link table of an m2m change being made in this thread or task."""
-    return model in _tables_in_progress.get()
+    mark = _tables_in_progress.get(None)
+    if not mark or model not in mark:
+        return False
+    alias, block = mark[model]
+    if any(open_block is block for open_block in connections[alias].atomic_blocks):
+        return True
+    _unmark(model)  # the change failed before its post_* signal: its block is gone
+    return False
 
 
 def claim(model: type[models.Model]) -> bool:
     """Like :func:`in_progress`, and forget the mark: Django runs one bulk write per m2m change."""
-    tables = _tables_in_progress.get()
-    if model not in tables:
+    if not in_progress(model):
         return False
-    _tables_in_progress.set(tables - {model})
+    _unmark(model)
     return True
+
+
+def _mark(model: type[models.Model], alias: str, depth: int = 1) -> None:
+    """Mark ``model`` for the ``depth``-th innermost atomic block of ``alias`` (none open: no mark)."""
+    blocks = connections[alias].atomic_blocks
+    if len(blocks) >= depth:
+        _tables_in_progress.set({**_tables_in_progress.get({}), model: (alias, blocks[-depth])})
+
+
+def _unmark(model: type[models.Model]) -> None:
+    marks = _tables_in_progress.get({})
+    if model in marks:
+        _tables_in_progress.set({key: value for key, value in marks.items() if key is not model})
 
 
 def on_m2m_changed(**arguments: Any) -> None:
@@ -78,14 +101,16 @@ def _handle(
     **signal_arguments: Any,
 ) -> None:
     if action.startswith("pre_"):
-        _tables_in_progress.set(_tables_in_progress.get() | {sender})
+        _mark(sender, using)
         if action in ("pre_remove", "pre_clear"):
             _remember_existing(sender, instance, reverse, pk_set, using)
         return
-    _tables_in_progress.set(_tables_in_progress.get() - {sender})
+    _unmark(sender)
+    field = _field_of(sender)
+    if action == "post_add" and not reverse and field is not None and _is_symmetrical(field):
+        _mark(sender, using, depth=2)  # add() is about to write the mirror rows, with no signal
     event = _EVENTS.get(action)
     policy = policy_for(type(instance))
-    field = _field_of(sender)
     if event is None or policy is None or field is None:
         return
     event_type, verb = event
@@ -127,6 +152,10 @@ def _take_existing(
         found: set[Any] = remembered[3]
         return found
     return set(pk_set or ())
+
+
+def _is_symmetrical(field: models.ManyToManyField[Any, Any]) -> bool:
+    return bool(getattr(field.remote_field, "symmetrical", False))
 
 
 def _field_of(through: type[models.Model]) -> models.ManyToManyField[Any, Any] | None:

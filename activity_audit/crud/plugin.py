@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from ..conf import AuditSettings
 from ..markers import hookimpl
-from . import auth, bulk, commands, loading, options, receivers, selection, snapshots
+from . import auth, bulk, commands, loading, options, receivers, selection, snapshots, transactions
 
 
 @hookimpl
@@ -19,6 +19,7 @@ def audit_configure(settings: AuditSettings) -> None:
     bulk.install()
     loading.install()
     commands.install()
+    transactions.keep_audit_callbacks()
     if settings.ENABLED:
         receivers.connect(selection.audited_models())
         auth.connect()

@@ -68,3 +68,10 @@ class Membership(models.Model):
     club = models.ForeignKey(Club, on_delete=models.CASCADE)
     author = models.ForeignKey(Author, on_delete=models.CASCADE)
     role = models.CharField(max_length=20, default="member")
+
+
+class Reader(models.Model):
+    """A symmetrical many-to-many relation to itself (Django writes the mirror rows without signals)."""
+
+    name = models.CharField(max_length=50)
+    friends = models.ManyToManyField("self", blank=True)
