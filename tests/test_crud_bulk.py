@@ -189,3 +189,130 @@ def test_count_detail_runs_no_select_before_update(audit_records, author):
     update, delete = [r for r in records if r["event_type"] in ("QUERYSET_UPDATE", "BULK_DELETE")][-2:]
     assert "pks" not in update and update["count"] == 2 and update["values"] == {"pages": 2}
     assert "pks" not in delete and delete["count"] == 2
+
+
+def test_update_across_a_join_lists_each_row_once(audit_records, author):
+    from tests.testapp.models import Tag
+
+    (book,) = make_books(author, 1)
+    book.tags.add(Tag.objects.create(label="sea"), Tag.objects.create(label="magic"))
+    audit_records.clear()
+
+    updated = Book.objects.filter(tags__label__in=["sea", "magic"]).update(pages=5)
+
+    assert updated == 1
+    assert crud(audit_records) == [
+        bulk("QUERYSET_UPDATE", "Book", 1, operation="update", values={"pages": 5}, pks=[book.pk])
+    ]
+
+
+class ReadsFromOther:
+    """Primary/replica: Book is read from ``other`` (where it has no table) and written to ``default``."""
+
+    def db_for_read(self, model, **hints):
+        return "other" if model is Book else None
+
+    def db_for_write(self, model, **hints):
+        return "default" if model is Book else None
+
+
+@pytest.mark.django_db(transaction=True, databases=["default", "other"])
+def test_the_select_before_an_update_reads_the_database_written_to(audit_records, author):
+    from django.test import override_settings
+
+    books = make_books(author, 2)
+    audit_records.clear()
+    with override_settings(DATABASE_ROUTERS=[ReadsFromOther(), *settings_routers()]):
+        updated = Book.objects.filter(pages__gte=0).update(title="Same")
+
+    assert updated == 2
+    assert crud(audit_records) == [
+        bulk(
+            "QUERYSET_UPDATE",
+            "Book",
+            2,
+            operation="update",
+            values={"title": "Same"},
+            pks=[b.pk for b in books],
+        )
+    ]
+
+
+def settings_routers():
+    from django.conf import settings
+
+    return list(settings.DATABASE_ROUTERS)
+
+
+def test_bulk_create_with_ignored_conflicts_says_the_outcome_per_row_is_unknown(audit_records):
+    from tests.testapp.models import Tag
+
+    existing = Tag.objects.create(label="kept")
+    audit_records.clear()
+
+    Tag.objects.bulk_create([Tag(pk=existing.pk, label="clash"), Tag(label="new")], ignore_conflicts=True)
+
+    assert sorted(Tag.objects.values_list("label", flat=True)) == ["kept", "new"]
+    assert crud(audit_records) == [
+        bulk(
+            "BULK_CREATE",
+            "Tag",
+            2,
+            operation="bulk_create",
+            rows=[{"label": "clash"}, {"label": "new"}],
+            ignore_conflicts=True,
+            outcome_per_row_known=False,
+        )
+    ]
+
+
+def test_bulk_create_with_updated_conflicts_names_the_fields_and_keeps_no_snapshot(audit_records):
+    from tests.testapp.models import Tag
+
+    existing = Tag.objects.create(label="old")
+    audit_records.clear()
+
+    (clash,) = Tag.objects.bulk_create(
+        [Tag(pk=existing.pk, label="upserted")],
+        update_conflicts=True,
+        unique_fields=["id"],
+        update_fields=["label"],
+    )
+
+    (only,) = crud(audit_records)
+    assert {key: only[key] for key in ("count", "update_conflicts", "update_fields", "unique_fields")} == {
+        "count": 1,
+        "update_conflicts": True,
+        "update_fields": ["label"],
+        "unique_fields": ["id"],
+    }
+    assert only["outcome_per_row_known"] is False
+    audit_records.clear()
+    clash.label = "renamed"
+    clash.save()  # the old value is not known from the upsert: said so, not made up
+    assert crud(audit_records)[0]["changes"] == {
+        "label": {"old": None, "new": "renamed", "old_unknown": True}
+    }
+
+
+def test_bulk_update_listing_a_row_twice_records_what_the_row_got(audit_records, author):
+    (book,) = make_books(author, 1)
+    first, second = Book.objects.get(pk=book.pk), Book.objects.get(pk=book.pk)
+    first.pages, second.pages = 5, 7
+    audit_records.clear()
+
+    Book.objects.bulk_update([first, second], ["pages"])
+
+    assert Book.objects.get(pk=book.pk).pages == 5  # Django's UPDATE ... CASE takes the first listed
+    assert crud(audit_records) == [
+        bulk(
+            "BULK_UPDATE",
+            "Book",
+            1,
+            operation="bulk_update",
+            fields=["pages"],
+            pks=[book.pk],
+            rows=[{"pk": book.pk, "changes": {"pages": {"old": 0, "new": 5}}, "listed_more_than_once": True}],
+            duplicate_pks=[book.pk],
+        )
+    ]

@@ -31,11 +31,12 @@ import functools
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from django.db import router
 from django.db.models import Model, QuerySet
 
 from ..dispatch import pipeline
 from . import m2m, options, snapshots
-from .chunks import parts, with_part
+from .chunks import parts, sorted_pks, with_part
 from .events import BULK_CREATE, BULK_UPDATE, QUERYSET_UPDATE, Moment, crud_record, moment
 from .selection import ModelPolicy, is_masked, policy_for
 from .transactions import emit_on_commit
@@ -151,10 +152,15 @@ def _failed(exc: Exception) -> None:
 
 
 def _pks_of(queryset: QuerySet[Any]) -> list[Any] | None:
-    """The pks an ``update()`` is about to change: one SELECT, unless ``BULK_DETAIL = "count"``."""
+    """The pks an ``update()`` is about to change: one SELECT, unless ``BULK_DETAIL = "count"``.
+
+    Read from the database the ``UPDATE`` will write to (not a read replica: it may lag, and cannot see the
+    rows of the current transaction), each pk once (a filter across a join repeats rows).
+    """
     if not options.current.wants_pks:
         return None
-    return list(queryset.values_list("pk", flat=True))
+    alias = queryset._db or router.db_for_write(queryset.model, **queryset._hints)  # type: ignore[attr-defined]
+    return list(dict.fromkeys(queryset.using(alias).values_list("pk", flat=True)))
 
 
 def _emit(
@@ -172,8 +178,8 @@ def _emit(
         return  # nothing changed, nothing to record
     when = when or moment()
     message = f"{event_type} event for {policy.name} ({count} rows)"
-    per_row = pks if pks is not None else []
-    for chunk, part in parts(range(len(per_row)), options.current.chunk_size):
+    listed = len(pks) if pks is not None else len(rows) if rows is not None else 0
+    for chunk, part in parts(range(listed), options.current.chunk_size):
         detail: dict[str, Any] = {"operation": operation, "count": count, **fields}
         if pks is not None:
             detail["pks"] = [pks[index] for index in chunk]
@@ -217,10 +223,30 @@ def _record_bulk_create(
     wants = options.current
     pks = [obj.pk for obj in created] if wants.wants_pks else None
     rows = [snapshots.row_values(obj, policy) for obj in created] if wants.wants_rows else None
-    for obj in created:
-        snapshots.remember(obj, policy)  # saved now: later saves diff against these values
-    fields = {key: True for key in ("ignore_conflicts", "update_conflicts") if kwargs.get(key)}
+    fields: dict[str, Any] = {}
+    if kwargs.get("ignore_conflicts") or kwargs.get("update_conflicts"):
+        # Django cannot tell which rows were inserted and which met a conflict (skipped, or updated with
+        # update_fields only): the record lists what was submitted and says so.
+        fields = _conflict_fields(policy, kwargs)
+        if pks is not None and any(pk is None for pk in pks):
+            pks = None  # not returned by the database: no pk list rather than a list of nulls
+    else:
+        for obj in created:
+            snapshots.remember(obj, policy)  # saved now: later saves diff against these values
     _emit(queryset, policy, when, BULK_CREATE, "bulk_create", len(created), pks, rows, **fields)
+
+
+def _conflict_fields(policy: ModelPolicy, kwargs: dict[str, Any]) -> dict[str, Any]:
+    fields: dict[str, Any]
+    if kwargs.get("ignore_conflicts"):
+        fields = {"ignore_conflicts": True}
+    else:
+        fields = {"update_conflicts": True}
+        for key in ("update_fields", "unique_fields"):
+            names = kwargs.get(key) or ()
+            fields[key] = [policy.by_name[name].name if name in policy.by_name else name for name in names]
+    fields["outcome_per_row_known"] = False
+    return fields
 
 
 def _record_bulk_update(
@@ -233,11 +259,29 @@ def _record_bulk_update(
 ) -> None:
     wants = options.current
     rows: list[Any] | None = [] if wants.wants_rows else None
+    listed: dict[Any, dict[str, Any] | None] = {}  # pk -> its row (None when rows are not wanted)
+    duplicates: list[Any] = []
     for obj in objs:
+        if obj.pk in listed:
+            # Django's UPDATE ... CASE takes the first object listed for a row: the later ones changed
+            # nothing, and what they hold is not what the row holds.
+            duplicates.append(obj.pk)
+            obj.__dict__.pop(snapshots.SNAPSHOT_ATTR, None)
+            continue
         changes, after = snapshots.updated_changes(obj, policy, field_names)
         obj.__dict__[snapshots.SNAPSHOT_ATTR] = after
+        row = {"pk": obj.pk, "changes": changes} if rows is not None else None
+        listed[obj.pk] = row
         if rows is not None:
-            rows.append({"pk": obj.pk, "changes": changes})
-    pks = [obj.pk for obj in objs] if wants.wants_pks else None
-    fields = {"fields": [policy.by_name[name].name for name in field_names if name in policy.by_name]}
+            rows.append(row)
+    for pk in duplicates:
+        row = listed[pk]
+        if row is not None:
+            row["listed_more_than_once"] = True
+    pks = list(listed) if wants.wants_pks else None
+    fields: dict[str, Any] = {
+        "fields": [policy.by_name[name].name for name in field_names if name in policy.by_name]
+    }
+    if duplicates:
+        fields["duplicate_pks"] = sorted_pks(set(duplicates))
     _emit(queryset, policy, when, BULK_UPDATE, "bulk_update", count, pks, rows, **fields)
