@@ -1,7 +1,9 @@
 """Capture audit records in memory in your own tests.
 
-With pytest the ``audit_records`` fixture is available once the package is installed::
+With pytest the ``audit_records`` fixture is available once the package is installed (CRUD records are
+emitted when the transaction commits, hence ``transaction=True``)::
 
+    @pytest.mark.django_db(transaction=True)
     def test_rename(audit_records):
         book.title = "New"
         book.save()

@@ -300,3 +300,102 @@ def test_the_fields_redaction_skips_hold_only_names_from_the_schema(audit_record
         assert written["event_type"] in event_names
     assert secret_looking not in str(records)  # the same texts in scanned fields are masked
     assert tag_label not in str(records)
+
+
+def test_values_of_another_type_are_recorded_as_the_database_stores_them(audit_records, author):
+    book = Book.objects.create(author=author, **book_values())
+    loaded = Book.objects.get(pk=book.pk)
+    audit_records.clear()
+
+    loaded.author_id = str(author.pk)  # the same row, given as text
+    loaded.title = 1984  # a CharField stores text
+    loaded.price = Decimal("19.994")  # the column keeps two places: 19.99, the value loaded
+    loaded.save()
+
+    assert Book.objects.get(pk=book.pk).price == Decimal("19.99")
+    assert crud(audit_records) == [
+        record("UPDATE", "Book", book.pk, {"title": {"old": "Dune", "new": "1984"}})
+    ]
+
+
+def test_a_saved_decimal_is_rounded_to_its_places_as_the_database_rounds_it(audit_records, author):
+    audit_records.clear()
+    book = Book.objects.create(author=author, **book_values(price=Decimal("7.125"), pages=0))
+    book.price = Decimal("0")
+    book.save()
+
+    stored = Book.objects.get(pk=book.pk)
+    created, updated = crud(audit_records)
+    # Django rounds half-even before it sends the value; PostgreSQL receives it whole and rounds half up.
+    expected = "7.13" if connection.vendor == "postgresql" else "7.12"
+    assert created["changes"]["price"] == {"old": None, "new": expected}
+    assert updated["changes"] == {"price": {"old": expected, "new": "0.00"}}
+    assert stored.price == Decimal("0.00")
+
+
+def test_an_expression_saved_is_recorded_as_such_and_each_time_it_is_applied(audit_records, author):
+    from django.db.models import F
+
+    book = Book.objects.create(author=author, **book_values(pages=100))
+    audit_records.clear()
+
+    book.pages = F("pages") + 1
+    book.save()  # 100 -> 101
+    book.title = "Dune Messiah"
+    book.save()  # Django applies the expression again: 101 -> 102
+
+    assert Book.objects.get(pk=book.pk).pages == 102
+    increment = str(F("pages") + 1)
+    assert crud(audit_records) == [
+        record("UPDATE", "Book", book.pk, {"pages": {"old": 100, "new": increment, "expression": True}}),
+        record(
+            "UPDATE",
+            "Book",
+            book.pk,
+            {
+                "title": {"old": "Dune", "new": "Dune Messiah"},
+                "pages": {"old": None, "new": increment, "old_unknown": True, "expression": True},
+            },
+        ),
+    ]
+    book.refresh_from_db()
+    audit_records.clear()
+    book.pages = 7
+    book.save()
+    assert crud(audit_records) == [record("UPDATE", "Book", book.pk, {"pages": {"old": 102, "new": 7}})]
+
+
+def test_a_delete_of_an_instance_never_loaded_does_not_make_values_up(audit_records):
+    tag = Tag.objects.create(label="real")
+    audit_records.clear()
+
+    Tag(pk=tag.pk).delete()
+
+    assert crud(audit_records) == [record("DELETE", "Tag", tag.pk, {}, old_values_unknown=True)]
+
+
+def test_a_project_receiver_that_saves_again_is_recorded_after_the_create(audit_records):
+    from django.db.models.signals import post_save
+
+    from activity_audit.crud import receivers
+
+    def name_after_pk(sender, instance, created, **kwargs):
+        if created:
+            instance.label = f"tag-{instance.pk}"
+            instance.save(update_fields=["label"])
+
+    # Connected before the package's receivers, as a models.py @receiver is.
+    post_save.disconnect(sender=Tag, dispatch_uid=receivers._UID)
+    post_save.connect(name_after_pk, sender=Tag, dispatch_uid="tests.name_after_pk")
+    receivers._connected.discard(Tag)
+    receivers.connect({*receivers._connected, Tag})
+    try:
+        audit_records.clear()
+        tag = Tag.objects.create(label="draft")
+    finally:
+        post_save.disconnect(sender=Tag, dispatch_uid="tests.name_after_pk")
+
+    assert crud(audit_records) == [
+        record("CREATE", "Tag", tag.pk, {"label": {"old": None, "new": "draft"}}),
+        record("UPDATE", "Tag", tag.pk, {"label": {"old": "draft", "new": f"tag-{tag.pk}"}}),
+    ]

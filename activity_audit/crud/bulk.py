@@ -31,7 +31,7 @@ import functools
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from django.db import router
+from django.db import connections, router
 from django.db.models import Model, QuerySet
 
 from ..dispatch import pipeline
@@ -222,7 +222,8 @@ def _record_bulk_create(
 ) -> None:
     wants = options.current
     pks = [obj.pk for obj in created] if wants.wants_pks else None
-    rows = [snapshots.row_values(obj, policy) for obj in created] if wants.wants_rows else None
+    vendor = connections[queryset.db].vendor
+    rows = [snapshots.row_values(obj, policy, vendor) for obj in created] if wants.wants_rows else None
     fields: dict[str, Any] = {}
     if kwargs.get("ignore_conflicts") or kwargs.get("update_conflicts"):
         # Django cannot tell which rows were inserted and which met a conflict (skipped, or updated with
@@ -232,7 +233,7 @@ def _record_bulk_create(
             pks = None  # not returned by the database: no pk list rather than a list of nulls
     else:
         for obj in created:
-            snapshots.remember(obj, policy)  # saved now: later saves diff against these values
+            snapshots.remember(obj, policy, vendor)  # saved now: later saves diff against these values
     _emit(queryset, policy, when, BULK_CREATE, "bulk_create", len(created), pks, rows, **fields)
 
 
@@ -259,6 +260,7 @@ def _record_bulk_update(
 ) -> None:
     wants = options.current
     rows: list[Any] | None = [] if wants.wants_rows else None
+    vendor = connections[queryset.db].vendor
     listed: dict[Any, dict[str, Any] | None] = {}  # pk -> its row (None when rows are not wanted)
     duplicates: list[Any] = []
     for obj in objs:
@@ -268,7 +270,7 @@ def _record_bulk_update(
             duplicates.append(obj.pk)
             obj.__dict__.pop(snapshots.SNAPSHOT_ATTR, None)
             continue
-        changes, after = snapshots.updated_changes(obj, policy, field_names)
+        changes, after = snapshots.updated_changes(obj, policy, field_names, vendor)
         obj.__dict__[snapshots.SNAPSHOT_ATTR] = after
         row = {"pk": obj.pk, "changes": changes} if rows is not None else None
         listed[obj.pk] = row

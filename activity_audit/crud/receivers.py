@@ -9,6 +9,11 @@ path (a ``post_delete`` receiver for every sender would make Django load every r
 
 Every receiver swallows its own failures: they are reported through the pipeline's reporter and the user's
 save or delete goes on.
+
+The ``post_save`` and ``post_delete`` receivers run before the project's own (:func:`_run_first`). A project
+receiver that saves the instance again (a slug from the new pk) would otherwise run first: its save would be
+recorded before the ``CREATE``, without the snapshot the ``CREATE`` stores, and the ``CREATE`` would show
+values the ``INSERT`` did not write.
 """
 
 from __future__ import annotations
@@ -16,8 +21,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from django.db import models
+from django.db import connections, models
 from django.db.models import signals
+from django.dispatch import Signal
 
 from ..dispatch import pipeline
 from . import deletions, m2m, options
@@ -44,12 +50,13 @@ def on_post_save(
         policy = policy_for(sender)
         if policy is None:
             return
+        vendor = connections[using].vendor
         if created:
             emit_on_commit(
-                row_record(CREATE, policy, instance, using, record_created(instance, policy)), using
+                row_record(CREATE, policy, instance, using, record_created(instance, policy, vendor)), using
             )
             return
-        changes, after = updated_changes(instance, policy, update_fields)
+        changes, after = updated_changes(instance, policy, update_fields, vendor)
         instance.__dict__[SNAPSHOT_ATTR] = after
         if changes or options.current.keep_empty_updates:
             emit_on_commit(row_record(UPDATE, policy, instance, using, changes), using)
@@ -66,7 +73,11 @@ def on_post_delete(
         if policy is None or m2m.in_progress(sender):
             return
         if origin is None or origin is instance:
-            record = row_record(DELETE, policy, instance, using, deleted_changes(instance, policy))
+            changes = deleted_changes(instance, policy)
+            if changes is None:  # never loaded nor saved here: what the row held is not known
+                record = row_record(DELETE, policy, instance, using, {}, old_values_unknown=True)
+            else:
+                record = row_record(DELETE, policy, instance, using, changes)
             emit_on_commit(record, using)
         else:
             deletions.add_row(origin, policy, instance.pk, using)
@@ -83,12 +94,28 @@ def connect(audited: Iterable[type[models.Model]]) -> None:
     for model in wanted - _connected:
         signals.post_save.connect(on_post_save, sender=model, weak=False, dispatch_uid=_UID)
         signals.post_delete.connect(on_post_delete, sender=model, weak=False, dispatch_uid=_UID)
+    for signal in (signals.post_save, signals.post_delete):
+        _run_first(signal)
     _connected.clear()
     _connected.update(wanted)
     if wanted:
         signals.m2m_changed.connect(m2m.on_m2m_changed, weak=False, dispatch_uid=_UID)
     else:
         signals.m2m_changed.disconnect(dispatch_uid=_UID)
+
+
+def _run_first(signal: Signal) -> None:
+    """Move this package's receivers of ``signal`` before every other one, keeping the order of the rest.
+
+    Django calls a signal's receivers in the order of its ``receivers`` list (entries keyed by
+    ``(dispatch_uid, sender id)`` since Django 1.x); it has no public way to connect a receiver first.
+    """
+    with signal.lock:
+        ours = [entry for entry in signal.receivers if entry[0][0] == _UID]
+        if not ours or signal.receivers[: len(ours)] == ours:
+            return
+        signal.receivers = ours + [entry for entry in signal.receivers if entry[0][0] != _UID]
+        signal.sender_receivers_cache.clear()
 
 
 def _failed(where: str, exc: Exception) -> None:

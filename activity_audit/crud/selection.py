@@ -76,6 +76,8 @@ _PYTHON_TYPES: tuple[tuple[type[models.Field[Any, Any]], type], ...] = (
     (models.FloatField, float),
     (models.BooleanField, bool),
     (models.IntegerField, int),
+    (models.CharField, str),
+    (models.TextField, str),
 )
 
 
@@ -89,8 +91,11 @@ class FieldSpec:
     masked: bool
     field: models.Field[Any, Any]
     # The Python type the database gives back; a value of another type (``price=0``,
-    # ``published="2024-01-02"``) is converted with ``field.to_python`` before it is compared or recorded.
+    # ``published="2024-01-02"``, ``author_id="1"``) is converted with ``field.to_python`` before it is
+    # compared or recorded.
     python_type: type | None = None
+    # DecimalField: the places the database keeps; a saved value is rounded to them as the database does.
+    decimal_places: int | None = None
 
 
 class ModelPolicy:
@@ -99,6 +104,7 @@ class ModelPolicy:
     __slots__ = (
         "attnames",
         "by_name",
+        "decimals",
         "excluded",
         "fields",
         "files",
@@ -133,6 +139,9 @@ class ModelPolicy:
         self.mutables: tuple[str, ...] = tuple(spec.attname for spec in fields if spec.kind == MUTABLE)
         self.files: tuple[str, ...] = tuple(spec.attname for spec in fields if spec.kind == FILE)
         self.typed: tuple[FieldSpec, ...] = tuple(spec for spec in fields if spec.python_type is not None)
+        self.decimals: tuple[FieldSpec, ...] = tuple(
+            spec for spec in fields if spec.decimal_places is not None
+        )
 
 
 @dataclass(frozen=True)
@@ -191,6 +200,9 @@ class Rules:
                     is_masked,
                     model_field,
                     _python_type(model_field),
+                    getattr(model_field, "decimal_places", None)
+                    if isinstance(model_field, models.DecimalField)
+                    else None,
                 )
             )
         return tuple(specs)
@@ -254,6 +266,8 @@ def _kind(field: models.Field[Any, Any]) -> int:
 
 
 def _python_type(field: models.Field[Any, Any]) -> type | None:
+    if isinstance(field, models.ForeignKey):  # holds the related pk: the type of the field it points to
+        return _python_type(field.target_field)
     for field_class, python_type in _PYTHON_TYPES:
         if isinstance(field, field_class):
             return python_type

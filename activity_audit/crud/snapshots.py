@@ -54,18 +54,41 @@ class FrozenJson(bytes):
     __slots__ = ()
 
 
+class Computed(str):
+    """A value the database computes from an expression (``F("count") + 1``, ``Now()``), kept as its text.
+
+    What the row holds afterwards is not known without a query: a record shows the expression with
+    ``"expression": true``, and the next change of the field reports ``"old_unknown": true``. Never equal
+    to anything, so an expression saved twice (applied twice) is recorded twice.
+    """
+
+    __slots__ = ()
+
+    def __eq__(self, other: object) -> bool:
+        return False
+
+    def __ne__(self, other: object) -> bool:
+        return True
+
+    __hash__ = str.__hash__
+
+
 def masked() -> dict[str, bool]:
     """The change of a field whose values are never written (a new dict each time: records are mutable)."""
     return {"changed": True, "masked": True}
 
 
-def remember(instance: models.Model, policy: ModelPolicy) -> None:
-    """Store the snapshot of ``instance`` as it is now (``post_init``, and after every save)."""
-    instance.__dict__[SNAPSHOT_ATTR] = take(instance.__dict__, policy)
+def remember(instance: models.Model, policy: ModelPolicy, vendor: str | None = None) -> None:
+    """Store the snapshot of ``instance`` as loaded (no ``vendor``) or just saved (see :func:`take`)."""
+    instance.__dict__[SNAPSHOT_ATTR] = take(instance.__dict__, policy, vendor)
 
 
-def take(values: dict[str, Any], policy: ModelPolicy) -> Snapshot:
-    """Copy the audited attributes present in ``values`` (an instance's ``__dict__``)."""
+def take(values: dict[str, Any], policy: ModelPolicy, vendor: str | None = None) -> Snapshot:
+    """Copy the audited attributes present in ``values`` (an instance's ``__dict__``).
+
+    ``vendor`` (the database's, e.g. ``"postgresql"``) is given for values just saved: decimals are then
+    rounded to their field's places as that database stores them. Values loaded from a row need no rounding.
+    """
     snap = {attname: values[attname] for attname in policy.attnames if attname in values}
     for attname in policy.mutables:
         if attname in snap:
@@ -78,6 +101,11 @@ def take(values: dict[str, Any], policy: ModelPolicy) -> Snapshot:
         value = snap.get(spec.attname)
         if value is not None and type(value) is not spec.python_type:
             snap[spec.attname] = _converted(spec, value)
+    if vendor is not None:
+        for spec in policy.decimals:
+            value = snap.get(spec.attname)
+            if type(value) is decimal.Decimal:
+                snap[spec.attname] = _rounded(spec, value, vendor)
     return snap
 
 
@@ -87,24 +115,25 @@ def loaded(instance: models.Model) -> Snapshot | None:
     return snap
 
 
-def record_created(instance: models.Model, policy: ModelPolicy) -> Pending:
+def record_created(instance: models.Model, policy: ModelPolicy, vendor: str) -> Pending:
     """Store the snapshot of a new row and return its fields as changes: ``{"old": None, "new": value}``.
 
     The changes are built on the worker from the snapshot (which is never mutated once stored).
     """
-    snap = take(instance.__dict__, policy)
+    snap = take(instance.__dict__, policy, vendor)
     instance.__dict__[SNAPSHOT_ATTR] = snap
     return Pending(whole_row, snap, policy, True)
 
 
-def deleted_changes(instance: models.Model, policy: ModelPolicy) -> Pending:
+def deleted_changes(instance: models.Model, policy: ModelPolicy) -> Pending | None:
     """Every audited field of a deleted row, as last loaded or saved: ``{"old": value, "new": None}``.
 
-    Built on the worker, like :func:`record_created`.
+    Built on the worker, like :func:`record_created`. None when the instance was never loaded nor saved
+    here (``Book(pk=7).delete()``): what the row held is not known, and its defaults would be made up.
     """
     snap = loaded(instance)
     if snap is None:
-        snap = take(instance.__dict__, policy)
+        return None
     return Pending(whole_row, snap, policy, False)
 
 
@@ -119,6 +148,13 @@ def whole_row(snap: Snapshot, policy: ModelPolicy, created: bool) -> Changes:
             changes[spec.name] = masked()
             continue
         value = snap[spec.attname]
+        if type(value) is Computed:
+            changes[spec.name] = (
+                {"old": None, "new": str(value), "expression": True}
+                if created
+                else {"old": None, "new": None, "old_unknown": True}
+            )
+            continue
         if not (type(value) in fast or (type(value) is str and len(value) <= max_chars)):
             value = plain(value)  # the common case above needs no call
         changes[spec.name] = {"old": None, "new": value} if created else {"old": value, "new": None}
@@ -126,13 +162,15 @@ def whole_row(snap: Snapshot, policy: ModelPolicy, created: bool) -> Changes:
 
 
 def updated_changes(
-    instance: models.Model, policy: ModelPolicy, update_fields: Collection[str] | None
+    instance: models.Model, policy: ModelPolicy, update_fields: Collection[str] | None, vendor: str
 ) -> tuple[Changes, Snapshot]:
     """The fields a save changed, ``{"old": loaded value, "new": saved value}``, and the snapshot to keep.
 
     Only fields in ``update_fields`` are compared when it is given (the others were not written). A field
-    whose loaded value is unknown (deferred at load time, loaded later) is reported with ``"old": None`` and
-    ``"old_unknown": true``.
+    whose loaded value is unknown (deferred at load time, loaded later, or computed by the database from an
+    expression) is reported with ``"old": None`` and ``"old_unknown": true``. A field saved from an
+    expression (``F("count") + 1``) shows the expression as ``"new"`` with ``"expression": true``.
+    ``vendor`` is the database's (decimals are rounded as it stores them).
     """
     values = instance.__dict__
     before = loaded(instance) or {}
@@ -148,7 +186,7 @@ def updated_changes(
         old = before.get(attname, _MISSING)
         if value is old:  # the very object loaded: unchanged (mutable JSON is held frozen, never identical)
             continue
-        new = _stored_form(spec, value)
+        new = _stored_form(spec, value, vendor)
         if old is not _MISSING and type(old) is type(new) and _equal(old, new):
             continue
         if after is None:
@@ -156,18 +194,23 @@ def updated_changes(
         after[attname] = new
         if spec.masked:
             changes[spec.name] = masked()
-        elif old is _MISSING:
-            changes[spec.name] = {"old": None, "new": plain(new), "old_unknown": True}
+            continue
+        change: dict[str, Any] = {"old": None, "new": plain(new)}
+        if old is _MISSING or type(old) is Computed:
+            change["old_unknown"] = True
         else:
-            changes[spec.name] = {"old": plain(old), "new": plain(new)}
+            change["old"] = plain(old)
+        if type(new) is Computed:
+            change["expression"] = True
+        changes[spec.name] = change
     return changes, before if after is None else after
 
 
-def row_values(instance: models.Model, policy: ModelPolicy) -> dict[str, Any]:
+def row_values(instance: models.Model, policy: ModelPolicy, vendor: str) -> dict[str, Any]:
     """``{field: value}`` of the audited fields of ``instance``, masked ones as the masked marker."""
     values = instance.__dict__
     return {
-        spec.name: masked() if spec.masked else plain(_stored_form(spec, values[spec.attname]))
+        spec.name: masked() if spec.masked else plain(_stored_form(spec, values[spec.attname], vendor))
         for spec in policy.fields
         if spec.attname in values
     }
@@ -196,30 +239,60 @@ def plain(value: Any) -> Any:
         return str(value)
     if kind is float and math.isfinite(value):
         return value
+    if kind is Computed:
+        return str(value)
     if kind is FrozenJson:
         decoded = orjson.loads(memoryview(value))
         return decoded if len(value) <= limits.max_chars else Snapshotter(limits).copy(decoded)
     return Snapshotter(limits).copy(value)
 
 
-def _stored_form(spec: FieldSpec, value: Any) -> Any:
-    """``value`` in the form a snapshot keeps it (see :func:`take`)."""
+def _stored_form(spec: FieldSpec, value: Any, vendor: str) -> Any:
+    """``value``, just saved to a ``vendor`` database, in the form a snapshot keeps it (see :func:`take`)."""
     if value is None:
         return None
     kind = spec.kind
     if kind == MUTABLE:
-        return freeze(value)
+        return Computed(value) if _is_expression(value) else freeze(value)
     if kind == FILE:
         return value if type(value) is str else _file_name(value)
     if spec.python_type is not None and type(value) is not spec.python_type:
-        return _converted(spec, value)
+        value = _converted(spec, value)
+    if spec.decimal_places is not None and type(value) is decimal.Decimal:
+        return _rounded(spec, value, vendor)
+    if spec.python_type is None and _is_expression(value):
+        return Computed(value)
     return value
 
 
 def _converted(spec: FieldSpec, value: Any) -> Any:
+    """``value`` as the field's Python type (``to_python``); an expression becomes :class:`Computed`."""
+    if _is_expression(value):
+        return Computed(value)
     try:
         return spec.field.to_python(value)
     except Exception:  # Django will refuse it on save; compare and record it as given
+        return value
+
+
+def _is_expression(value: Any) -> bool:
+    return hasattr(value, "resolve_expression")
+
+
+# How the database rounds a decimal to its column's places: Django rounds it first (half-even) for every
+# backend but PostgreSQL, which receives the value as given and rounds half away from zero itself.
+_ROUNDING = {"postgresql": decimal.ROUND_HALF_UP}
+
+
+def _rounded(spec: FieldSpec, value: decimal.Decimal, vendor: str) -> decimal.Decimal:
+    places = spec.decimal_places
+    if places is None or not value.is_finite() or value.as_tuple().exponent == -places:
+        return value
+    try:
+        return value.quantize(
+            decimal.Decimal(1).scaleb(-places), rounding=_ROUNDING.get(vendor, decimal.ROUND_HALF_EVEN)
+        )
+    except decimal.InvalidOperation:  # too many digits: the database refuses it, Django raises
         return value
 
 
