@@ -31,7 +31,7 @@ import functools
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from django.db import connections, router
+from django.db import router
 from django.db.models import Model, QuerySet
 
 from ..dispatch import pipeline
@@ -222,7 +222,7 @@ def _record_bulk_create(
 ) -> None:
     wants = options.current
     pks = [obj.pk for obj in created] if wants.wants_pks else None
-    vendor = connections[queryset.db].vendor
+    vendor = snapshots.vendor_of(queryset.db)
     rows = [snapshots.row_values(obj, policy, vendor) for obj in created] if wants.wants_rows else None
     fields: dict[str, Any] = {}
     if kwargs.get("ignore_conflicts") or kwargs.get("update_conflicts"):
@@ -260,7 +260,7 @@ def _record_bulk_update(
 ) -> None:
     wants = options.current
     rows: list[Any] | None = [] if wants.wants_rows else None
-    vendor = connections[queryset.db].vendor
+    vendor = snapshots.vendor_of(queryset.db)
     listed: dict[Any, dict[str, Any] | None] = {}  # pk -> its row (None when rows are not wanted)
     duplicates: list[Any] = []
     for obj in objs:

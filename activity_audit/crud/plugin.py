@@ -16,6 +16,7 @@ def audit_configure(settings: AuditSettings) -> None:
     options.configure(settings)
     selection.configure(settings)
     snapshots.limits = settings.limits
+    snapshots._vendors.clear()
     bulk.install()
     loading.install()
     commands.install()

@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from django.db import connections, models
+from django.db import models
 from django.db.models import signals
 from django.dispatch import Signal
 
@@ -29,7 +29,7 @@ from ..dispatch import pipeline
 from . import deletions, m2m, options
 from .events import CREATE, DELETE, UPDATE, row_record
 from .selection import policy_for
-from .snapshots import SNAPSHOT_ATTR, deleted_changes, record_created, updated_changes
+from .snapshots import SNAPSHOT_ATTR, deleted_changes, record_created, updated_changes, vendor_of
 from .transactions import emit_on_commit
 
 _UID = "activity_audit.crud"
@@ -50,7 +50,7 @@ def on_post_save(
         policy = policy_for(sender)
         if policy is None:
             return
-        vendor = connections[using].vendor
+        vendor = vendor_of(using)
         if created:
             emit_on_commit(
                 row_record(CREATE, policy, instance, using, record_created(instance, policy, vendor)), using

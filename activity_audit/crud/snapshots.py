@@ -28,7 +28,7 @@ from collections.abc import Collection
 from typing import Any
 
 import orjson
-from django.db import models
+from django.db import connections, models
 
 from ..deferred import Pending
 from ..encoding import Limits, Snapshotter
@@ -277,6 +277,17 @@ def _converted(spec: FieldSpec, value: Any) -> Any:
 
 def _is_expression(value: Any) -> bool:
     return hasattr(value, "resolve_expression")
+
+
+_vendors: dict[str, str] = {}
+
+
+def vendor_of(alias: str) -> str:
+    """The vendor (``"postgresql"``, ``"sqlite"`` ...) of database ``alias``, looked up once per alias."""
+    vendor = _vendors.get(alias)
+    if vendor is None:
+        vendor = _vendors[alias] = connections[alias].vendor
+    return vendor
 
 
 # How the database rounds a decimal to its column's places: Django rounds it first (half-even) for every
