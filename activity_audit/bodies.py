@@ -13,7 +13,8 @@
   never the content of a file;
 - anything else (images, PDFs, archives ...): ``{"type": "<content type>", "size": <bytes>}``;
 - a textual body over ``max_bytes``: ``{"truncated": true, "size": <original bytes or null>,
-  "text": "<its first max_bytes bytes, as safe text>"}``.
+  "text": "<its first max_bytes bytes, as safe text>"}``; the cut never splits a run of digits (it moves
+  back to the run's start, see :func:`~activity_audit.encoding.clean_cut`) nor leaves half a character.
 
 The header helpers return a plain ``dict`` with the names as they were sent (case preserved).
 
@@ -29,6 +30,8 @@ from typing import IO, Any
 from urllib.parse import parse_qsl
 
 import orjson
+
+from .encoding import clean_cut
 
 DEFAULT_MAX_BODY_BYTES = 64 * 1024
 
@@ -122,7 +125,8 @@ def _summarize(content_type: str | None, body: Any, max_bytes: int, size: int | 
         return summary
     charset = media_type(content_type)[1].get("charset", "utf-8")
     if not complete or len(data) > max_bytes:
-        return {"truncated": True, "size": full_size, "text": safe_text(data[:max_bytes], charset)[0]}
+        head = data[: clean_cut(data, max_bytes)]
+        return {"truncated": True, "size": full_size, "text": safe_text(head, charset, cut=True)[0]}
     text, clean = safe_text(data, charset)
     if not clean:
         return {"invalid_utf8": True, "text": text}
@@ -157,11 +161,12 @@ def _seekable(reader: Any) -> bool:
         return False
 
 
-def safe_text(data: bytes, charset: str = "utf-8") -> tuple[str, bool]:
+def safe_text(data: bytes, charset: str = "utf-8", cut: bool = False) -> tuple[str, bool]:
     """Decode ``data``; bytes that do not decode become ``\\xNN`` escapes. Returns (text, decoded cleanly).
 
-    An unknown ``charset`` falls back to UTF-8. A multi-byte character cut at the end of ``data`` (a body cut
-    at the cap) is dropped, not escaped.
+    An unknown ``charset`` falls back to UTF-8. ``cut`` says that ``data`` is only the beginning of a body
+    (cut at the cap): then an incomplete multi-byte character at its end is dropped, not escaped, and does not
+    count as undecodable. In complete data, every byte is kept (escaped when it does not decode).
     """
     try:
         codecs.lookup(charset)
@@ -174,7 +179,7 @@ def safe_text(data: bytes, charset: str = "utf-8") -> tuple[str, bool]:
     decoder = codecs.getincrementaldecoder(charset)(errors="backslashreplace")
     text = decoder.decode(data, final=False)
     tail = decoder.getstate()[0]
-    if tail and len(tail) < 4:
+    if cut and tail and len(tail) < 4:
         return text, _decodes(data[: len(data) - len(tail)], charset)
     return text + decoder.decode(b"", final=True), False
 
@@ -265,7 +270,8 @@ def summarize_multipart(
             )
         elif size <= budget:
             budget -= size
-            fields.append((name, safe_text(data[content_start:content_end])[0]))
+            # A part with no closing delimiter runs to the end of a body that was cut.
+            fields.append((name, safe_text(data[content_start:content_end], cut=position == -1)[0]))
         else:
             fields.append((name, {"truncated": True, "size": size}))
     return {"fields": group_pairs(fields), "files": files}

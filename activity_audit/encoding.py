@@ -96,7 +96,7 @@ class Snapshotter:
         if len(value) <= limit:
             return value
         self.truncated = True
-        return f"{value[:limit]}…[truncated: {len(value)} chars]"
+        return f"{value[: clean_cut(value, limit)]}…[truncated: {len(value)} chars]"
 
     def _container(self, value: Any, depth: int) -> Any:
         if depth >= self.limits.max_depth:
@@ -170,12 +170,68 @@ class Snapshotter:
 
     def _bytes(self, value: bytes) -> str:
         limit = self.limits.max_chars
-        head = value[:limit]
-        text = head.decode("utf-8", errors="backslashreplace")
-        if len(value) > limit:
-            self.truncated = True
-            return f"{text}…[truncated: {len(value)} bytes]"
-        return text
+        if len(value) <= limit:
+            return value.decode("utf-8", errors="backslashreplace")
+        self.truncated = True
+        text = value[: clean_cut(value, limit)].decode("utf-8", errors="backslashreplace")
+        return f"{text}…[truncated: {len(value)} bytes]"
+
+
+_DIGITS = "0123456789"
+_RUN_SEPARATORS = " -"
+_RUN_CHARACTERS = _DIGITS + _RUN_SEPARATORS
+_RUN_BYTES = _RUN_CHARACTERS.encode()
+_DOUBLE_SEPARATORS = ("  ", " -", "- ", "--")
+
+
+def clean_cut(value: str | bytes, limit: int) -> int:
+    """Where to cut ``value`` to keep at most ``limit`` characters (bytes) without splitting a run of digits.
+
+    A run is ASCII digits with at most one space or dash between two of them: the shape of a payment card
+    number. The redactor masks a card number only when it sees all of it (Luhn check), so a cut inside one
+    would keep most of its digits readable. When the cut at ``limit`` falls inside a run, the cut moves back
+    to the start of that run; otherwise it stays at ``limit``. ``value`` as bytes is read as ASCII.
+
+    Cheap: only the two characters either side of the cut are looked at, and when they are part of one run,
+    the run itself (``rstrip`` in C).
+    """
+    if len(value) <= limit:
+        return len(value)
+    start = max(limit - 2, 0)
+    window = value[start : limit + 2]
+    around = window if isinstance(window, str) else window.decode("latin-1")
+    before, after = around[: limit - start], around[limit - start :]
+    last, first = before[-1:], after[:1]
+    if _is_digit(last):
+        split = _is_digit(first) or (_is_separator(first) and _is_digit(after[1:2]))
+    else:
+        split = _is_separator(last) and _is_digit(before[-2:-1]) and _is_digit(first)
+    if not split:
+        return limit
+    end = limit if _is_digit(last) else limit - 1  # the kept part of the run ends with a digit
+    if isinstance(value, str):
+        head = len(value[:end].rstrip(_RUN_CHARACTERS))
+        tail = value[head:end]
+    else:
+        head = len(value[:end].rstrip(_RUN_BYTES))
+        tail = value[head:end].decode("ascii")
+    return head + _run_start(tail)
+
+
+def _is_digit(char: str) -> bool:
+    return char != "" and char in _DIGITS
+
+
+def _is_separator(char: str) -> bool:
+    return char != "" and char in _RUN_SEPARATORS
+
+
+def _run_start(tail: str) -> int:
+    """Where the run that ends ``tail`` starts; ``tail`` is digits and separators and ends with a digit."""
+    double = max(tail.rfind(pair) for pair in _DOUBLE_SEPARATORS)
+    if double >= 0:
+        return double + 2
+    return 1 if tail[0] in _RUN_SEPARATORS else 0
 
 
 def snapshot(value: Any, limits: Limits = DEFAULT_LIMITS) -> Any:

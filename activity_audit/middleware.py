@@ -54,7 +54,16 @@ _SOURCE = "AuditLoggingMiddleware"
 class _InFlight:
     """What the middleware knows about one request between its start and its record."""
 
-    __slots__ = ("client_ip", "exception", "request_id", "rules", "skipped", "started", "timestamp")
+    __slots__ = (
+        "body_error",
+        "client_ip",
+        "exception",
+        "request_id",
+        "rules",
+        "skipped",
+        "started",
+        "timestamp",
+    )
 
     def __init__(self, rules: RequestRules, request_id: str, client_ip: str | None, skipped: bool) -> None:
         self.rules = rules
@@ -62,6 +71,7 @@ class _InFlight:
         self.client_ip = client_ip
         self.skipped = skipped
         self.exception: BaseException | None = None
+        self.body_error: str | None = None  # the class of the error met reading the body before the view
         self.timestamp = now()
         self.started = time.perf_counter()
 
@@ -150,8 +160,8 @@ def _start(request: Any) -> _InFlight | None:
         return None
     if not skipped:
         try:
-            preload_request_body(request, rules)
-        except Exception as exc:  # e.g. the client went away while sending: the view will meet it as before
+            flight.body_error = preload_request_body(request, rules)
+        except Exception as exc:
             _report(exc)
     return flight
 
@@ -198,7 +208,7 @@ def _record(
         "query_params": deferred_query_params(request, copier),
         "headers": deferred_request_headers(meta, copier),
         "user": who.user,
-        "body": request_body(request, rules, copier) if keeps_body else None,
+        "body": request_body(request, rules, copier, flight.body_error) if keeps_body else None,
     }
     response_repr = {
         "status_code": status,

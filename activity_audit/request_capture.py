@@ -11,7 +11,9 @@ Request bodies: the one rule
     nothing has started reading the stream. It reads through ``request.body``, which keeps the bytes and hands
     the view the same bytes through ``request.body``, ``request.POST``, ``request.read()`` and
     ``request.stream`` (how Django itself caches a body). This is what lets a record show a JSON body that a
-    framework such as Django REST framework reads from the stream.
+    framework such as Django REST framework reads from the stream. When that read fails (the client went away
+    while sending), the view meets the same error on its first read as it would without the middleware, and
+    the record says ``{"type": ..., "size": ..., "error": "<exception class>"}``.
 
     Everything else (multipart uploads, binary bodies, bodies over the cap, bodies of unknown length) is never
     read by the middleware: upload handlers still stream files to disk and a view reading ``request.stream``
@@ -51,7 +53,7 @@ from typing import Any
 
 from django.conf import settings as django_settings
 from django.core.handlers.wsgi import WSGIRequest
-from django.http import QueryDict
+from django.http import QueryDict, UnreadablePostError
 
 from .bodies import (
     MULTIPART,
@@ -67,6 +69,7 @@ from .bodies import (
 from .conf import AuditSettings, get_settings
 from .deferred import Pending
 from .encoding import Limits, Snapshotter
+from .redaction import Redactor
 
 _VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:+/=-]{0,127}")
 
@@ -84,6 +87,8 @@ class RequestRules:
     trusted_proxies: int
     request_id_header: str
     request_id_meta_key: str
+    # ``Redactor.scrub_text`` with the configured keys and patterns: not None when a text holds a secret.
+    find_secrets: Callable[[str], str | None]
 
     def keeps_body(self, method: str | None, path: str) -> bool:
         return method in self.body_methods and self.keeps_body_for_path(path)
@@ -114,6 +119,7 @@ def _compile(settings: AuditSettings) -> RequestRules:
         trusted_proxies=settings.TRUSTED_PROXIES,
         request_id_header=header,
         request_id_meta_key="HTTP_" + header.upper().replace("-", "_"),
+        find_secrets=Redactor(settings.REDACT_KEYS, settings.REDACT_PATTERNS).scrub_text,
     )
 
 
@@ -138,10 +144,13 @@ def path_matcher(patterns: tuple[str, ...], default: bool) -> Callable[[str], bo
 def request_id(meta: dict[str, Any], rules: RequestRules) -> str:
     """The caller's request id when it is a sane token, otherwise a new UUID4.
 
-    Sane: 1 to 128 characters of ``A-Z a-z 0-9 . _ : + / = -``, starting with a letter or digit.
+    Sane: 1 to 128 characters of ``A-Z a-z 0-9 . _ : + / = -``, starting with a letter or digit (a leading
+    ``-`` could be read as an option by tools handed the id), and nothing the redactor would mask (a JSON Web
+    Token, a card number, ``password=...``): the id is copied into every record of the request and never
+    redacted, so a secret sent as an id must not become one.
     """
     incoming = meta.get(rules.request_id_meta_key)
-    if incoming and _VALID_REQUEST_ID.fullmatch(incoming):
+    if incoming and _VALID_REQUEST_ID.fullmatch(incoming) and rules.find_secrets(incoming) is None:
         return str(incoming)
     return new_uuid4()
 
@@ -198,17 +207,19 @@ def client_address(meta: dict[str, Any], trusted_proxies: int) -> str | None:
 
     ``REMOTE_ADDR`` unless ``trusted_proxies`` (N) proxies stand in front of the application: then each
     of them appended the address it was connected from to ``X-Forwarded-For``, so the client is the N-th
-    address counted from the right of ``X-Forwarded-For`` + ``REMOTE_ADDR``. Entries further left were
-    written by the client and are ignored. An entry that is not an IP address gives ``REMOTE_ADDR``.
+    address counted from the right of ``X-Forwarded-For`` + ``REMOTE_ADDR``, that is the N-th entry from the
+    right of ``X-Forwarded-For`` (its leftmost when it has fewer). ``REMOTE_ADDR`` is the nearest proxy also
+    when the server leaves it empty or unset (a unix socket): it still counts as one hop. Entries further left
+    were written by the client and are ignored. An entry that is not an IP address gives ``REMOTE_ADDR``.
     """
     remote = meta.get("REMOTE_ADDR") or None
     forwarded = meta.get("HTTP_X_FORWARDED_FOR")
     if not trusted_proxies or not forwarded:
         return remote
-    chain = [hop.strip() for hop in forwarded.split(",") if hop.strip()]
-    if remote:
-        chain.append(remote)
-    candidate = chain[-(trusted_proxies + 1)] if len(chain) > trusted_proxies else chain[0]
+    hops = [hop for hop in (entry.strip() for entry in forwarded.split(",")) if hop]
+    if not hops:
+        return remote
+    candidate = hops[-trusted_proxies] if len(hops) >= trusted_proxies else hops[0]
     try:
         return str(ipaddress.ip_address(candidate))
     except ValueError:
@@ -233,26 +244,68 @@ def content_length(meta: dict[str, Any]) -> int | None:
     return length if length > 0 else None
 
 
-def preload_request_body(request: Any, rules: RequestRules) -> None:
-    """Before the view: cache a small textual body through ``request.body`` (see the module docstring)."""
+def preload_request_body(request: Any, rules: RequestRules) -> str | None:
+    """Before the view: cache a small textual body through ``request.body`` (see the module docstring).
+
+    When reading fails (the client went away while sending), the request is left so that the view meets the
+    same error on its first read, as it would have without the middleware, and the error's class name is
+    returned for the record; otherwise None.
+    """
     meta = request.META
     length = content_length(meta)
     if length is None:  # no body (or one of unknown length, which is never read here)
-        return
+        return None
     if not rules.keeps_body(request.method, request.path) or not is_textual(meta.get("CONTENT_TYPE")):
-        return
+        return None
     upload_limit = django_settings.DATA_UPLOAD_MAX_MEMORY_SIZE
     if length > rules.max_body_bytes or (upload_limit is not None and length > upload_limit):
-        return
+        return None
     if "_body" in request.__dict__ or getattr(request, "_read_started", True):
-        return
-    request.body  # noqa: B018 - reading caches the bytes; the view gets the same bytes
+        return None
+    try:
+        request.body  # noqa: B018 - reading caches the bytes; the view gets the same bytes
+    except Exception as exc:
+        if request._read_started:  # else nothing was consumed: the view meets the error by itself
+            request._stream = _FailedStream(_stream_error(exc))
+            request._read_started = False
+        return type(exc).__name__
+    return None
 
 
-def request_body(request: Any, rules: RequestRules, copier: Snapshotter) -> Any:
+class _FailedStream:
+    """A request stream whose every read raises the error that reading the real stream raised.
+
+    Django wraps the ``OSError`` of a read in ``UnreadablePostError`` and refuses ``request.body`` once a read
+    has started, so without this the view would meet an empty ``request.POST`` or ``RawPostDataException``.
+    """
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+    def read(self, *args: Any, **kwargs: Any) -> bytes:
+        raise self.error
+
+    readline = read
+
+    def close(self) -> None:
+        pass
+
+
+def _stream_error(exc: BaseException) -> BaseException:
+    """What the stream itself raised, under the ``UnreadablePostError`` layers Django added."""
+    while isinstance(exc, UnreadablePostError) and isinstance(exc.__cause__, OSError):
+        exc = exc.__cause__
+    return exc
+
+
+def request_body(
+    request: Any, rules: RequestRules, copier: Snapshotter, read_error: str | None = None
+) -> Any:
     """After the view: the request body's summary from what is already in memory. Never reads a stream.
 
     The summary is passed through ``copier`` (the record's caps) unless it is too small to exceed them.
+    ``read_error`` is what :func:`preload_request_body` returned: the body could not be read, and the record
+    says ``{"type": ..., "size": ..., "error": "<exception class>"}``.
     """
     meta = request.META
     content_type = meta.get("CONTENT_TYPE") or None
@@ -264,6 +317,8 @@ def request_body(request: Any, rules: RequestRules, copier: Snapshotter) -> Any:
         return within_caps(summarize_body(content_type, body, rules.max_body_bytes), len(body), copier)
     if body_kind(content_type) == MULTIPART and "_files" in request.__dict__:
         return copier.copy(parsed_multipart(request, rules.max_body_bytes))
+    if read_error is not None:
+        return {"type": content_type, "size": length, "error": read_error}
     if length is None:
         return None
     return {"type": content_type, "size": length, "unread": True}

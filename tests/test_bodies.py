@@ -147,7 +147,8 @@ def test_body_kinds():
 
 def test_safe_text_reports_whether_it_decoded_cleanly():
     assert safe_text(b"ok") == ("ok", True)
-    assert safe_text(b"\xc3") == ("", True)  # an incomplete character at the end: dropped
+    assert safe_text(b"\xc3", cut=True) == ("", True)  # a character cut at the end of a cut body: dropped
+    assert safe_text(b"\xc3") == ("\\xc3", False)  # the end of a complete body: kept, escaped
     assert safe_text(b"a\xffb") == ("a\\xffb", False)
 
 
