@@ -94,8 +94,8 @@ class FieldSpec:
     # ``published="2024-01-02"``, ``author_id="1"``) is converted with ``field.to_python`` before it is
     # compared or recorded.
     python_type: type | None = None
-    # DecimalField: the places the database keeps; a saved value is rounded to them as the database does.
-    decimal_places: int | None = None
+    # DecimalField: ``Decimal(10) ** -decimal_places``; a saved value is rounded to it as the database does.
+    quantum: decimal.Decimal | None = None
 
 
 class ModelPolicy:
@@ -139,9 +139,7 @@ class ModelPolicy:
         self.mutables: tuple[str, ...] = tuple(spec.attname for spec in fields if spec.kind == MUTABLE)
         self.files: tuple[str, ...] = tuple(spec.attname for spec in fields if spec.kind == FILE)
         self.typed: tuple[FieldSpec, ...] = tuple(spec for spec in fields if spec.python_type is not None)
-        self.decimals: tuple[FieldSpec, ...] = tuple(
-            spec for spec in fields if spec.decimal_places is not None
-        )
+        self.decimals: tuple[FieldSpec, ...] = tuple(spec for spec in fields if spec.quantum is not None)
 
 
 @dataclass(frozen=True)
@@ -200,9 +198,7 @@ class Rules:
                     is_masked,
                     model_field,
                     _python_type(model_field),
-                    getattr(model_field, "decimal_places", None)
-                    if isinstance(model_field, models.DecimalField)
-                    else None,
+                    _quantum(model_field),
                 )
             )
         return tuple(specs)
@@ -263,6 +259,11 @@ def _kind(field: models.Field[Any, Any]) -> int:
     if isinstance(field, models.FileField):
         return FILE
     return PLAIN if isinstance(field, _IMMUTABLE_FIELDS) else MUTABLE
+
+
+def _quantum(field: models.Field[Any, Any]) -> decimal.Decimal | None:
+    places = getattr(field, "decimal_places", None) if isinstance(field, models.DecimalField) else None
+    return None if places is None else decimal.Decimal(1).scaleb(-places)
 
 
 def _python_type(field: models.Field[Any, Any]) -> type | None:

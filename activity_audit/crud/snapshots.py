@@ -258,7 +258,7 @@ def _stored_form(spec: FieldSpec, value: Any, vendor: str) -> Any:
         return value if type(value) is str else _file_name(value)
     if spec.python_type is not None and type(value) is not spec.python_type:
         value = _converted(spec, value)
-    if spec.decimal_places is not None and type(value) is decimal.Decimal:
+    if spec.quantum is not None and type(value) is decimal.Decimal:
         return _rounded(spec, value, vendor)
     if spec.python_type is None and _is_expression(value):
         return Computed(value)
@@ -296,13 +296,10 @@ _ROUNDING = {"postgresql": decimal.ROUND_HALF_UP}
 
 
 def _rounded(spec: FieldSpec, value: decimal.Decimal, vendor: str) -> decimal.Decimal:
-    places = spec.decimal_places
-    if places is None or not value.is_finite() or value.as_tuple().exponent == -places:
+    if spec.quantum is None or not value.is_finite():
         return value
     try:
-        return value.quantize(
-            decimal.Decimal(1).scaleb(-places), rounding=_ROUNDING.get(vendor, decimal.ROUND_HALF_EVEN)
-        )
+        return value.quantize(spec.quantum, rounding=_ROUNDING.get(vendor, decimal.ROUND_HALF_EVEN))
     except decimal.InvalidOperation:  # too many digits: the database refuses it, Django raises
         return value
 
