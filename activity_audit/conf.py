@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import math
 import os
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -86,12 +87,23 @@ class AuditSettings:
         """The options in ``ACTIVITY_AUDIT['PLUGINS'][name]``, with ``{"$env": VAR}`` values resolved.
 
         A missing environment variable is an error naming the setting and the variable, never its value.
+        The name is remembered (:func:`plugin_options_read`): a ``PLUGINS`` entry no plugin reads is a
+        warning of ``manage.py check``.
         """
+        _options_read.add(name)
         raw = self.PLUGINS.get(name, {})
         return {
             key: _resolve_env(value, f"ACTIVITY_AUDIT['PLUGINS']['{name}']['{key}']")
             for key, value in raw.items()
         }
+
+
+_options_read: set[str] = set()
+
+
+def plugin_options_read() -> frozenset[str]:
+    """Every name whose options a plugin has read with :meth:`AuditSettings.plugin_config` in this process."""
+    return frozenset(_options_read)
 
 
 def _resolve_env(value: Any, where: str) -> Any:
@@ -129,15 +141,25 @@ def _positive_int(key: str, value: Any) -> int:
     return value
 
 
+# The longest wait the threading module accepts; a longer one raises OverflowError in the worker.
+MAX_SECONDS = math.floor(threading.TIMEOUT_MAX)
+
+
 def _seconds(key: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
         raise _bad(key, "a number of seconds (0 or more)", value)
-    return float(value)
+    return _at_most_max_seconds(key, value)
 
 
 def _positive_seconds(key: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
         raise _bad(key, "a number of seconds greater than 0", value)
+    return _at_most_max_seconds(key, value)
+
+
+def _at_most_max_seconds(key: str, value: float) -> float:
+    if value > MAX_SECONDS:
+        raise _bad(key, f"at most {MAX_SECONDS} seconds (the longest wait Python supports)", value)
     return float(value)
 
 
@@ -155,6 +177,21 @@ def _mode(key: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 0o777:
         raise _bad(key, "a permission mode such as 0o640", value)
     return value
+
+
+def _owner_mode(needed: int, what: str) -> Validator:
+    """A permission mode that leaves the owner (this process) the ``needed`` bits, so it can keep writing."""
+
+    def check(key: str, value: Any) -> int:
+        mode = _mode(key, value)
+        if mode & needed != needed:
+            raise ImproperlyConfigured(
+                f"ACTIVITY_AUDIT['{key}'] must give the owner {what} permission ({oct(needed)} at least), "
+                f"got {oct(mode)}."
+            )
+        return mode
+
+    return check
 
 
 def _choice(choices: tuple[str, ...]) -> Validator:
@@ -250,9 +287,12 @@ def _header_name(key: str, value: Any) -> str:
 
 
 def _path(key: str, value: Any) -> Path:
-    if not isinstance(value, (str, os.PathLike)) or not str(value):
+    path = os.fspath(value) if isinstance(value, os.PathLike) else value
+    if not isinstance(path, str) or not path:
         raise _bad(key, "a directory path", value)
-    return Path(value)
+    if "\0" in path:
+        raise _bad(key, "a directory path without NUL characters", value)
+    return Path(path)
 
 
 VALIDATORS: dict[str, Validator] = {
@@ -274,8 +314,8 @@ VALIDATORS: dict[str, Validator] = {
     "MAX_ITEMS": _positive_int,
     "MAX_DEPTH": _positive_int,
     "MAX_RECORD_BYTES": _positive_int,
-    "FILE_MODE": _mode,
-    "DIR_MODE": _mode,
+    "FILE_MODE": _owner_mode(0o600, "read and write"),
+    "DIR_MODE": _owner_mode(0o700, "read, write and search"),
     "HOOKS_MODULES": _names,
     "DISABLED_PLUGINS": _names,
     "LOAD_ENTRY_POINTS": _boolean,

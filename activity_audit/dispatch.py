@@ -421,8 +421,11 @@ class Pipeline:
         """Wait until every record submitted before this call has been handed to every sink.
 
         True when done within ``timeout`` seconds; False when it was not (a sink is slow or hung, or the app
-        is not configured yet).
+        is not configured yet). With ``ENABLED`` False and no stream started, True at once: nothing is
+        queued, and no worker is started (it would write ``PIPELINE_STARTED``).
         """
+        if not self.enabled and self._worker is None:
+            return True
         barrier = FlushBarrier()
         self._queue.append(barrier)
         self._ensure_worker()

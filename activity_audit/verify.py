@@ -1,16 +1,29 @@
 """Prove from the files alone that nothing was lost or repeated: every stream's ``seq`` must run 1, 2, 3 ...
 
 Records of one stream may be spread over several files (``audit.log``, ``api.log``, ``app.log``) and may
-appear out of order (threads); the check is per stream over all the files given. A stream that ends
-without a ``PIPELINE_STOPPED`` record was cut short (killed, or still running), which the report says too.
+appear out of order (threads); the check is per stream over all the files given.
+
+A line counts as unreadable unless it is a JSON object whose ``stream_id`` is a non-empty string and whose
+``seq`` is a whole number of 1 or more (not a boolean, a float or a string).
+
+A stream is *closed* when its ``PIPELINE_STOPPED`` record is present, and *open* otherwise: its process may
+still be running, or it was killed, or the end of its trail was cut off. Records after the last one found
+cannot be checked for an open stream, so the report says so; with ``require_closed`` an open stream fails.
+
+Memory grows with the number of records read, never with the values of ``seq``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import TypeGuard
 
 import orjson
+
+# How many ranges of missing or repeated seq a report line shows.
+SHOWN_RANGES = 50
+OPEN_ADVICE = " (if their processes have stopped, their ends are missing: --require-closed fails on this)"
 
 
 @dataclass
@@ -18,20 +31,36 @@ class StreamReport:
     stream_id: str
     count: int = 0
     max_seq: int = 0
-    missing: list[int] = field(default_factory=list)
-    duplicates: list[int] = field(default_factory=list)
+    missing_ranges: list[tuple[int, int]] = field(default_factory=list)  # first and last included
+    duplicates: list[int] = field(default_factory=list)  # one entry per extra copy
     stopped: bool = False
     declared_drops: int = 0
+
+    @property
+    def missing_count(self) -> int:
+        return sum(last - first + 1 for first, last in self.missing_ranges)
+
+    def missing_seqs(self) -> Iterator[int]:
+        """Every missing ``seq``, in order (lazily: there may be a great many)."""
+        for first, last in self.missing_ranges:
+            yield from range(first, last + 1)
 
 
 @dataclass
 class VerifyReport:
     streams: dict[str, StreamReport]
     bad_lines: int
+    require_closed: bool = False
+
+    @property
+    def open_streams(self) -> int:
+        return sum(not stream.stopped for stream in self.streams.values())
 
     @property
     def ok(self) -> bool:
-        return self.bad_lines == 0 and all(not s.missing and not s.duplicates for s in self.streams.values())
+        """No unreadable line, no gap, no repeat, and (with ``require_closed``) no open stream."""
+        complete = all(not s.missing_ranges and not s.duplicates for s in self.streams.values())
+        return self.bad_lines == 0 and complete and not (self.require_closed and self.open_streams)
 
     def lines(self) -> list[str]:
         out = []
@@ -39,20 +68,27 @@ class VerifyReport:
             state = "stopped" if stream.stopped else "open (still running, or killed)"
             out.append(
                 f"stream {stream.stream_id}: {stream.count} records, seq 1..{stream.max_seq}, "
-                f"{len(stream.missing)} missing, {len(stream.duplicates)} repeated, "
+                f"{stream.missing_count} missing, {len(stream.duplicates)} repeated, "
                 f"{stream.declared_drops} declared dropped, {state}"
             )
-            if stream.missing:
-                out.append(f"  missing seq: {_ranges(stream.missing)}")
+            if stream.missing_ranges:
+                out.append(f"  missing seq: {_format_ranges(stream.missing_ranges)}")
             if stream.duplicates:
-                out.append(f"  repeated seq: {_ranges(stream.duplicates)}")
+                out.append(f"  repeated seq: {_format_ranges(_ranges(stream.duplicates))}")
         out.append(f"unreadable lines: {self.bad_lines}")
+        if self.open_streams:
+            severity, advice = ("error", "") if self.require_closed else ("warning", OPEN_ADVICE)
+            out.append(
+                f"{severity}: {self.open_streams} open stream(s): records after the last one found cannot be "
+                f"checked{advice}"
+            )
         out.append("OK" if self.ok else "FAILED")
         return out
 
 
-def verify_lines(lines: Iterable[bytes]) -> VerifyReport:
-    seen: dict[str, set[int]] = {}
+def verify_lines(lines: Iterable[bytes], *, require_closed: bool = False) -> VerifyReport:
+    """Check JSON lines, each an audit record, for gaps and repeats in every stream's ``seq``."""
+    seen: dict[str, list[int]] = {}
     reports: dict[str, StreamReport] = {}
     bad = 0
     for raw in lines:
@@ -60,46 +96,68 @@ def verify_lines(lines: Iterable[bytes]) -> VerifyReport:
             continue
         try:
             record = orjson.loads(raw)
-            stream_id, seq = record["stream_id"], int(record["seq"])
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        except orjson.JSONDecodeError:
             bad += 1
             continue
-        report = reports.setdefault(stream_id, StreamReport(stream_id))
-        numbers = seen.setdefault(stream_id, set())
-        if seq in numbers:
-            report.duplicates.append(seq)
-        numbers.add(seq)
+        stream_id = record.get("stream_id") if isinstance(record, dict) else None
+        seq = record.get("seq") if isinstance(record, dict) else None
+        if not _is_count(seq) or seq < 1 or not isinstance(stream_id, str) or not stream_id:
+            bad += 1
+            continue
+        report = reports.get(stream_id)
+        if report is None:
+            report = reports[stream_id] = StreamReport(stream_id)
+            seen[stream_id] = []
+        seen[stream_id].append(seq)
         report.count += 1
-        report.max_seq = max(report.max_seq, seq)
-        if record.get("event_type") == "PIPELINE_STOPPED":
+        event_type = record.get("event_type")
+        if event_type == "PIPELINE_STOPPED":
             report.stopped = True
-        if record.get("event_type") == "RECORDS_DROPPED":
-            report.declared_drops += int(record.get("count", 0))
+        elif event_type == "RECORDS_DROPPED" and _is_count(record.get("count")):
+            report.declared_drops += record["count"]
     for stream_id, report in reports.items():
-        numbers = seen[stream_id]
-        report.missing = [n for n in range(1, report.max_seq + 1) if n not in numbers]
-    return VerifyReport(reports, bad)
+        _find_gaps_and_repeats(report, sorted(seen.pop(stream_id)))
+    return VerifyReport(reports, bad, require_closed)
 
 
-def verify_files(paths: Iterable[str]) -> VerifyReport:
+def verify_files(paths: Iterable[str], *, require_closed: bool = False) -> VerifyReport:
+    """:func:`verify_lines` over every line of the files; ``OSError`` for a file that cannot be read."""
+
     def lines() -> Iterable[bytes]:
         for path in paths:
             with open(path, "rb") as handle:
                 yield from handle
 
-    return verify_lines(lines())
+    return verify_lines(lines(), require_closed=require_closed)
 
 
-def _ranges(numbers: list[int]) -> str:
-    parts, start, previous = [], None, None
-    for number in sorted(numbers):
-        if start is None:
-            start = previous = number
-        elif previous is not None and number == previous + 1:
-            previous = number
+def _is_count(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _find_gaps_and_repeats(report: StreamReport, seqs: list[int]) -> None:
+    """Fill in ``missing_ranges``, ``duplicates`` and ``max_seq`` from the stream's sorted seqs."""
+    previous = 0
+    for seq in seqs:
+        if seq == previous:
+            report.duplicates.append(seq)
+        elif seq > previous + 1:
+            report.missing_ranges.append((previous + 1, seq - 1))
+        previous = seq
+    report.max_seq = previous
+
+
+def _ranges(sorted_numbers: list[int]) -> list[tuple[int, int]]:
+    """Runs of consecutive (or equal) numbers, as (first, last)."""
+    runs: list[tuple[int, int]] = []
+    for number in sorted_numbers:
+        if runs and number - runs[-1][1] <= 1:
+            runs[-1] = (runs[-1][0], number)
         else:
-            parts.append(f"{start}-{previous}" if start != previous else f"{start}")
-            start = previous = number
-    if start is not None:
-        parts.append(f"{start}-{previous}" if start != previous else f"{start}")
-    return ", ".join(parts[:50]) + (" ..." if len(parts) > 50 else "")
+            runs.append((number, number))
+    return runs
+
+
+def _format_ranges(ranges: list[tuple[int, int]]) -> str:
+    parts = [f"{first}-{last}" if first != last else f"{first}" for first, last in ranges[:SHOWN_RANGES]]
+    return ", ".join(parts) + (" ..." if len(ranges) > SHOWN_RANGES else "")

@@ -18,6 +18,7 @@ from django.core.management import CommandError, call_command
 from django.test import override_settings
 
 from activity_audit.manager import BUILTIN_PLUGINS
+from activity_audit.verify import OPEN_ADVICE
 from tests.plugins.distributions import TRAIL_PLUGIN, Distributions, installed_distributions
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -92,6 +93,7 @@ def test_verify_accepts_a_complete_trail_spread_over_files(tmp_path: Path) -> No
         f"stream {OTHER}: 1 records, seq 1..1, 0 missing, 0 repeated, 0 declared dropped, "
         "open (still running, or killed)\n"
         "unreadable lines: 0\n"
+        f"warning: 1 open stream(s): records after the last one found cannot be checked{OPEN_ADVICE}\n"
         "OK\n"
     )
 
@@ -133,6 +135,7 @@ def test_verify_reports_a_torn_line(tmp_path: Path) -> None:
         f"stream {STREAM}: 2 records, seq 1..2, 0 missing, 0 repeated, 0 declared dropped, "
         "open (still running, or killed)\n"
         "unreadable lines: 1\n"
+        f"warning: 1 open stream(s): records after the last one found cannot be checked{OPEN_ADVICE}\n"
         "FAILED\n"
     )
 

@@ -43,7 +43,7 @@ def _check_loss_accounting(finished, log_dir: Path, error_text: str) -> None:
     assert written.report.bad_lines == 0 and stream.duplicates == [] and stream.stopped
     # Lost = exactly the seqs missing from the file, and exactly what stderr announced.
     assert stats["lost"] > 0
-    assert len(stream.missing) == stats["lost"]
+    assert stream.missing_count == stats["lost"]
     reports = finished.reports("SINK_FAILED", FILE_SINK)
     assert sum(lost for _, lost in reports) == stats["lost"]
     assert 1 <= len(reports) <= 3
@@ -51,7 +51,8 @@ def _check_loss_accounting(finished, log_dir: Path, error_text: str) -> None:
     # Writing resumed: every record emitted after space came back is there, and the trail says what was lost.
     assert written.origins()["after"] == AFTER
     # The burst took seqs 2..BEFORE+1 (1 is PIPELINE_STARTED): the "before" records lost are the gaps there.
-    assert written.origins()["before"] == BEFORE - sum(1 for seq in stream.missing if 2 <= seq <= BEFORE + 1)
+    lost_before = sum(1 for seq in stream.missing_seqs() if 2 <= seq <= BEFORE + 1)
+    assert written.origins()["before"] == BEFORE - lost_before
     # Reports made while the disk was full were lost with it; the later ones are in the trail, same numbers.
     in_trail = [
         (r["occurrences"], r["lost"]) for r in written.events("SINK_FAILED") if r["source"] == FILE_SINK

@@ -5,13 +5,19 @@ logs routed by the ``LOGGING`` helpers), and ``<channel>.log`` for any other cha
 
 Contract:
 
-* the directory is created with ``DIR_MODE`` (0750) and files with ``FILE_MODE`` (0640), whatever the umask;
-  a symlink in place of a log file is refused;
+* the directory, and any missing parent of it, is created with ``DIR_MODE`` (0750) and files with
+  ``FILE_MODE`` (0640), whatever the umask; a symlink in place of a log file is refused;
+* at start-up (``audit_configure``) ``audit.log``, ``api.log`` and an existing ``app.log`` are opened, so a
+  file that cannot be written (a directory in its place, no permission) stops start-up naming ``LOG_DIR`` and
+  the file (a missing ``app.log`` is created on first use: a project that routes no logs there gets none);
 * each batch is appended to each file with ``O_APPEND`` under an exclusive ``flock``, so several processes
   (gunicorn workers) can share the files without tearing or interleaving lines;
 * a failed write (disk full, quota, I/O error) is cut back to the last whole line before the lock is released,
   so no torn line is ever left behind, and exactly the records that did not make it are reported lost;
-* a file renamed or removed by a rotation tool is reopened on the next batch;
+* a batch is written file by file, and a file that fails costs only its own records: the others are still
+  written, and the sink reports exactly how many records were stored (``PartialDelivery``);
+* a file renamed or removed by a rotation tool is reopened on the next batch; if ``LOG_DIR`` itself was
+  removed or renamed, it is created again (with ``DIR_MODE``);
 * with ``FSYNC_INTERVAL`` seconds set (default 1), data is fsynced at most that long after it was written;
   a failed fsync is reported as a loss of the whole batch, because the kernel may have dropped the pages.
 
@@ -48,6 +54,26 @@ def file_name(channel: str) -> str:
     return f"{stem}.log" if _SAFE_CHANNEL.match(stem) else f"{CHANNEL_APP}.log"
 
 
+def make_directories(directory: Path, mode: int) -> None:
+    """Create ``directory`` and each missing parent with exactly ``mode``, whatever the umask.
+
+    Directories that exist already are left as they are; one created meanwhile by another process is fine.
+    """
+    missing: list[Path] = []
+    for path in (directory, *directory.parents):
+        if path.exists():
+            break
+        missing.append(path)
+    for path in reversed(missing):
+        try:
+            os.mkdir(path, mode)
+        except FileExistsError:
+            if not path.is_dir():
+                raise
+            continue
+        os.chmod(path, mode)  # mkdir applies the umask
+
+
 class _WriteFailed(Exception):
     def __init__(self, written_records: int, cause: OSError) -> None:
         super().__init__(str(cause))
@@ -80,7 +106,9 @@ class FileSink:
         self.file_mode, self.dir_mode = settings.FILE_MODE, settings.DIR_MODE
         self.fsync_interval = settings.FSYNC_INTERVAL
         self._prepare_directory()
-        for channel in (CHANNEL_AUDIT, CHANNEL_API):
+        for channel in STANDARD_CHANNELS:
+            if channel == CHANNEL_APP and not os.path.lexists(self.directory / file_name(channel)):
+                continue
             try:
                 self._open(channel)
             except OSError as exc:
@@ -97,9 +125,7 @@ class FileSink:
                 raise ImproperlyConfigured(
                     f"ACTIVITY_AUDIT['LOG_DIR'] = '{directory}' exists and is not a directory."
                 )
-            if not directory.exists():
-                directory.mkdir(parents=True, mode=self.dir_mode)
-                os.chmod(directory, self.dir_mode)
+            make_directories(directory, self.dir_mode)
         except OSError as exc:
             raise ImproperlyConfigured(
                 f"ACTIVITY_AUDIT['LOG_DIR'] = '{directory}' cannot be created ({exc.strerror or exc})."
@@ -110,21 +136,30 @@ class FileSink:
             )
 
     def write(self, entries: Sequence[Entry]) -> None:
+        """Append each record to its channel's file.
+
+        Raises :class:`PartialDelivery` with the number of records stored when any file failed: a file
+        that fails costs only its own records, the other files of the batch are still written.
+        """
         by_channel: dict[str, list[bytes]] = {}
         for entry in entries:
             by_channel.setdefault(entry.channel, []).append(entry.line)
         written = 0
+        failures: list[tuple[str, OSError]] = []
         for channel, lines in by_channel.items():
             try:
                 self._append(self._file_for(channel), lines)
             except _WriteFailed as failure:
-                raise PartialDelivery(
-                    written + failure.written_records, str(failure.cause)
-                ) from failure.cause
+                written += failure.written_records
+                failures.append((channel, failure.cause))
             except OSError as exc:
-                raise PartialDelivery(written, str(exc)) from exc
-            written += len(lines)
+                failures.append((channel, exc))
+            else:
+                written += len(lines)
         self._maybe_fsync(written)
+        if failures:
+            reason = "; ".join(f"{file_name(channel)}: {exc}" for channel, exc in failures)
+            raise PartialDelivery(written, reason) from failures[0][1]
 
     def _file_for(self, channel: str) -> _OpenFile:
         current = self._files.get(channel)
@@ -142,7 +177,13 @@ class FileSink:
         assert self.directory is not None, "file sink used before audit_configure"
         path = self.directory / file_name(channel)
         flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
-        fd = os.open(path, flags, self.file_mode)
+        try:
+            fd = os.open(path, flags, self.file_mode)
+        except FileNotFoundError:
+            if self.directory.exists():
+                raise
+            make_directories(self.directory, self.dir_mode)  # removed or renamed while running
+            fd = os.open(path, flags, self.file_mode)
         try:
             stat = os.fstat(fd)
             if stat.st_mode & 0o777 != self.file_mode and stat.st_uid == os.geteuid():

@@ -162,9 +162,9 @@ def assert_streams_complete(written: Written) -> None:
     report = written.report
     assert report.bad_lines == 0
     problems = {
-        s.stream_id: (s.missing[:10], s.duplicates[:10])
+        s.stream_id: (s.missing_ranges[:10], s.duplicates[:10])
         for s in report.streams.values()
-        if s.missing or s.duplicates
+        if s.missing_ranges or s.duplicates
     }
     assert not problems, f"streams with gaps or repeats: {problems}"
     open_streams = [s.stream_id for s in report.streams.values() if not s.stopped]
