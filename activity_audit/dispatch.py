@@ -18,7 +18,10 @@ Guarantees (each has a test that counts records):
   the sink keeps finishing batches); a stalled one (nothing finished for ``STALL_AFTER`` seconds) loses its
   batches, counted and reported as ``SINK_BACKLOG_FULL``, and holds back no other sink;
 * a sink that raises or hangs costs only its own records, counted per sink (``stats()``) and reported with
-  the plugin's name at most once per ``REPORT_INTERVAL`` (plus a summary at shutdown);
+  the plugin's name at most once per ``REPORT_INTERVAL`` (plus a summary at shutdown). On the pipeline's own
+  threads a plugin's ``BaseException`` (``SystemExit``, ``asyncio.CancelledError`` ...) is a failure like any
+  other: no signal is ever delivered to these threads, so nothing legitimate arrives that way, and letting it
+  through would end the thread and every record after it;
 * SIGKILL, power loss: what is still queued (at most ``QUEUE_SIZE`` records plus each sink's backlog) is lost.
 """
 
@@ -222,7 +225,7 @@ class SinkRunner:
         except PartialDelivery as exc:
             self.delivered += exc.delivered
             self._failed(len(batch) - exc.delivered, exc.__cause__ or exc)
-        except Exception as exc:
+        except BaseException as exc:
             self._failed(len(batch), exc)
         finally:
             self.busy_since = None
@@ -459,7 +462,7 @@ class Pipeline:
                 self._check_drops()
                 self._check_stuck_sinks()
                 self.reporter.tick()
-            except Exception as exc:  # the worker must outlive any bug, ours included
+            except BaseException as exc:  # the worker must outlive any bug, ours included
                 write_stderr(f"internal error in the audit worker: {type(exc).__name__}: {exc}")
             if self._stopping and not self._queue:
                 return
@@ -495,7 +498,7 @@ class Pipeline:
             for name, redact in redactors:
                 try:
                     redact(record)
-                except Exception as exc:
+                except BaseException as exc:
                     record = self._redaction_failed(record, name, exc)
                     break
             if builtin_only:
@@ -508,7 +511,7 @@ class Pipeline:
         for name, format_record in formatters:
             try:
                 line = format_record(record)
-            except Exception as exc:
+            except BaseException as exc:
                 self.reporter.problem("FORMAT_FAILED", name, error=f"{type(exc).__name__}: {exc}")
                 break
             if line is None:
@@ -522,7 +525,7 @@ class Pipeline:
             break
         return dumps_line(record, self._max_bytes, self._limits)
 
-    def _redaction_failed(self, record: Record, plugin: str, exc: Exception) -> Record:
+    def _redaction_failed(self, record: Record, plugin: str, exc: BaseException) -> Record:
         self.reporter.problem("REDACTION_FAILED", plugin, error=type(exc).__name__)
         stub = {key: record[key] for key in _STUB_KEYS if key in record}
         stub["message"] = "record withheld: a redactor failed on it"

@@ -465,3 +465,46 @@ def test_the_complete_example_in_the_docs_works(tmp_path: Path, audit_records: C
     finally:
         sys.path.remove(str(package))
         sys.modules.pop("daily_audit", None)
+
+
+def test_a_base_exception_from_a_plugin_is_a_failure_like_any_other(audit_records: CapturedRecords) -> None:
+    """``asyncio.CancelledError`` or ``SystemExit`` from a plugin must not end the worker or a sink thread."""
+    import asyncio
+
+    class CancelledFormat:
+        @hookimpl
+        def format_record(self, record: dict[str, Any]) -> bytes | None:
+            if record.get("message") == "cancel in format":
+                raise asyncio.CancelledError
+            return None
+
+    class ExitingSink:
+        @hookimpl
+        def sink(self, records: Sequence[Entry]) -> None:
+            if any(entry.record.get("message") == "exit in sink" for entry in records):
+                raise SystemExit(3)
+
+    with (
+        registered_plugin(CancelledFormat(), name="tests.cancelled-format"),
+        registered_plugin(ExitingSink(), name="tests.exiting-sink"),
+    ):
+        assert pipeline.flush(10)
+        lost_before = pipeline.stats()["sinks"]["tests.exiting-sink"]["lost"]
+        sent = [contract_record(message) for message in ("cancel in format", "exit in sink", "after")]
+        for record in sent:
+            emit_crud(record)
+            assert pipeline.flush(10)  # one batch each: only the failing one is lost to the sink
+        assert pipeline.flush(10)
+        sink_stats = pipeline.stats()["sinks"]["tests.exiting-sink"]
+    assert pipeline._worker is not None and pipeline._worker.is_alive()
+    lines = {
+        entry.record["message"]: entry.line
+        for entry in audit_records.entries
+        if entry.record.get("name") == NAME
+    }
+    assert lines == {record["message"]: dumps_line(record) for record in sent}
+    assert sink_stats["lost"] - lost_before == 1
+    [format_failed] = problems(audit_records, "FORMAT_FAILED", "tests.cancelled-format")
+    assert format_failed["error"] == "CancelledError: "
+    [sink_failed] = problems(audit_records, "SINK_FAILED", "tests.exiting-sink")
+    assert (sink_failed["lost"], sink_failed["error"]) == (1, "SystemExit: 3")
