@@ -54,6 +54,9 @@ if TYPE_CHECKING:
 Record = dict[str, Any]
 RecordCall = Callable[[Record], Any]
 
+# The caller name of a hook whose implementations pluggy calls together (a wrapper is registered).
+_ALL_AT_ONCE = "pluggy"
+
 # Keys a record keeps when a redactor fails on it: enough to prove it existed, nothing it might have leaked.
 _STUB_KEYS = ("timestamp", "level", "name", "event_type", "event_id", "stream_id", "seq")
 
@@ -253,6 +256,21 @@ class _HookCallers:
         self.redactors: list[tuple[str, RecordCall]] = []
         self.formatters: list[tuple[str, RecordCall]] = []
         self.sinks: list[tuple[str, Callable[[Sequence[rec.Entry]], Any]]] = []
+        self._names_by_code: dict[Any, str] = {}
+
+    def culprit(self, name: str, exc: BaseException) -> str:
+        """The plugin to blame for ``exc`` raised by the caller named ``name``.
+
+        With a wrapper registered, a hook's implementations are called together through pluggy: the plugin
+        is then the one whose implementation is the innermost frame of the traceback.
+        """
+        if name != _ALL_AT_ONCE:
+            return name
+        traceback = exc.__traceback__
+        while traceback is not None:
+            name = self._names_by_code.get(traceback.tb_frame.f_code, name)
+            traceback = traceback.tb_next
+        return name
 
     def refresh(self, pm: AuditPluginManager) -> bool:
         """Re-read the hook implementations; True when they changed since the last call."""
@@ -261,6 +279,12 @@ class _HookCallers:
         self._pm, self._generation = pm, pm.generation
         self.redactors = _per_record_callers(pm, pm.hook.redact)
         self.formatters = _per_record_callers(pm, pm.hook.format_record)
+        self._names_by_code = {
+            impl.function.__code__: _plugin_name(pm, impl)
+            for hook in (pm.hook.redact, pm.hook.format_record)
+            for impl in hook.get_hookimpls()
+            if hasattr(impl.function, "__code__")
+        }
         sinks = reversed(pm.hook.sink.get_hookimpls())
         self.sinks = [(_plugin_name(pm, impl), _bind(impl, "records")) for impl in sinks]
         return True
@@ -282,7 +306,7 @@ def _bind(impl: Any, argname: str) -> Callable[[Any], Any]:
 def _per_record_callers(pm: pluggy.PluginManager, hook: Any) -> list[tuple[str, RecordCall]]:
     impls = hook.get_hookimpls()
     if any(impl.hookwrapper or getattr(impl, "wrapper", False) for impl in impls):
-        return [("pluggy", lambda record: hook(record=record))]
+        return [(_ALL_AT_ONCE, lambda record: hook(record=record))]
     return [(_plugin_name(pm, impl), _bind(impl, "record")) for impl in reversed(impls)]
 
 
@@ -499,7 +523,7 @@ class Pipeline:
                 try:
                     redact(record)
                 except BaseException as exc:
-                    record = self._redaction_failed(record, name, exc)
+                    record = self._redaction_failed(record, self._callers.culprit(name, exc), exc)
                     break
             if builtin_only:
                 append(entry(channel, record, dumps_line(record, max_bytes, limits)))
@@ -512,7 +536,8 @@ class Pipeline:
             try:
                 line = format_record(record)
             except BaseException as exc:
-                self.reporter.problem("FORMAT_FAILED", name, error=f"{type(exc).__name__}: {exc}")
+                culprit = self._callers.culprit(name, exc)
+                self.reporter.problem("FORMAT_FAILED", culprit, error=f"{type(exc).__name__}: {exc}")
                 break
             if line is None:
                 continue

@@ -276,13 +276,35 @@ _distributions: dict[int, str] = {}
 
 
 def describe_plugins(pm: pluggy.PluginManager) -> list[PluginInfo]:
-    """The loaded plugins in call order (the first listed is called first) with the hooks each implements."""
+    """The loaded plugins in call order (the first listed is called first) with the hooks each implements.
+
+    ``tryfirst`` and ``trylast`` implementations are the exception: :func:`call_order` gives each hook's.
+    """
     infos = []
     for name, plugin in reversed(pm.list_name_plugin()):
         if plugin is None:
             continue
         infos.append(PluginInfo(name=name, origin=_origin(name, plugin), hooks=_hook_names(pm, plugin)))
     return infos
+
+
+def call_order(pm: pluggy.PluginManager) -> list[tuple[str, list[str]]]:
+    """For each hook with more than one implementation, the plugins in the order they are called.
+
+    This is the order of :func:`describe_plugins` unless an implementation is marked ``tryfirst`` or
+    ``trylast`` (shown after its name), which moves it within that hook only.
+    """
+    order = []
+    for hook_name in hook_names():
+        impls = list(reversed(getattr(pm.hook, hook_name).get_hookimpls()))  # pluggy calls the last first
+        if len(impls) < 2:
+            continue
+        names = []
+        for impl in impls:
+            mark = " (tryfirst)" if impl.tryfirst else " (trylast)" if impl.trylast else ""
+            names.append(f"{pm.get_name(impl.plugin) or impl.plugin_name}{mark}")
+        order.append((hook_name, names))
+    return order
 
 
 def _origin(name: str, plugin: object) -> str:

@@ -10,6 +10,8 @@ from . import conf, manager
 from .dispatch import pipeline
 from .sigterm import install_sigterm_handler
 
+CRUD_PLUGIN = "activity_audit.crud.plugin"
+
 
 def start() -> pluggy.PluginManager:
     """Validate settings, load plugins in order, let each configure itself, and attach the pipeline.
@@ -18,6 +20,10 @@ def start() -> pluggy.PluginManager:
     """
     settings = conf.get_settings()
     pm = manager.load_plugins(settings)
+    if not pm.has_plugin(CRUD_PLUGIN):
+        from .crud.plugin import deactivate  # imports models: only once the apps are ready
+
+        deactivate()
     pm.hook.audit_configure(settings=settings)
     pipeline.configure(settings, pm)
     if settings.HANDLE_SIGTERM:

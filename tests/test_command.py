@@ -58,7 +58,30 @@ def test_plugins_lists_what_is_loaded_in_call_order_with_hooks(distributions: Di
             "     hooks: audit_after_fork, audit_configure, audit_shutdown, sink\n"
             "5. activity_audit.plugins.json_formatter (built-in)\n"
             "     hooks: audit_configure, format_record\n"
+            "call order of each hook with several implementations:\n"
+            "  audit_configure: activity_audit.plugins.file_sink, activity_audit.plugins.json_formatter\n"
+            "  redact: tests.plugins.hooks_second, tests.plugins.hooks_first, ep-trail\n"
         )
+
+
+def test_plugins_shows_where_tryfirst_and_trylast_change_a_hooks_call_order() -> None:
+    from activity_audit import hookimpl
+    from activity_audit.testing import registered_plugin
+
+    class Last:
+        @hookimpl(trylast=True)
+        def redact(self, record: dict[str, Any]) -> None:
+            pass
+
+    audit = {**settings.ACTIVITY_AUDIT, "HOOKS_MODULES": [], "LOAD_ENTRY_POINTS": False}
+    with override_settings(ACTIVITY_AUDIT=audit), registered_plugin(Last(), name="tests.last"):
+        listed = run("plugins")
+    # Registered last, so listed first; but it runs last on redact, after the built-ins.
+    assert listed.startswith("1. tests.last (registered at run time)\n     hooks: redact\n")
+    assert (
+        "  redact: activity_audit.plugins.deferred_values (tryfirst), activity_audit.plugins.redaction, "
+        "tests.last (trylast)\n"
+    ) in listed
 
 
 def test_a_subcommand_is_required() -> None:

@@ -508,3 +508,29 @@ def test_a_base_exception_from_a_plugin_is_a_failure_like_any_other(audit_record
     assert format_failed["error"] == "CancelledError: "
     [sink_failed] = problems(audit_records, "SINK_FAILED", "tests.exiting-sink")
     assert (sink_failed["lost"], sink_failed["error"]) == (1, "SystemExit: 3")
+
+
+def test_a_failure_is_blamed_on_its_plugin_when_a_wrapper_calls_the_hook(
+    audit_records: CapturedRecords,
+) -> None:
+    class Wrapping:
+        @hookimpl(wrapper=True)
+        def redact(self, record: dict[str, Any]) -> Any:
+            return (yield)
+
+    class Faulty:
+        @hookimpl
+        def redact(self, record: dict[str, Any]) -> None:
+            if record.get("message") == "poison":
+                raise ValueError("cannot parse")
+
+    with (
+        registered_plugin(Faulty(), name="tests.faulty"),
+        registered_plugin(Wrapping(), name="tests.wrapping"),
+    ):
+        poisoned = contract_record("poison")
+        emit_crud(poisoned)
+    [withheld] = [r for r in only_mine(audit_records.records) if r["event_id"] == poisoned["event_id"]]
+    assert withheld["redaction_failed"] == "tests.faulty"
+    [report] = problems(audit_records, "REDACTION_FAILED", "tests.faulty")
+    assert report["error"] == "ValueError"

@@ -92,6 +92,22 @@ def test_disabled_plugins_blocks_builtins_entry_points_and_hooks_modules(
     assert "activity_audit.plugins.file_sink" in registered_names()
 
 
+@pytest.mark.django_db(transaction=True)
+def test_disabling_the_crud_plugin_at_a_reload_stops_crud_capture(audit_records: CapturedRecords) -> None:
+    from tests.testapp.models import Author
+
+    with override_settings(ACTIVITY_AUDIT=audit_settings(DISABLED_PLUGINS=["activity_audit.crud.plugin"])):
+        audit_records.clear()
+        Author.objects.create(name="Unaudited")
+        Author.objects.update(name="Still unaudited")
+        assert audit_records.of("audit.crud") == []
+    audit_records.clear()
+    author = Author.objects.create(name="Audited again")
+    assert [(r["event_type"], r["instance_id"]) for r in audit_records.of("audit.crud")] == [
+        ("CREATE", str(author.pk))
+    ]
+
+
 def test_load_entry_points_false_skips_entry_points(
     distributions: Distributions, audit_records: CapturedRecords
 ) -> None:

@@ -27,3 +27,15 @@ def audit_configure(settings: AuditSettings) -> None:
     else:
         receivers.connect(())
         auth.disconnect()
+
+
+def deactivate() -> None:
+    """Undo :func:`audit_configure`'s wiring: no model audited, no receiver connected.
+
+    Called at start-up and at every reload while this plugin is not registered (``DISABLED_PLUGINS``): the
+    receivers and the wrapped ``QuerySet`` methods are process-wide, so blocking the plugin alone would
+    leave them recording after a reload that disabled it.
+    """
+    selection.audit_nothing()
+    receivers.connect(())
+    auth.disconnect()

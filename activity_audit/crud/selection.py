@@ -204,7 +204,7 @@ class Rules:
         return tuple(specs)
 
 
-_rules = Rules()
+_rules: Rules | None = Rules()  # None: CRUD capture is off (its plugin is disabled)
 _policies: dict[type[models.Model], ModelPolicy | None] = {}
 
 
@@ -215,13 +215,20 @@ def configure(settings: AuditSettings) -> None:
     _policies.clear()
 
 
+def audit_nothing() -> None:
+    """From now on no model is audited (until :func:`configure`)."""
+    global _rules
+    _rules = None
+    _policies.clear()
+
+
 def policy_for(model: type[models.Model]) -> ModelPolicy | None:
     """The policy of ``model``, or None when it is not audited."""
     try:
         return _policies[model]
     except KeyError:
         pass
-    policy = _rules.policy(model) if _rules.audits(model) else None
+    policy = _rules.policy(model) if _rules is not None and _rules.audits(model) else None
     _policies[model] = policy
     return policy
 
@@ -233,7 +240,7 @@ def is_recorded(policy: ModelPolicy, name: str) -> bool:
 
 def is_masked(policy: ModelPolicy, name: str) -> bool:
     """True when the values of ``name`` (a field or m2m accessor) must never appear in a record."""
-    return _rules.is_masked(name, policy.masked)
+    return (_rules or Rules()).is_masked(name, policy.masked)
 
 
 def audited_models() -> list[type[models.Model]]:

@@ -16,7 +16,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from ...manager import describe_plugins, get_plugin_manager
+from ...manager import call_order, describe_plugins, get_plugin_manager
 from ...verify import verify_files
 
 
@@ -41,9 +41,15 @@ class Command(BaseCommand):
             self._verify(options["files"], options["require_closed"])
 
     def _plugins(self) -> None:
-        for position, info in enumerate(describe_plugins(get_plugin_manager()), start=1):
+        pm = get_plugin_manager()
+        for position, info in enumerate(describe_plugins(pm), start=1):
             self.stdout.write(f"{position}. {info.name} ({info.origin})")
             self.stdout.write(f"     hooks: {', '.join(info.hooks) or '-'}")
+        order = call_order(pm)
+        if order:
+            self.stdout.write("call order of each hook with several implementations:")
+            for hook_name, plugins in order:
+                self.stdout.write(f"  {hook_name}: {', '.join(plugins)}")
 
     def _verify(self, files: list[str], require_closed: bool) -> None:
         try:
