@@ -1,7 +1,9 @@
 """The shortcuts that keep redaction and request capture cheap never change what a record says.
 
-- ``Redactor.scrub_text`` runs a pattern only when a substring, length or digit-count test lets it; here the
-  result is compared, string by string, with every pattern run unconditionally in the same order.
+- ``Redactor.scrub_text`` runs a pattern only when a substring, length or digit-count test lets it (the XML
+  patterns: when a sensitive tag or attribute name is in the text); here the result is compared, string by
+  string, with every pattern run unconditionally in the same order. The same goes for the test that decides
+  whether a dict key is scanned.
 - Request bodies are summarised on the worker (``Pending``); an ``audit_request`` hook still sees them
   summarised, and disabling ``activity_audit.plugins.deferred_values`` still gives the same written record.
 - Generated request ids are canonical, distinct UUID4s.
@@ -59,6 +61,19 @@ SECRETS = [
     "smtp://mail:hunter2@smtp.example.com",
     f"see {JWT[:40]}",
     f"x {PEM[:60]}",
+    "<pin>1</pin>",
+    "<a><Password>hunter2</Password></a>",
+    "<ApiKey><![CDATA[k]]></ApiKey>",
+    "<x api_token='t-1'/>",
+    "Key (a, api_token)=(1, tok_1) already exists.",
+    "(pin)=(1",
+    '{"password": ["a", {"b": "]"}], "n": 1}',
+    "{'secret': {'a': [1, 2",
+    "https://app/cb#access_token=abc&x=1",
+    "pass%77ord=hunter2&user%5Bpassword%5D=x",
+    "redis://:pa/ss@cache:6379/0",
+    "postgres://app:p@ss@db/app",
+    "ref.4111111111111111",
 ]
 
 
@@ -67,6 +82,24 @@ def corpus() -> list[str]:
     texts += [value for _, value, _ in HEADER_CASES] + LOOK_ALIKES + SECRETS + [PRESIGNED, JWT, PEM]
     rng = random.Random(20240115)
     markers = [" ", "=", ":", "'", '"', "@", "://", "-", "4111", "1111 ", "eyJ", "earer", "PRIVATE KEY"]
+    markers += [
+        "<",
+        ">",
+        "</",
+        ")=(",
+        "(",
+        ")",
+        "#",
+        "%",
+        "[",
+        "]",
+        "{",
+        "}",
+        ".",
+        "password",
+        "<pin>",
+        "token",
+    ]
     pieces = texts + markers
     for _ in range(3000):  # random splices of the above: secrets cut, joined and surrounded by look-alikes
         texts.append("".join(rng.choice(pieces)[: rng.randint(1, 40)] for _ in range(rng.randint(1, 6))))
@@ -80,8 +113,11 @@ def scrub_without_gates(redactor: Redactor, text: str) -> str | None:
     text = r._JWT.sub(MASK, text)
     text = r._AUTH_SCHEME.sub(rf"\1\2{MASK}", text)
     text = r._URL_PASSWORD.sub(rf"\1{MASK}\3", text)
-    text = r._KEY_EQUALS_VALUE.sub(redactor._mask_pair, text)
-    text = r._QUOTED_KEY_VALUE.sub(redactor._mask_quoted_pair, text)
+    text = r._mask_key_value_pairs(text, redactor._mask_pair)
+    text = r._DB_KEY_VALUE.sub(redactor._mask_db_pair, text)
+    text = r._XML_ATTRIBUTE.sub(redactor._mask_attribute, text)
+    text = r._mask_quoted_pairs(text, redactor.is_sensitive_key)
+    text = r._XML_ELEMENT.sub(redactor._mask_element, text)
     text = r._CARD_CANDIDATE.sub(r._mask_card_match, text)
     if redactor._custom is not None:
         text = redactor._custom.sub(MASK, text)
@@ -99,6 +135,35 @@ def test_the_gated_scan_finds_exactly_what_every_pattern_finds(custom: tuple[str
     ]
     assert differences == []
     assert sum(scrub_without_gates(redactor, text) is not None for text in texts) > 500  # the corpus bites
+
+
+@pytest.mark.parametrize("custom", [(), (r"EMP-\d",)])
+def test_the_key_gate_lets_through_every_key_the_patterns_would_change(custom: tuple[str, ...]) -> None:
+    redactor = Redactor(extra_patterns=custom)
+    texts = [*corpus(), "EMP-1"]
+    assert [
+        text for text in texts if not redactor._may_hide_secret(text) and scrub_without_gates(redactor, text)
+    ] == []
+    if not custom:
+        assert not redactor._may_hide_secret("title") and not redactor._may_hide_secret("created_at")
+
+
+def test_the_xml_name_gate_finds_every_sensitive_name_however_spelt() -> None:
+    redactor = Redactor(["national_id"])
+    keys = [*r.SENSITIVE_KEYS, *(f"my_{suffix}" for suffix in r.SENSITIVE_SUFFIXES), "National-ID"]
+    keys += [key for key, _, _ in [*CASES, *HEADER_CASES] if redactor.is_sensitive_key(key)]
+    names = {spelling for key in keys for spelling in (key, key.upper(), key.title(), f"ns:{key}")}
+    missed = [
+        name
+        for name in sorted(names)
+        if redactor.scrub_text(f'<a {name}="v"/>') != f'<a {name}="{MASK}"/>'
+        or (
+            name.rpartition(":")[2].lower() != "code"  # the HTML element <code> holds program text
+            and redactor.scrub_text(f"<{name}>v</{name}>") != f"<{name}>{MASK}</{name}>"
+        )
+    ]
+    assert missed == []
+    assert redactor.scrub_text("<p>run <code>make test</code></p>") is None
 
 
 def test_the_card_gate_passes_every_text_the_card_pattern_matches_and_stops_uuids() -> None:

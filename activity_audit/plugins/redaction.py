@@ -3,8 +3,8 @@
 What is masked and how to extend it: :mod:`activity_audit.redaction` and ``docs/redaction.md``. Settings:
 ``REDACT_KEYS`` (more sensitive keys) and ``REDACT_PATTERNS`` (regular expressions masked in every string).
 Django's ``@sensitive_post_parameters`` is honoured: the request middleware copies the names the view
-declared into ``record["sensitive_post_parameters"]`` and their values in the request body are masked here
-(``"__ALL__"`` masks every value of the body).
+declared into ``record["sensitive_post_parameters"]`` and their values in the request body are masked here,
+also in a body kept as text because it was cut or malformed (``"__ALL__"`` masks every value of the body).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from ..markers import hookimpl
 from ..redaction import MASK, Redactor
 
 # Fields the package writes itself, from its own names or the schema (envelope, model labels, database
-# alias), never holding user data.
+# alias), never holding user data. Not ``request_id``: it may come from a request header.
 _NOT_SCANNED = frozenset(
     {
         "timestamp",
@@ -34,7 +34,6 @@ _NOT_SCANNED = frozenset(
         "request_type",
         "protocol",
         "execution_time",
-        "request_id",
         "redacted",
         "sensitive_post_parameters",
     }
@@ -63,7 +62,11 @@ def redact(record: dict[str, Any]) -> None:
 
 
 def _mask_declared(record: dict[str, Any], declared: Any) -> list[str]:
-    """Mask the request-body values a view declared with ``@sensitive_post_parameters``."""
+    """Mask the request-body values a view declared with ``@sensitive_post_parameters``.
+
+    Parsed fields are masked by key; in body text (a cut or malformed body: ``{"truncated": true, "text":
+    ...}``, or a text body) the ``name=value`` and ``"name": value`` pairs of the declared names are.
+    """
     request = record.get("request_repr")
     if not isinstance(request, dict):
         return []
@@ -75,7 +78,14 @@ def _mask_declared(record: dict[str, Any], declared: Any) -> list[str]:
         return _mask_everything(request, body, path)
     if not isinstance(declared, list):
         return []
-    return _redactor.mask_keys(body, [name for name in declared if isinstance(name, str)], path)
+    names = [name for name in declared if isinstance(name, str)]
+    if isinstance(body, str):
+        masked = _redactor.mask_keys_in_text(body, names)
+        if masked is None:
+            return []
+        request["body"] = masked
+        return [path]
+    return _redactor.mask_keys(body, names, path)
 
 
 def _mask_everything(request: dict[str, Any], body: Any, path: str) -> list[str]:
