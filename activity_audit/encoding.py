@@ -292,9 +292,15 @@ _ASCII_BREAKS = b"\n\r\x0b\x0c\x1c\x1d\x1e"
 
 def one_line(line: bytes) -> bytes | None:
     """Check a line produced by a custom ``format_record``: the line with U+0085/U+2028/U+2029 escaped, or
-    None when it holds a raw ASCII line break (and must be replaced by the built-in encoding)."""
-    if len(line.translate(None, _ASCII_BREAKS)) != len(line):  # one C pass, no regex
+    None when it is empty, is not UTF-8, or holds a raw ASCII line break (and must be replaced by the built-in
+    encoding)."""
+    if not line or len(line.translate(None, _ASCII_BREAKS)) != len(line):  # one C pass, no regex
         return None
+    if not line.isascii():
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
     return _escape_line_breakers(line)
 
 

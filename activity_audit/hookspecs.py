@@ -100,10 +100,10 @@ def format_record(record: dict[str, Any]) -> bytes | None:
     pluggy's ``firstresult``. The built-in implementation (``trylast``) uses
     :func:`activity_audit.encoding.dumps_line`, which never fails and never emits a raw line separator;
     a custom implementation should call it too for anything it does not handle itself. If an
-    implementation raises, returns something that is not ``bytes``, or returns a line holding a raw ASCII line
-    break (``\n``, ``\r``, ``\v``, ``\f``, ``\x1c``-``\x1e``), the built-in encoding is used for that record
-    and the fault is reported (``FORMAT_FAILED``, with the plugin's name). A raw U+0085, U+2028 or U+2029 in a
-    returned line is escaped by the core.
+    implementation raises, returns something that is not ``bytes``, an empty line, bytes that are not UTF-8,
+    or a line holding a raw ASCII line break (``\n``, ``\r``, ``\v``, ``\f``, ``\x1c``-``\x1e``), the built-in
+    encoding is used for that record and the fault is reported (``FORMAT_FAILED``, with the plugin's name). A
+    raw U+0085, U+2028 or U+2029 in a returned line is escaped by the core.
     """
 
 

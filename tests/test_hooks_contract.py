@@ -271,19 +271,33 @@ def test_hook_format_record(audit_records: CapturedRecords) -> None:
                 return b'{"a":"\x0b"}'
             if message == "text":
                 return '{"not": "bytes"}'  # type: ignore[return-value]
+            if message == "empty":
+                return b""
+            if message == "latin-1":
+                return '{"name": "café"}'.encode("latin-1")
             return None  # defer to the next formatter (the built-in)
 
     with registered_plugin(Custom(), name="tests.formatter"):
         sent = {
             m: contract_record(m)
-            for m in ("custom", "separator", "raises", "two lines", "vertical tab", "text", "plain")
+            for m in (
+                "custom",
+                "separator",
+                "raises",
+                "two lines",
+                "vertical tab",
+                "text",
+                "empty",
+                "latin-1",
+                "plain",
+            )
         }
         for record in sent.values():
             emit_crud(record)
     lines = {entry.record.get("message"): entry.line for entry in audit_records.entries}
     assert lines["custom"] == orjson.dumps({"custom": True, "seq": sent["custom"]["seq"]})
     assert lines["separator"] == b'{"text":"a\\u2028b"}'
-    for fallback in ("raises", "two lines", "vertical tab", "text", "plain"):
+    for fallback in ("raises", "two lines", "vertical tab", "text", "empty", "latin-1", "plain"):
         assert lines[fallback] == dumps_line(sent[fallback]), fallback
     reports = problems(audit_records, "FORMAT_FAILED", "tests.formatter")
     assert [(r["occurrences"], r["error"]) for r in reports] == [(1, "RuntimeError: formatter bug")]
