@@ -6,13 +6,23 @@ from pathlib import Path
 
 import orjson
 import pytest
+from django.test import Client
 
 from activity_audit.conf import get_settings
+from tests.request_support import MIDDLEWARE
 
 
 @pytest.fixture
 def log_dir() -> Path:
     return get_settings().LOG_DIR
+
+
+@pytest.fixture
+def http(settings) -> Client:
+    """A test client whose requests go through the audit middleware (``tests.request_urls``)."""
+    settings.ROOT_URLCONF = "tests.request_urls"
+    settings.MIDDLEWARE = MIDDLEWARE
+    return Client()
 
 
 def read_lines(path: Path) -> list[dict]:

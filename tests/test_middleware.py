@@ -9,7 +9,6 @@ import os
 
 import pytest
 from django.contrib.auth.models import User
-from django.test import Client
 
 from activity_audit.context import current
 from activity_audit.dispatch import pipeline
@@ -19,13 +18,6 @@ from tests.request_support import MIDDLEWARE, incoming, stable
 pytestmark = pytest.mark.django_db
 
 COOKIE = {"Cookie": ""}  # the test client always sends a (here empty) Cookie header
-
-
-@pytest.fixture
-def http(settings) -> Client:
-    settings.ROOT_URLCONF = "tests.request_urls"
-    settings.MIDDLEWARE = MIDDLEWARE
-    return Client()
 
 
 def only_record(audit_records) -> dict:

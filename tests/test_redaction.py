@@ -12,13 +12,11 @@ import logging
 from urllib.parse import urlencode
 
 import pytest
-from django.test import Client
 
 from activity_audit.emit import emit_crud
 from activity_audit.logconfig import PipelineHandler
 from activity_audit.records import new_record
 from activity_audit.redaction import Redactor, has_card_prefix, luhn_valid, mask_card_number
-from tests.request_support import MIDDLEWARE
 
 M = "[REDACTED]"
 JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U"
@@ -124,13 +122,6 @@ def expected() -> dict:
 def test_the_table_is_large_enough():
     assert len(CASES) + len(HEADER_CASES) >= 50
     assert len({key for key, _, _ in CASES}) == len(CASES)
-
-
-@pytest.fixture
-def http(settings) -> Client:
-    settings.ROOT_URLCONF = "tests.request_urls"
-    settings.MIDDLEWARE = MIDDLEWARE
-    return Client()
 
 
 def assert_table(actual: dict, where: str) -> None:

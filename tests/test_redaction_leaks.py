@@ -13,13 +13,11 @@ from typing import Any
 
 import pytest
 from django.http import HttpResponseRedirect
-from django.test import Client
 from django.urls import path
 
 from activity_audit.logconfig import PipelineHandler
 from activity_audit.plugins import redaction as plugin
 from activity_audit.redaction import MASK, Redactor
-from tests.request_support import MIDDLEWARE
 
 M = MASK
 JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U"
@@ -29,13 +27,6 @@ def redacted(value: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     """``value`` after the default redactor (it is changed in place), and the paths reported."""
     found = Redactor().redact(value)
     return value, found
-
-
-@pytest.fixture
-def http(settings) -> Client:
-    settings.ROOT_URLCONF = "tests.request_urls"
-    settings.MIDDLEWARE = MIDDLEWARE
-    return Client()
 
 
 # --- 1. nested-form keys ----------------------------------------------------------------------------------

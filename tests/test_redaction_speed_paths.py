@@ -21,7 +21,6 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
-from django.test import Client
 
 from activity_audit import hookimpl
 from activity_audit import redaction as r
@@ -30,7 +29,6 @@ from activity_audit.deferred import Pending, realise_pending
 from activity_audit.redaction import MASK, Redactor
 from activity_audit.request_capture import new_uuid4
 from activity_audit.testing import registered_plugin
-from tests.request_support import MIDDLEWARE
 from tests.test_redaction import CASES, HEADER_CASES, JWT, PEM, PRESIGNED
 
 LOOK_ALIKES = [
@@ -217,13 +215,6 @@ def test_pending_values_reveal_nothing_until_built() -> None:
     record = {"request_repr": {"body": pending, "path": "/x/"}, "response_repr": None}
     realise_pending(record)
     assert record == {"request_repr": {"body": {"password": "hunter2"}, "path": "/x/"}, "response_repr": None}
-
-
-@pytest.fixture
-def http(settings) -> Client:
-    settings.ROOT_URLCONF = "tests.request_urls"
-    settings.MIDDLEWARE = MIDDLEWARE
-    return Client()
 
 
 @pytest.mark.django_db

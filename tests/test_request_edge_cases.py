@@ -8,25 +8,18 @@ import io
 import pytest
 from django.core.handlers.wsgi import WSGIRequest
 from django.http import HttpResponse, RawPostDataException, UnreadablePostError
-from django.test import Client, RequestFactory
+from django.test import RequestFactory
 
 from activity_audit.bodies import summarize_body
 from activity_audit.dispatch import pipeline
 from activity_audit.encoding import Limits, Snapshotter, clean_cut
 from activity_audit.middleware import AuditLoggingMiddleware
 from activity_audit.request_capture import client_address
-from tests.request_support import MIDDLEWARE, UUID4
+from tests.request_support import UUID4
 
 pytestmark = pytest.mark.django_db
 
 CARD = "4111111111111111"  # a Visa test number: passes the Luhn check
-
-
-@pytest.fixture
-def http(settings) -> Client:
-    settings.ROOT_URLCONF = "tests.request_urls"
-    settings.MIDDLEWARE = MIDDLEWARE
-    return Client()
 
 
 def only_record(audit_records) -> dict:
