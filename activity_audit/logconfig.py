@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 from typing import Any
 
 from .context import current
@@ -131,7 +132,8 @@ class PipelineHandler(logging.Handler):
         self, channel: str = CHANNEL_APP, level: int | str = logging.NOTSET, filename: str | None = None
     ):
         super().__init__(level)
-        self.channel = filename.removesuffix(".log") if filename else channel
+        # A path (earlier versions took "audit_logs/app.log") names its file inside LOG_DIR.
+        self.channel = os.path.basename(filename).removesuffix(".log") if filename else channel
         self._fallback = JSONFormatter()
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -174,9 +176,20 @@ def get_api_file_formatter() -> dict[str, Any]:
 
 
 def get_json_handler(
-    level: str = "DEBUG", formatter: str = "json", filename: str | None = None
+    level: str = "DEBUG",
+    filename: str | None = None,
+    formatter: str = "json",
+    max_bytes: int | None = None,
+    backup_count: int | None = None,
 ) -> dict[str, Any]:
-    """Handler config that sends container logs to ``LOG_DIR/app.log`` (or ``LOG_DIR/<filename>``)."""
+    """Handler config that sends container logs to ``LOG_DIR/app.log`` (or ``LOG_DIR/<filename>``).
+
+    The parameters are in the order earlier versions of the original package took them. ``filename`` names
+    the file inside ``LOG_DIR`` (a directory part, as in ``"audit_logs/app.log"``, is dropped), and
+    ``max_bytes`` and ``backup_count`` (those versions' rotation settings) are accepted and ignored: several
+    processes append to the files, so rotation belongs to a tool such as logrotate, and the file sink reopens
+    a rotated file by itself.
+    """
     return {
         "class": "activity_audit.logconfig.PipelineHandler",
         "level": level,

@@ -302,3 +302,21 @@ def test_a_project_without_logging_helpers_gets_audit_files_and_no_app_log(tmp_p
     assert set(files) == {"audit.log", "api.log"}  # the package does not take over the root logger
     assert [record["message"] for record in files["api.log"]] == ["Audit Internal Request"]
     assert "CREATE event for Book (id: 1)" in [record["message"] for record in files["audit.log"]]
+
+
+def test_the_rotation_arguments_of_earlier_versions_are_accepted(tmp_path: Path) -> None:
+    """``get_json_handler(level, filename, formatter, max_bytes, backup_count)``, as earlier versions took."""
+    block = SEED_LOGGING.replace(
+        'get_json_handler(level="DEBUG", formatter="json")',
+        'get_json_handler("DEBUG", "audit_logs/app.log", "json", 1024, 3)',
+    )
+    assert block != SEED_LOGGING
+    (tmp_path / "old").mkdir()
+    (tmp_path / "seed").mkdir()
+    files, _ = run_project(tmp_path / "old", block)
+    seed_files, _ = run_project(tmp_path / "seed", SEED_LOGGING)
+    fields = ("level", "name", "message", "extra_fields")
+    assert [[r[key] for key in fields] for r in files["app.log"]] == [
+        [r[key] for key in fields] for r in seed_files["app.log"]
+    ]
+    assert len(files["app.log"]) > 1
