@@ -7,6 +7,7 @@ disk buffers: write first, ship from disk, accept duplicates, dedupe by ``event_
 
 Files, in ``LOG_DIR/spool/<plugin>/`` (``DIR_MODE``, files ``FILE_MODE``)::
 
+    <created_ns>-<pid>-<random>.new     a segment being created: empty, and never looked at by other spools
     <created_ns>-<pid>-<random>.open    the segment being written, flock'ed by its writer for its lifetime
     <created_ns>-<pid>-<random>.ready   a closed segment waiting for upload, deleted once uploaded
 
@@ -31,6 +32,18 @@ Contract:
 
 Guarantee: every record that reached :meth:`Spool.append` is uploaded at least once, unless the spool was full
 (counted and reported) or the disk itself was lost.
+
+Why an unlocked ``.open`` segment is always abandoned: a segment is created as ``.new``, flock'ed, and only
+then renamed to ``.open``. So no process can ever open an ``.open`` name whose inode its writer does not lock
+yet; taking the flock of an ``.open`` segment proves that its writer closed it (it sealed or deleted it first:
+the adopter then finds it gone, by name or by link count) or died. Creating it as ``.open`` directly would
+leave a window between ``open`` and ``flock`` in which another spool could adopt the new, empty segment and
+delete it under its writer, whose records would then be fsynced into a deleted file.
+
+A ``.new`` file stays behind only if its creator died before the rename; it is empty. Another spool deletes it
+once it is older than :data:`STALE_NEW_SECONDS`, holding its flock while it does. A writer takes that flock
+(waiting) before renaming, so the two never overlap: either the writer renames first and the deleter finds the
+name gone, or the deleter deletes first and the writer's rename fails, and it creates another segment.
 """
 
 from __future__ import annotations
@@ -59,8 +72,12 @@ if TYPE_CHECKING:
     from .plugin_options import PluginOptions
     from .records import Entry
 
+NEW_SUFFIX = ".new"
 OPEN_SUFFIX = ".open"
 READY_SUFFIX = ".ready"
+
+# A .new file older than this is a leftover of a creator that died; creating a segment takes microseconds.
+STALE_NEW_SECONDS = 60.0
 
 SPOOL_OPTION_KEYS = ("segment_max_bytes", "segment_max_age", "spool_max_bytes", "retry_initial", "retry_max")
 
@@ -215,16 +232,38 @@ class Spool:
             self._used_bytes += len(data)
 
     def _open_segment(self, stream_id: str) -> None:
-        stem = f"{time.time_ns():020d}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        path = self.options.directory / f"{stem}{OPEN_SUFFIX}"
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW
-        fd = os.open(path, flags, self.options.file_mode)
-        os.fchmod(fd, self.options.file_mode)
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        created = None
+        while created is None:
+            created = self._create_locked_segment()
+        fd, path = created
         _fsync_directory(self.options.directory)
         self._fd, self._path, self._segment_stream = fd, path, stream_id
         self._segment_bytes, self._segment_opened = 0, time.monotonic()
         self._wake.set()  # the uploader recomputes when this segment is due
+
+    def _create_locked_segment(self) -> tuple[int, Path] | None:
+        """Create an empty ``.open`` segment whose flock we hold from before it had that name.
+
+        None when a sweep of leftovers deleted the ``.new`` file before we locked it: the caller tries again.
+        """
+        stem = f"{time.time_ns():020d}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        creating = self.options.directory / f"{stem}{NEW_SUFFIX}"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW
+        fd = os.open(creating, flags, self.options.file_mode)
+        try:
+            os.fchmod(fd, self.options.file_mode)
+            fcntl.flock(fd, fcntl.LOCK_EX)  # waits only while a sweep decides about this file
+            path = creating.with_suffix(OPEN_SUFFIX)
+            os.rename(creating, path)
+        except FileNotFoundError:
+            os.close(fd)
+            return None
+        except BaseException:
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                os.unlink(creating)
+            raise
+        return fd, path
 
     def _seal_current(self) -> None:
         """Close the segment being written: fsync, rename to ``.ready``, unlock. The caller holds _lock."""
@@ -343,7 +382,8 @@ class Spool:
                 self._seal_current()
 
     def _adopt_abandoned(self) -> None:
-        """Close the ``.open`` segments whose writer is gone (its flock died with it)."""
+        """Close the ``.open`` segments whose writer is gone (its flock died with it); drop stale ``.new``."""
+        self._sweep_stale_new()
         for path, _size in self._segment_files():
             if path.suffix != OPEN_SUFFIX or path == self._path:
                 continue
@@ -364,6 +404,27 @@ class Spool:
                 except FileNotFoundError:
                     continue  # another process adopted it between our listing and our lock
                 _fsync_directory(self.options.directory)
+            finally:
+                os.close(fd)
+
+    def _sweep_stale_new(self) -> None:
+        """Delete the ``.new`` files left by creators that died before renaming them (they are empty)."""
+        try:
+            names = [name for name in os.listdir(self.options.directory) if name.endswith(NEW_SUFFIX)]
+        except FileNotFoundError:
+            return
+        for name in names:
+            path = self.options.directory / name
+            if time.time() - _created_at(path).timestamp() < STALE_NEW_SECONDS:
+                continue
+            fd = _claim(path, os.O_RDONLY)
+            if fd is None:
+                continue  # its creator holds it (and renames it next), or it is gone
+            try:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(
+                        path
+                    )  # the name is still this inode: its creator cannot rename it while we lock it
             finally:
                 os.close(fd)
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 import importlib
 import io
 import json
+import pickle
 import socket
 import sys
 import threading
@@ -25,6 +27,7 @@ from activity_audit.context import process_source
 FIXED_DATE = "Sat, 28 Nov 2026 10:00:00 GMT"
 VOLATILE = ("timestamp", "event_id", "stream_id", "seq", "execution_time")
 SENT_BY_REQUESTS = dict(requests.utils.default_headers())
+NOT_GZIP = b"this is not gzip"
 
 
 @dataclass
@@ -85,6 +88,28 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header("Location", "/json")
             self.send_header("Content-Length", "0")
             self.end_headers()
+        elif route == "/redirect-bad-gzip":  # declared gzip, is not: requests ignores a redirect hop's body
+            self.send_response(302)
+            self.send_header("Location", "/json")
+            self.send_header("Content-Encoding", "gzip")
+            self.send_header("Content-Length", str(len(NOT_GZIP)))
+            self.end_headers()
+            self.wfile.write(NOT_GZIP)
+        elif route == "/bad-gzip":
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Encoding", "gzip")
+            self.send_header("Content-Length", str(len(NOT_GZIP)))
+            self.end_headers()
+            self.wfile.write(NOT_GZIP)
+        elif route == "/cut-off":  # promises 100 bytes, sends 10, hangs up
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", "100")
+            self.end_headers()
+            self.wfile.write(b"0123456789")
+            self.wfile.flush()
+            self.close_connection = True
         elif route == "/chunked":
             self.send_response(200)
             self.send_header("Content-Type", "text/plain")
@@ -449,6 +474,112 @@ def test_audit_session_audits_an_existing_session_including_adapters_mounted_lat
         {"status_code": 200, "headers": response_headers("application/json", 17), "body": {"items": [1, 2]}},
         service_name="inventory",
     )
+
+
+def plain_outcome(url: str, **options: Any) -> tuple[str, str] | tuple[int, str, list[int]]:
+    """What plain requests gives for ``GET url``: the exception (class, message) or the response."""
+    try:
+        response = requests.Session().get(url, **options)
+    except Exception as exc:
+        return type(exc).__name__, str(exc)
+    return response.status_code, response.text, [hop.status_code for hop in response.history]
+
+
+def audited_outcome(session: requests.Session, url: str, **options: Any) -> Any:
+    try:
+        response = session.get(url, **options)
+    except Exception as exc:
+        return type(exc).__name__, str(exc)
+    return response.status_code, response.text, [hop.status_code for hop in response.history]
+
+
+def sessions() -> list[requests.Session]:
+    return [Catalogue(), audit_session(requests.Session(), "catalogue")]
+
+
+@audit_context(actor="system:tests")
+@pytest.mark.parametrize("session", sessions(), ids=["HTTPClient", "audit_session"])
+def test_a_redirect_hop_whose_body_cannot_be_decoded_is_followed_as_requests_follows_it(
+    http: Server, audit_records: Any, session: requests.Session
+) -> None:
+    url = f"{http.base_url}/redirect-bad-gzip"
+    assert plain_outcome(url) == (200, '{"items": [1, 2]}', [302])
+    audit_records.clear()
+
+    assert audited_outcome(session, url) == (200, '{"items": [1, 2]}', [302])
+
+    hop, final = (stable(r) for r in audit_records.of("audit.request"))
+    assert hop["response_repr"] == {
+        "status_code": 302,
+        "headers": {
+            "Server": "test-server",
+            "Date": FIXED_DATE,
+            "Location": "/json",
+            "Content-Encoding": "gzip",
+            "Content-Length": str(len(NOT_GZIP)),
+        },
+        "body": {"unreadable": "ContentDecodingError"},
+    }
+    assert hop["error_message"].startswith(
+        "ContentDecodingError: ('Received response with content-encoding: gzip"
+    )
+    assert (final["response_repr"]["body"], final["error_message"]) == ({"items": [1, 2]}, None)
+
+
+@audit_context(actor="system:tests")
+@pytest.mark.parametrize("session", sessions(), ids=["HTTPClient", "audit_session"])
+@pytest.mark.parametrize(
+    ("route", "options", "error", "plain"),
+    [
+        ("/bad-gzip", {}, "ContentDecodingError", "ContentDecodingError"),
+        ("/cut-off", {}, "ChunkedEncodingError", "ChunkedEncodingError"),
+        # requests reads a redirect's body as if it would follow it, ignores the error, and returns the 302
+        ("/redirect-bad-gzip", {"allow_redirects": False}, "ContentDecodingError", (302, "", [])),
+    ],
+)
+def test_a_body_that_cannot_be_read_gives_exactly_what_requests_gives(
+    http: Server,
+    audit_records: Any,
+    session: requests.Session,
+    route: str,
+    options: dict,
+    error: str,
+    plain: Any,
+) -> None:
+    url = f"{http.base_url}{route}"
+    expected = plain_outcome(url, **options)
+    assert (expected[0] if isinstance(plain, str) else expected) == plain
+    audit_records.clear()
+
+    assert audited_outcome(session, url, **options) == expected
+
+    [record] = [stable(r) for r in audit_records.of("audit.request")]
+    assert record["response_repr"]["body"] == {"unreadable": error}
+    assert record["error_message"].startswith(f"{error}: ")
+
+
+@audit_context(actor="system:tests")
+def test_copies_and_unpickled_sessions_stay_audited(http: Server, audit_records: Any) -> None:
+    client = HTTPClient("copied")
+    session = audit_session(requests.Session(), "pickled")
+    for made in (
+        copy.copy(client),
+        copy.deepcopy(client),
+        pickle.loads(pickle.dumps(client)),
+        copy.copy(session),
+        copy.deepcopy(session),
+        pickle.loads(pickle.dumps(session)),
+    ):
+        assert made.get(f"{http.base_url}/json").json() == {"items": [1, 2]}
+    audit_session(session, "renamed")  # the copies kept their own name
+    session.get(f"{http.base_url}/json")
+
+    records = [stable(r) for r in audit_records.of("audit.request")]
+    assert [(r["service_name"], r["response_repr"]["body"]) for r in records] == [
+        *[("copied", {"items": [1, 2]})] * 3,
+        *[("pickled", {"items": [1, 2]})] * 3,
+        ("renamed", {"items": [1, 2]}),
+    ]
 
 
 def test_public_names_import_lazily() -> None:

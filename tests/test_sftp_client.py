@@ -6,6 +6,7 @@ import importlib
 import io
 import os
 import pwd
+import stat
 import sys
 import time
 import uuid
@@ -16,13 +17,19 @@ import paramiko
 import pytest
 
 from activity_audit import audit_context
-from activity_audit.clients.sftp import ChangedHostKeyError, SFTPClient, UnknownHostKeyError
+from activity_audit.clients.sftp import (
+    ChangedHostKeyError,
+    RevokedHostKeyError,
+    SFTPClient,
+    UnknownHostKeyError,
+    temporary_name,
+)
 from tests.support.remote_archive import wait_until
 
 if TYPE_CHECKING:
     from tests.support.sshd import SshdServer
 
-pytest_plugins = ["tests.support.sshd"]  # the sshd_server fixture
+pytest_plugins = ["tests.support.sshd"]  # the sshd_server and rsa_sshd_server fixtures
 
 VOLATILE = ("timestamp", "event_id", "stream_id", "seq", "execution_time")
 CHUNK = 32768  # paramiko's putfo reads the source in pieces of this size
@@ -343,6 +350,161 @@ def test_changed_host_key_is_refused_before_authentication(
     assert [r["error_message"] for r in audit_records.of("audit.request")] == [
         f"ChangedHostKeyError: {message}"
     ]
+
+
+def host_line(known_hosts: Path) -> str:
+    """The one line of a known_hosts file the test server wrote."""
+    [line] = known_hosts.read_text().splitlines()
+    return line
+
+
+def key_of(known_hosts: Path) -> str:
+    """``<type> <base64>`` of that line."""
+    return host_line(known_hosts).split(" ", 1)[1]
+
+
+@pytest.mark.parametrize(
+    "lines",
+    [
+        # a key rotation: the old key is still listed, first
+        lambda server: [host_line(server.wrong_known_hosts_path), host_line(server.known_hosts_path)],
+        # markers paramiko cannot read, a line that is not a key, a revocation of another key
+        lambda server: [
+            f"@cert-authority *.corp.example {key_of(server.wrong_known_hosts_path)}",
+            f"@revoked * {key_of(server.wrong_known_hosts_path)}",
+            "@future-marker somehost ssh-ed25519 AAAA",
+            f"[127.0.0.1]:{server.port} ssh-ed25519 not-base64!",
+            "# a comment",
+            host_line(server.known_hosts_path),
+        ],
+        # a hashed name, and a wildcard pattern after a negated one that does not apply
+        lambda server: [
+            f"{paramiko.HostKeys.hash_host(f'[127.0.0.1]:{server.port}')} {key_of(server.known_hosts_path)}",
+        ],
+        lambda server: [f"!other.example,[127.0.0.?]:{server.port} {key_of(server.known_hosts_path)}"],
+    ],
+    ids=["second-line-matches", "markers-and-bad-lines", "hashed", "wildcard"],
+)
+def test_the_host_is_accepted_when_any_known_hosts_line_for_it_matches(
+    sshd_server: SshdServer, remote_dir: Path, tmp_path: Path, audit_records: Any, lines: Any
+) -> None:
+    known_hosts = tmp_path / "known_hosts"
+    known_hosts.write_text("\n".join(lines(sshd_server)) + "\n")
+
+    with client(sshd_server, base_dir=remote_dir, known_hosts=known_hosts) as sftp:
+        assert sftp.list() == []
+
+    assert stable(audit_records.of("audit.request")) == [
+        connected(sshd_server),
+        expected(sshd_server, "list", str(remote_dir), None, entries=0),
+    ]
+
+
+def test_a_negated_pattern_keeps_a_line_from_vouching_for_the_host(
+    sshd_server: SshdServer, tmp_path: Path
+) -> None:
+    known_hosts = tmp_path / "known_hosts"
+    known_hosts.write_text(f"*,![127.0.0.1]:{sshd_server.port} {key_of(sshd_server.known_hosts_path)}\n")
+    with pytest.raises(UnknownHostKeyError):
+        client(sshd_server, known_hosts=known_hosts).connect()
+
+
+def test_a_revoked_key_is_refused_even_when_another_line_lists_it(
+    sshd_server: SshdServer, tmp_path: Path, audit_records: Any
+) -> None:
+    known_hosts = tmp_path / "known_hosts"
+    known_hosts.write_text(
+        f"{host_line(sshd_server.known_hosts_path)}\n@revoked * {key_of(sshd_server.known_hosts_path)}\n"
+    )
+    mark = sshd_server.log_mark()
+
+    with pytest.raises(RevokedHostKeyError) as refused:
+        client(sshd_server, known_hosts=known_hosts).connect()
+
+    name = f"[127.0.0.1]:{sshd_server.port}"
+    assert str(refused.value) == (
+        f"SFTP host key of {name} is revoked in {known_hosts}: the server offered the ssh-ed25519 key "
+        f"{sshd_server.host_key_fingerprint}, which an @revoked line names. Nothing was sent to the server."
+    )
+    wait_for_disconnect(sshd_server, mark)
+    assert sshd_server.auth_attempts(mark) == []
+    assert stable(audit_records.of("audit.request")) == [
+        connect_failed(sshd_server, f"RevokedHostKeyError: {refused.value}")
+    ]
+
+
+def test_a_host_known_by_its_rsa_key_is_accepted(
+    rsa_sshd_server: SshdServer, tmp_path: Path, audit_records: Any
+) -> None:
+    known_hosts = tmp_path / "known_hosts"  # ssh-keyscan's listing: an ed25519 line that is not this server's
+    known_hosts.write_text(
+        f"{host_line(rsa_sshd_server.wrong_known_hosts_path)}\n{host_line(rsa_sshd_server.known_hosts_path)}\n"
+    )
+    assert [line.split()[1] for line in known_hosts.read_text().splitlines()] == ["ssh-ed25519", "ssh-rsa"]
+
+    with client(rsa_sshd_server, known_hosts=known_hosts) as sftp:
+        sftp.list()
+
+    [connect, _list] = stable(audit_records.of("audit.request"))
+    assert connect == connected(rsa_sshd_server)
+
+
+def test_the_key_is_tried_then_the_password(
+    sshd_server: SshdServer, remote_dir: Path, audit_records: Any
+) -> None:
+    unknown_key = paramiko.ECDSAKey.generate()  # not in the server's authorized_keys
+    mark = sshd_server.log_mark()
+
+    with client(sshd_server, base_dir=remote_dir, private_key=unknown_key) as sftp:
+        sftp.upload(io.BytesIO(b"by password"), "fallback.txt")
+
+    assert (remote_dir / "fallback.txt").read_bytes() == b"by password"
+    log = sshd_server.read_log(mark)
+    assert "Failed publickey" in log and "Accepted password" in log
+    assert stable(audit_records.of("audit.request"))[0] == connected(sshd_server, auth="password")
+
+
+def test_download_to_a_path_gets_the_mode_open_would_give_it(
+    sshd_server: SshdServer, remote_dir: Path, tmp_path: Path
+) -> None:
+    (remote_dir / "data.txt").write_bytes(b"new content")
+    existing = tmp_path / "existing.txt"
+    existing.write_bytes(b"old")
+    existing.chmod(0o604)
+    previous = os.umask(0o027)
+    try:
+        with client(sshd_server, base_dir=remote_dir) as sftp:
+            sftp.download("data.txt", existing)
+            sftp.download("data.txt", tmp_path / "new.txt")
+    finally:
+        os.umask(previous)
+
+    assert existing.read_bytes() == (tmp_path / "new.txt").read_bytes() == b"new content"
+    assert stat.S_IMODE(existing.stat().st_mode) == 0o604  # replacing a file keeps its mode
+    assert stat.S_IMODE((tmp_path / "new.txt").stat().st_mode) == 0o640  # 0o666 less the umask
+    assert sorted(os.listdir(tmp_path)) == ["existing.txt", "new.txt"]
+
+
+def test_upload_under_a_long_but_legal_name(
+    sshd_server: SshdServer, remote_dir: Path, audit_records: Any
+) -> None:
+    names = ["n" * 232 + ".csv", "n" * 240 + ".csv", "n" * 251 + ".csv", "é" * 125 + ".csv"]  # 236-255 bytes
+    with client(sshd_server, base_dir=remote_dir) as sftp:
+        for number, name in enumerate(names):
+            assert sftp.upload(io.BytesIO(b"%d" % number), name) == 1
+
+    assert sorted(os.listdir(remote_dir)) == sorted(names)  # no temporary name left behind
+    assert [(remote_dir / name).read_bytes() for name in names] == [b"0", b"1", b"2", b"3"]
+    assert [r["error_message"] for r in audit_records.of("audit.request")] == [None] * 5
+
+
+@pytest.mark.parametrize("name", ["a.csv", "n" * 236, "n" * 300, "é" * 200, "日本" * 60 + ".csv"])
+def test_temporary_names_fit_in_a_file_name(name: str) -> None:
+    temporary = temporary_name(name)
+    assert len(temporary.encode()) <= 255
+    assert temporary.startswith(".") and temporary.endswith(".part")
+    kept = temporary[1:].rsplit(".", 2)[0]
+    assert name.startswith(kept) and (kept == name or len(name.encode()) > 236)
 
 
 def test_reconnects_after_an_outage(sshd_server: SshdServer, remote_dir: Path, audit_records: Any) -> None:

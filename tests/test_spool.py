@@ -1,4 +1,4 @@
-"""The spool on its own: a torn segment left by a killed writer, and one stream per segment.
+"""The spool on its own: a torn segment left by a killed writer, one stream per segment, several processes.
 
 The remote here is a directory (the spool is the component under test; the S3 and SFTP plugins' tests run
 it against real servers).
@@ -7,11 +7,18 @@ it against real servers).
 from __future__ import annotations
 
 import gzip
+import multiprocessing
 import os
+import threading
+import time
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import orjson
+import pytest
 
+from activity_audit import spool as spool_module
 from activity_audit.records import Entry
 from activity_audit.spool import Segment, Spool, SpoolOptions
 from tests.support.remote_archive import wait_until
@@ -81,3 +88,127 @@ def test_a_segment_abandoned_mid_line_is_trimmed_and_delivered(tmp_path: Path) -
     assert list(uploaded(tmp_path / "remote").values()) == [
         [entry(STREAM_A, 1).record, entry(STREAM_A, 2).record]
     ]
+
+
+def test_a_segment_being_created_is_never_adopted_by_another_spool(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another process's spool looks for abandoned segments while this one is between creating and locking."""
+    directory, remote = tmp_path / "spool", tmp_path / "remote"
+    directory.mkdir()
+    options = SpoolOptions(directory=directory, segment_max_age=3600, retry_initial=0.05, retry_max=0.1)
+    writer = Spool("writer", options, DirectoryUploader(remote))
+    other = Spool("other", options, DirectoryUploader(remote))
+    real_fchmod, creating = os.fchmod, threading.Event()
+
+    def slow_fchmod(fd: int, mode: int) -> None:  # runs between the creation and the flock
+        real_fchmod(fd, mode)
+        creating.set()
+        time.sleep(0.3)
+
+    monkeypatch.setattr(spool_module.os, "fchmod", slow_fchmod)
+    appending = threading.Thread(target=writer.append, args=([entry(STREAM_A, seq) for seq in (1, 2, 3)],))
+    appending.start()
+    assert creating.wait(5)
+    assert [path.suffix for path in directory.iterdir()] == [".new"]
+    other._adopt_abandoned()
+    appending.join()
+    monkeypatch.setattr(spool_module.os, "fchmod", real_fchmod)
+    assert [path.suffix for path in directory.iterdir()] == [".open"]
+    writer.close()
+    other._upload_ready()
+    assert [[r["seq"] for r in records] for records in uploaded(remote).values()] == [[1, 2, 3]]
+
+
+def test_a_creation_swept_before_its_lock_starts_over(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    directory, remote = tmp_path / "spool", tmp_path / "remote"
+    directory.mkdir()
+    options = SpoolOptions(directory=directory, segment_max_age=3600)
+    spool = Spool("unit", options, DirectoryUploader(remote))
+    real_fchmod, sweeps = os.fchmod, []
+
+    def swept_once(fd: int, mode: int) -> None:  # a sweep deleted the .new file before its creator locked it
+        real_fchmod(fd, mode)
+        if not sweeps:
+            sweeps.extend(path.name for path in directory.glob("*.new"))
+            for path in directory.glob("*.new"):
+                path.unlink()
+
+    monkeypatch.setattr(spool_module.os, "fchmod", swept_once)
+    spool.append([entry(STREAM_A, 1), entry(STREAM_A, 2)])
+    spool.close()
+    assert len(sweeps) == 1
+    assert [path.suffix for path in directory.iterdir()] == [".ready"]
+    Spool("next", options, DirectoryUploader(remote))._upload_ready()
+    assert [[r["seq"] for r in records] for records in uploaded(remote).values()] == [[1, 2]]
+    assert list(directory.iterdir()) == []
+
+
+def test_only_stale_unlocked_new_files_are_swept(tmp_path: Path) -> None:
+    directory = tmp_path / "spool"
+    directory.mkdir()
+    stale = directory / f"{1:020d}-999999-deadbeef.new"  # its creator died before renaming it
+    fresh = directory / f"{time.time_ns():020d}-999999-cafebabe.new"  # being created right now
+    held = directory / f"{2:020d}-999999-feedface.new"  # old, yet its creator holds it (it was stopped)
+    for path in (stale, fresh, held):
+        path.touch()
+    holder = os.open(held, os.O_RDONLY)
+    try:
+        spool_module.fcntl.flock(holder, spool_module.fcntl.LOCK_EX)
+        Spool(
+            "unit", SpoolOptions(directory=directory), DirectoryUploader(tmp_path / "remote")
+        )._adopt_abandoned()
+    finally:
+        os.close(holder)
+    assert sorted(path.name for path in directory.iterdir()) == sorted([fresh.name, held.name])
+
+
+PROCESSES, APPENDS = 6, 1500
+
+
+def _append_in_a_process(number: int, directory: Path, remote: Path, results: Any) -> None:
+    options = SpoolOptions(
+        directory=directory, segment_max_bytes=1024, segment_max_age=0.01, retry_initial=0.01, retry_max=0.05
+    )
+    spool = Spool("shared", options, DirectoryUploader(remote))
+    stream, acknowledged, refused = f"stream-{number}", 0, []
+    for seq in range(1, APPENDS + 1):
+        try:
+            spool.append([entry(stream, seq)])
+            acknowledged += 1
+        except Exception as exc:
+            refused.append(f"{type(exc).__name__}: {exc}")
+    spool.close(timeout=5)
+    results.put((stream, acknowledged, refused[:3]))
+
+
+def test_processes_sharing_a_spool_deliver_every_acknowledged_record_once(tmp_path: Path) -> None:
+    """Gunicorn workers on one spool directory: tiny segments, so segments open, close and get adopted all
+    the time; then the next start drains what is left. Every record is delivered, exactly once here."""
+    directory, remote = tmp_path / "spool", tmp_path / "remote"
+    directory.mkdir()
+    context = multiprocessing.get_context("fork")
+    results = context.Queue()
+    processes = [
+        context.Process(target=_append_in_a_process, args=(number, directory, remote, results))
+        for number in range(PROCESSES)
+    ]
+    for process in processes:
+        process.start()
+    outcomes = sorted(results.get(timeout=60) for _ in processes)
+    for process in processes:
+        process.join(10)
+        assert process.exitcode == 0
+    assert outcomes == [(f"stream-{number}", APPENDS, []) for number in range(PROCESSES)]
+    final = Spool("shared", SpoolOptions(directory=directory), DirectoryUploader(remote))
+    final._adopt_abandoned()
+    final._upload_ready()
+    delivered = Counter(
+        (record["stream_id"], record["seq"]) for records in uploaded(remote).values() for record in records
+    )
+    expected = {(f"stream-{number}", seq) for number in range(PROCESSES) for seq in range(1, APPENDS + 1)}
+    assert set(delivered) == expected
+    assert sum(delivered.values()) == PROCESSES * APPENDS
+    assert list(directory.iterdir()) == []

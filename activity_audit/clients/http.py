@@ -24,6 +24,9 @@ as ``params`` (repeated keys kept as lists), bodies summarised by
 :func:`activity_audit.bodies.summarize_body`.
 A streamed response (``stream=True``) is never read: its body is ``{"streamed": true, "type", "size"}``,
 ``size`` being ``Content-Length`` or ``null``. An upload from a file or generator is never read either.
+A body that cannot be read is ``{"unreadable": "<ExceptionClass>"}`` and ``error_message`` names the error,
+which is then left to ``requests``: auditing never changes what a call does (see :func:`_read_body`).
+A copy or an unpickled copy of an audited session stays audited.
 
 The current request id (from the incoming request, or :class:`~activity_audit.audit_context`) is sent on as
 ``X-Request-ID`` unless the caller set that header.
@@ -91,13 +94,13 @@ class AuditingAdapter(BaseAdapter):
             response = self.inner.send(
                 request, stream=stream, timeout=timeout, verify=verify, cert=cert, proxies=proxies
             )
-            if not stream:
-                response.content  # noqa: B018 - read now (Session.send would next) so the record has the body
         except Exception as exc:
             elapsed = time.perf_counter() - started
-            self._record(request, None, stream, elapsed, _error_without_query(exc, request.url))
+            self._record(request, None, None, elapsed, _error_without_query(exc, request.url))
             raise
-        self._record(request, response, stream, time.perf_counter() - started, None)
+        body = None if stream else _read_body(response)
+        error = _error_without_query(body, request.url) if isinstance(body, Exception) else None
+        self._record(request, response, body, time.perf_counter() - started, error)
         return response
 
     def close(self) -> None:
@@ -107,14 +110,15 @@ class AuditingAdapter(BaseAdapter):
         self,
         request: PreparedRequest,
         response: Response | None,
-        stream: bool,
+        body: bytes | Exception | None,
         execution_time: float,
         error_message: str | None,
     ) -> None:
+        """Record the exchange; ``body`` is what :func:`_read_body` gave, None for a streamed response."""
         try:
             max_bytes = _max_body_bytes()
             request_repr = describe_request(request, max_bytes)
-            response_repr = describe_response(response, stream, max_bytes) if response is not None else None
+            response_repr = describe_response(response, body, max_bytes) if response is not None else None
         except Exception as exc:  # never let a capture problem reach the caller
             request_repr = {"method": request.method, "capture_error": describe_error(exc)}
             response_repr = None
@@ -134,6 +138,9 @@ class HTTPClient(requests.Session):
     Adapters mounted later (``self.mount(...)``) are audited too: the wrapping happens when a request picks
     its adapter.
     """
+
+    # What requests.Session pickles and copies, plus the service name (a copy must stay audited).
+    __attrs__ = [*requests.Session.__attrs__, "service_name"]
 
     def __init__(self, service_name: str) -> None:
         super().__init__()
@@ -161,9 +168,21 @@ def audit_session(session: requests.Session, service_name: str) -> requests.Sess
     def get_adapter(url: str) -> BaseAdapter:
         return AuditingAdapter(choose_adapter(url), name.value)
 
+    def reduce_audited(_protocol: int) -> tuple[Any, ...]:
+        return _audited_again, (type(session), session.__getstate__(), name.value)
+
     session._activity_audit_service = name  # type: ignore[attr-defined]
     session.get_adapter = get_adapter  # type: ignore[method-assign]
+    # pickle and copy look __reduce_ex__ up on the instance: a copy or an unpickled session stays audited.
+    session.__reduce_ex__ = reduce_audited  # type: ignore[assignment,method-assign]
     return session
+
+
+def _audited_again(cls: type[requests.Session], state: dict[str, Any], service_name: str) -> requests.Session:
+    """Rebuild a pickled (or copied) session audited with :func:`audit_session`, audited again."""
+    session = cls.__new__(cls)
+    session.__setstate__(state)  # type: ignore[attr-defined]  # requests defines it; its stubs do not
+    return audit_session(session, service_name)
 
 
 class _ServiceName:
@@ -188,15 +207,63 @@ def describe_request(request: PreparedRequest, max_bytes: int) -> dict[str, Any]
     }
 
 
-def describe_response(response: Response, stream: bool, max_bytes: int) -> dict[str, Any]:
-    """``{status_code, headers, body}``; a streamed body is described, never read."""
+def describe_response(response: Response, body: bytes | Exception | None, max_bytes: int) -> dict[str, Any]:
+    """``{status_code, headers, body}`` of a response whose body was read as ``body`` (never read here).
+
+    ``body`` is None for a streamed response (described as ``{"streamed": true, "type", "size"}``), or the
+    error that reading it met (``{"unreadable": "<ExceptionClass>"}``).
+    """
     headers = capture_headers(response.headers)
     content_type = response.headers.get("Content-Type")
-    if stream:
-        body: Any = {"streamed": True, "type": content_type, "size": _content_length(headers)}
+    summary: Any
+    if body is None:
+        summary = {"streamed": True, "type": content_type, "size": _content_length(headers)}
+    elif isinstance(body, Exception):
+        summary = {"unreadable": type(body).__name__}
     else:
-        body = _summarize_bytes(content_type, response.content, max_bytes)
-    return {"status_code": response.status_code, "headers": headers, "body": body}
+        summary = _summarize_bytes(content_type, body, max_bytes)
+    return {"status_code": response.status_code, "headers": headers, "body": summary}
+
+
+def _read_body(response: Response) -> bytes | Exception:
+    """Read the body now, as ``Session.send`` would next, so that the record has it; or the error it met.
+
+    The error is not raised here: what happens to it is ``requests``' decision, taken when it reads the body
+    itself (it raises it, or ignores it for a redirect hop it follows). :class:`_ReplayedReadError` makes
+    that next read meet the same error, so the caller sees what it would see without auditing.
+    """
+    try:
+        content = response.content
+    except Exception as exc:
+        response.raw = _ReplayedReadError(response, exc)
+        return exc
+    return content if content is not None else b""
+
+
+class _ReplayedReadError:
+    """Stands in for ``response.raw`` after reading the body for the record failed.
+
+    ``requests`` reads the body through ``raw.stream`` (or ``raw.read``); the first such call raises the
+    error again and puts the real ``raw`` back, so that what ``requests`` does next (drain the connection
+    with ``raw.read(decode_content=False)`` after a redirect hop, say) reaches the real one. Every other
+    attribute is the real ``raw``'s.
+    """
+
+    def __init__(self, response: Response, error: Exception) -> None:
+        self._response = response
+        self._raw = response.raw
+        self._error = error
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._raw, name)  # an AttributeError here keeps hasattr(raw, "stream") truthful
+        if name not in ("stream", "read"):
+            return value
+
+        def replay(*_args: Any, **_kwargs: Any) -> Any:
+            self._response.raw = self._raw
+            raise self._error
+
+        return replay
 
 
 def _request_body(body: Any, headers: Mapping[str, str], max_bytes: int) -> Any:

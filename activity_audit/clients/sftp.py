@@ -12,24 +12,22 @@ Every operation (``connect``, ``upload``, ``download``, ``list``, ``remove``) gi
 far, also when the operation failed), ``execution_time`` (seconds), and ``error_message`` (``null`` on
 success). Passwords, private keys and passphrases never appear in a record, a message or ``repr``.
 
-Host keys are checked against ``known_hosts`` (OpenSSH format; hashed names work) right after the key
-exchange, before authentication: an unknown host raises :class:`UnknownHostKeyError`, a key that differs
-from the known one :class:`ChangedHostKeyError`. Both name the host and the offered key's ``SHA256:``
-fingerprint, and the connection is closed without sending the username or any credential. There is no
-"accept new keys" mode.
+Host keys are checked against ``known_hosts`` (read as OpenSSH reads it: see :mod:`.ssh`) right after the
+key exchange, before authentication: an unknown host raises :class:`UnknownHostKeyError`, a key that none of
+the host's lines lists :class:`ChangedHostKeyError`, a key an ``@revoked`` line names
+:class:`RevokedHostKeyError`. Each names the host and the offered key's ``SHA256:`` fingerprint, and the
+connection is closed without sending the username or any credential. There is no "accept new keys" mode.
 """
 
 from __future__ import annotations
 
-import base64
 import builtins
 import contextlib
-import hashlib
 import os
 import posixpath
 import secrets
 import socket
-import tempfile
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -46,9 +44,20 @@ except ImportError as exc:  # pragma: no cover - exercised in a test that hides 
 
     raise missing_extra("paramiko", "sftp", "activity_audit.SFTPClient", exc) from exc
 
+from .ssh import (
+    HostKeyCheck,
+    KnownHosts,
+    KnownKeys,
+    authenticate,
+    blob_fingerprint,
+    host_entry_name,
+    prefer_known_key_types,
+)
+
 __all__ = [
     "ChangedHostKeyError",
     "HostKeyVerificationError",
+    "RevokedHostKeyError",
     "SFTPClient",
     "UnknownHostKeyError",
     "key_fingerprint",
@@ -56,6 +65,7 @@ __all__ = [
 
 PROTOCOL = "sftp"
 DEFAULT_KNOWN_HOSTS = Path("~/.ssh/known_hosts")
+NAME_MAX = 255  # bytes in one file name, on Linux and most SFTP servers' file systems
 
 _T = TypeVar("_T")
 LocalFile = str | os.PathLike[str] | IO[bytes]
@@ -80,10 +90,13 @@ class ChangedHostKeyError(HostKeyVerificationError):
     """``known_hosts`` has keys for this host, and the server offered another one."""
 
 
+class RevokedHostKeyError(HostKeyVerificationError):
+    """An ``@revoked`` line of ``known_hosts`` names the key the server offered."""
+
+
 def key_fingerprint(key: paramiko.PKey) -> str:
     """OpenSSH's ``SHA256:<base64>`` fingerprint of a public key (what ``ssh-keygen -lf`` prints)."""
-    digest = hashlib.sha256(key.asbytes()).digest()
-    return "SHA256:" + base64.b64encode(digest).decode("ascii").rstrip("=")
+    return blob_fingerprint(key.asbytes())
 
 
 class _Progress:
@@ -191,15 +204,16 @@ class SFTPClient:
     def upload(self, local: LocalFile, remote_path: RemotePath) -> int:
         """Copy ``local`` (a path or a binary file object) to ``remote_path``; returns the bytes sent.
 
-        The data goes to a temporary name in the target directory (``.<name>.<random>.part``) that is then
-        renamed over ``remote_path`` with ``posix-rename``: readers see the old file or the whole new one,
-        never a part. On failure the temporary file is removed (when the connection still allows it).
+        The data goes to a temporary name in the target directory (``.<name>.<random>.part``, ``<name>``
+        shortened when the whole would exceed 255 bytes) that is then renamed over ``remote_path`` with
+        ``posix-rename``: readers see the old file or the whole new one, never a part. On failure the
+        temporary file is removed (when the connection still allows it).
         """
         target = self.remote_path(remote_path)
         directory, name = posixpath.split(target)
         if not name:
             raise ValueError(f"remote path {target!r} names a directory, not a file")
-        temporary = posixpath.join(directory, f".{name}.{secrets.token_hex(6)}.part")
+        temporary = posixpath.join(directory, temporary_name(name))
 
         def transfer(sftp: paramiko.SFTPClient, progress: _Progress) -> int:
             progress.bytes = 0
@@ -219,7 +233,8 @@ class SFTPClient:
         """Copy ``remote_path`` to ``local`` (a path or a binary file object); returns the bytes received.
 
         A local path is written through a temporary file in its directory and renamed into place, so a
-        failed download leaves no partial file under that name.
+        failed download leaves no partial file under that name. The file gets the mode it had, or, when it
+        is new, the mode ``open()`` would give it (``0o666`` less the umask).
         """
         source = self.remote_path(remote_path)
 
@@ -284,7 +299,7 @@ class SFTPClient:
         return self._sftp
 
     def _open(self, progress: _Progress) -> tuple[paramiko.Transport, paramiko.SFTPClient]:
-        known = self._known_keys()
+        known = KnownHosts.read(self.known_hosts).keys_for(self.host, self.port)
         sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
         try:
             transport = paramiko.Transport(sock)
@@ -293,8 +308,7 @@ class SFTPClient:
             raise
         try:
             transport.banner_timeout = transport.auth_timeout = self.timeout
-            if known:
-                _prefer_known_key_types(transport, known)
+            prefer_known_key_types(transport, known.key_types())
             transport.start_client(timeout=self.timeout)
             offered = transport.get_remote_server_key()
             progress.details["host_key_fingerprint"] = key_fingerprint(offered)
@@ -311,20 +325,25 @@ class SFTPClient:
             transport.close()
             raise
 
-    def _known_host_name(self) -> str:
-        return self.host if self.port == 22 else f"[{self.host}]:{self.port}"
-
-    def _known_keys(self) -> dict[str, paramiko.PKey]:
-        """The keys ``known_hosts`` holds for this host, by key type (empty when none or no file)."""
-        host_keys = paramiko.HostKeys()
-        if self.known_hosts.exists():
-            host_keys.load(str(self.known_hosts))
-        entries = host_keys.lookup(self._known_host_name())
-        return {key_type: entries[key_type] for key_type in entries} if entries else {}
-
-    def _verify_host_key(self, offered: paramiko.PKey, known: dict[str, paramiko.PKey]) -> None:
-        name, key_type, fingerprint = self._known_host_name(), offered.get_name(), key_fingerprint(offered)
-        if not known:
+    def _verify_host_key(self, offered: paramiko.PKey, known: KnownKeys) -> None:
+        name, key_type, fingerprint = (
+            host_entry_name(self.host, self.port),
+            offered.get_name(),
+            key_fingerprint(offered),
+        )
+        check = known.check(offered)
+        if check is HostKeyCheck.ACCEPTED:
+            return
+        if check is HostKeyCheck.REVOKED:
+            raise RevokedHostKeyError(
+                f"SFTP host key of {name} is revoked in {self.known_hosts}: the server offered the "
+                f"{key_type} key {fingerprint}, which an @revoked line names. "
+                "Nothing was sent to the server.",
+                name,
+                key_type,
+                fingerprint,
+            )
+        if check is HostKeyCheck.UNKNOWN:
             raise UnknownHostKeyError(
                 f"SFTP host {name} is not in {self.known_hosts}: it offered the {key_type} key "
                 f"{fingerprint}. Confirm that fingerprint with the server's operator, then add the key to "
@@ -334,31 +353,19 @@ class SFTPClient:
                 key_type,
                 fingerprint,
             )
-        expected = known.get(key_type)
-        if expected is None or expected.asbytes() != offered.asbytes():
-            listed = ", ".join(f"{kind} {key_fingerprint(key)}" for kind, key in known.items())
-            raise ChangedHostKeyError(
-                f"SFTP host key of {name} does not match {self.known_hosts}: the server offered the "
-                f"{key_type} key {fingerprint}, known_hosts has {listed}. The key changed, or someone is "
-                "intercepting the connection. Nothing was sent to the server.",
-                name,
-                key_type,
-                fingerprint,
-            )
+        raise ChangedHostKeyError(
+            f"SFTP host key of {name} does not match {self.known_hosts}: the server offered the "
+            f"{key_type} key {fingerprint}, known_hosts has {known.describe()}. The key changed, or someone "
+            "is intercepting the connection. Nothing was sent to the server.",
+            name,
+            key_type,
+            fingerprint,
+        )
 
     def _authenticate(self, transport: paramiko.Transport) -> str:
         """Authenticate with the key, then the password; returns the method that worked."""
-        password = self.__password
-        if self.__private_key is not None:
-            try:
-                transport.auth_publickey(self.username, self._load_private_key())
-                return "publickey"
-            except paramiko.AuthenticationException:
-                if password is None:
-                    raise
-        assert password is not None
-        transport.auth_password(self.username, password)
-        return "password"
+        key = self._load_private_key() if self.__private_key is not None else None
+        return authenticate(transport, self.username, key, self.__password)
 
     def _load_private_key(self) -> paramiko.PKey:
         key = self.__private_key
@@ -392,18 +399,14 @@ class SFTPClient:
         )
 
 
-def _prefer_known_key_types(transport: paramiko.Transport, known: dict[str, paramiko.PKey]) -> None:
-    """Ask the server for a host key of a type known_hosts has, as OpenSSH does."""
-    options = transport.get_security_options()
-    wanted = {_key_family(key_type) for key_type in known}
-    current = builtins.list(options.key_types)
-    preferred = [algorithm for algorithm in current if _key_family(algorithm) in wanted]
-    options.key_types = preferred + [algorithm for algorithm in current if algorithm not in preferred]
-
-
-def _key_family(algorithm: str) -> str:
-    """The known_hosts key type a host key algorithm belongs to (``rsa-sha2-512`` -> ``ssh-rsa``)."""
-    return "ssh-rsa" if algorithm.startswith("rsa-sha2-") else algorithm
+def temporary_name(name: str, suffix: str = ".part") -> str:
+    """``.<name>.<12 hex>.part``, with ``<name>`` cut (at a character) to fit in :data:`NAME_MAX` bytes."""
+    tail = f".{secrets.token_hex(6)}{suffix}"
+    room = NAME_MAX - len(tail.encode()) - 1
+    encoded = name.encode("utf-8", "surrogateescape")
+    if len(encoded) > room:
+        name = encoded[:room].decode("utf-8", "ignore")
+    return f".{name}{tail}"
 
 
 @contextlib.contextmanager
@@ -421,14 +424,19 @@ def _writable(local: LocalFile) -> Iterator[IO[bytes]]:
         yield local
         return
     final = Path(local)
-    handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - renamed into place on success, removed on failure
-        dir=final.parent, prefix=f".{final.name}.", suffix=".part", delete=False
-    )
+    temporary = final.parent / temporary_name(final.name)
+    # Created as open() would create the file (0o666 less the umask, default ACLs applied), not 0600.
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+    handle = open(os.open(temporary, flags, 0o666), "wb")  # noqa: SIM115 - renamed into place, or removed
     try:
         with handle:
+            with contextlib.suppress(FileNotFoundError):
+                os.fchmod(
+                    handle.fileno(), stat.S_IMODE(os.stat(final).st_mode)
+                )  # a replaced file keeps its mode
             yield handle
-        os.replace(handle.name, final)
+        os.replace(temporary, final)
     except BaseException:
         with contextlib.suppress(OSError):
-            os.unlink(handle.name)
+            os.unlink(temporary)
         raise

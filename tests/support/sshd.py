@@ -205,6 +205,35 @@ def sshd_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshdServer
         server.close()
 
 
+def start_rsa_sshd(workdir: Path) -> SshdServer:
+    """Like :func:`start_sshd`, but the server's only host key is RSA; ``known_hosts_path`` lists it as
+    ``ssh-rsa`` (as ``ssh-keyscan`` writes it), and ``wrong_known_hosts_path`` still holds an ed25519 key."""
+    server = start_sshd(workdir)
+    server.stop()
+    rsa_key = workdir / "ssh_host_rsa_key"
+    for existing in (rsa_key, rsa_key.with_name(rsa_key.name + ".pub")):
+        existing.unlink(missing_ok=True)
+    _run(SSH_KEYGEN, "-q", "-t", "rsa", "-b", "2048", "-N", "", "-C", rsa_key.name, "-f", str(rsa_key))
+    lines = server.config_path.read_text().splitlines()
+    server.config_path.write_text(
+        "\n".join(f"HostKey {rsa_key}" if line.startswith("HostKey ") else line for line in lines) + "\n"
+    )
+    server.known_hosts_path.write_text(f"[{HOST}]:{server.port} {_public_line(rsa_key)}\n")
+    server.host_key_fingerprint = _fingerprint(rsa_key)
+    server.start()
+    return server
+
+
+@pytest.fixture(scope="session")
+def rsa_sshd_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshdServer]:
+    """A running sshd whose host key is RSA, for the whole session (see :func:`start_rsa_sshd`)."""
+    server = start_rsa_sshd(tmp_path_factory.mktemp("rsa-sshd"))
+    try:
+        yield server
+    finally:
+        server.close()
+
+
 def _config(server: SshdServer, host_key: Path, authorized_keys: Path) -> str:
     return "\n".join(
         [

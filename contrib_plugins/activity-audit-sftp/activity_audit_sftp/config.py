@@ -1,7 +1,8 @@
 """The options of ``ACTIVITY_AUDIT["PLUGINS"]["sftp"]``, checked at start-up.
 
-``host``, ``username``, ``remote_dir`` (absolute) and ``known_hosts`` (an OpenSSH known_hosts file: host key
-verification cannot be turned off) are required; ``port`` (22); ``password`` and/or ``private_key`` (path of
+``host``, ``username``, ``remote_dir`` (absolute) and ``known_hosts`` (an OpenSSH known_hosts file, read as
+OpenSSH reads it by :mod:`activity_audit.clients.ssh`, again for each connection: host key verification cannot
+be turned off) are required; ``port`` (22); ``password`` and/or ``private_key`` (path of
 an OpenSSH private key) with ``private_key_passphrase``; ``timeout`` (seconds, default 30); and the spool's
 options (:data:`activity_audit.spool.SPOOL_OPTION_KEYS`). Files are parsed now, so a wrong path or an
 unreadable key stops start-up with the setting's name.
@@ -42,7 +43,6 @@ class SftpConfig:
     password: str | None
     private_key: paramiko.PKey | None
     remote_dir: str
-    known_hosts: paramiko.HostKeys
     known_hosts_path: Path
     timeout: float
 
@@ -59,6 +59,7 @@ class SftpConfig:
             )
         known_hosts_path = options.readable_file("known_hosts", required=True)
         assert known_hosts_path is not None
+        _check_known_hosts(options, known_hosts_path)
         return cls(
             host=options.required_text("host"),
             port=options.integer("port", 22, minimum=1),
@@ -66,7 +67,6 @@ class SftpConfig:
             password=password,
             private_key=_load_key(options, key_path) if key_path else None,
             remote_dir=remote_dir.rstrip("/") or "/",
-            known_hosts=_load_known_hosts(options, known_hosts_path),
             known_hosts_path=known_hosts_path,
             timeout=options.seconds("timeout", 30.0, minimum=0.1),
         )
@@ -97,10 +97,13 @@ def _load_key(options: PluginOptions, path: Path) -> Any:
         ) from exc
 
 
-def _load_known_hosts(options: PluginOptions, path: Path) -> paramiko.HostKeys:
-    import paramiko
+def _check_known_hosts(options: PluginOptions, path: Path) -> None:
+    """Refuse a file that cannot be read, or that has lines but not one usable host key line."""
+    from activity_audit.clients.ssh import KnownHosts
 
     try:
-        return paramiko.HostKeys(str(path))
-    except (OSError, paramiko.SSHException, ValueError) as exc:
-        raise options.error("known_hosts", f"= '{path}' is not a known_hosts file: {exc}") from exc
+        known_hosts = KnownHosts.read(path)
+    except OSError as exc:
+        raise options.error("known_hosts", f"= '{path}' cannot be read: {exc}") from exc
+    if known_hosts.skipped and not known_hosts.lines:
+        raise options.error("known_hosts", f"= '{path}' is not a known_hosts file: no line holds a host key.")

@@ -1,8 +1,10 @@
 """Upload spool segments to an SFTP server with paramiko: verified host key, then an atomic upload.
 
-* The server's host key is checked against ``known_hosts`` before anything else happens: an unknown or
-  changed key raises :class:`HostKeyRejected` naming the host and the offered SHA-256 fingerprint, and no
-  credential and no data is sent. There is no way to accept a key automatically.
+* The server's host key is checked against ``known_hosts`` (re-read for each connection, as OpenSSH reads it:
+  :mod:`activity_audit.clients.ssh`) before anything else happens: an unknown, changed or revoked key raises
+  :class:`HostKeyRejected` naming the host and the offered SHA-256 fingerprint, and no credential and no data
+  is sent. There is no way to accept a key automatically.
+* Authentication uses the private key, then the password if the server refused the key (when both are set).
 * Each segment is written to a hidden temporary name in its final directory, made 0640, then renamed over
   the final name with the ``posix-rename`` extension, so a reader never sees a partial file and a retried
   upload replaces itself.
@@ -11,9 +13,7 @@
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import hashlib
 import io
 import posixpath
 import socket
@@ -22,6 +22,14 @@ from typing import Any
 
 import paramiko
 
+from activity_audit.clients.ssh import (
+    HostKeyCheck,
+    KnownHosts,
+    KnownKeys,
+    authenticate,
+    blob_fingerprint,
+    prefer_known_key_types,
+)
 from activity_audit.spool import Segment
 
 from .config import SftpConfig
@@ -39,8 +47,7 @@ class HostKeyRejected(SftpUploadError):
 
 def fingerprint(key: paramiko.PKey) -> str:
     """The OpenSSH ``SHA256:...`` fingerprint of a public key."""
-    digest = hashlib.sha256(key.asbytes()).digest()
-    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+    return blob_fingerprint(key.asbytes())
 
 
 class SftpUploader:
@@ -87,15 +94,11 @@ class SftpUploader:
         transport = paramiko.Transport(sock)
         try:
             transport.banner_timeout = transport.auth_timeout = config.timeout
-            known = config.known_hosts.lookup(config.host_entry)
-            if known:
-                transport.get_security_options().key_types = tuple(known.keys())  # ask for a key we can check
+            known = KnownHosts.read(config.known_hosts_path).keys_for(config.host, config.port)
+            prefer_known_key_types(transport, known.key_types())  # ask for a key we can check
             transport.start_client(timeout=config.timeout)
-            self._verify_host_key(transport.get_remote_server_key())
-            if config.private_key is not None:
-                transport.auth_publickey(config.username, config.private_key)
-            else:
-                transport.auth_password(config.username, config.password or "")
+            self._verify_host_key(transport.get_remote_server_key(), known)
+            authenticate(transport, config.username, config.private_key, config.password)
             sftp = paramiko.SFTPClient.from_transport(transport)
             if sftp is None:
                 raise SftpUploadError(f"{config.where}: the server refused the sftp subsystem")
@@ -106,18 +109,22 @@ class SftpUploader:
         self._transport, self._sftp = transport, sftp
         return sftp
 
-    def _verify_host_key(self, offered: paramiko.PKey) -> None:
+    def _verify_host_key(self, offered: paramiko.PKey, known: KnownKeys) -> None:
         config = self.config
-        known = config.known_hosts.lookup(config.host_entry)
         where = f"{config.host_entry} ({config.known_hosts_path})"
         offered_key = f"{offered.get_name()} {fingerprint(offered)}"
-        if not known:
+        check = known.check(offered)
+        if check is HostKeyCheck.UNKNOWN:
             raise HostKeyRejected(
                 f"host key of {where} is unknown: the server offered {offered_key}; nothing was sent."
                 " Add the key to known_hosts after checking it out of band."
             )
-        expected = known.get(offered.get_name())
-        if expected is None or expected != offered:
+        if check is HostKeyCheck.REVOKED:
+            raise HostKeyRejected(
+                f"host key of {where} is REVOKED: the server offered {offered_key}, which an @revoked line of"
+                " known_hosts names; nothing was sent."
+            )
+        if check is HostKeyCheck.CHANGED:
             raise HostKeyRejected(
                 f"host key of {where} has CHANGED: the server offered {offered_key}, "
                 "which known_hosts does not hold for it; nothing was sent (possible man-in-the-middle)."

@@ -1,0 +1,243 @@
+"""SSH steps shared by :class:`~activity_audit.clients.sftp.SFTPClient` and the ``sftp`` sink plugin.
+
+known_hosts is read here, not by ``paramiko.HostKeys``, so that it is read as OpenSSH reads it (``sshd(8)``,
+"SSH_KNOWN_HOSTS FILE FORMAT"):
+
+* a host field is a comma-separated list of patterns (``*`` and ``?`` wildcards, ``!`` negation, compared
+  without case) or one hashed name (``|1|<salt>|<hmac>``); a server on another port than 22 is named
+  ``[host]:port``;
+* **every** line that names the host counts: the host is accepted when any of its keys matches, so the old and
+  the new key can be listed together while a key is rotated;
+* ``@revoked`` lines name keys that are refused even when another line lists them; ``@cert-authority`` lines
+  (host certificates, not supported here) are passed over, as is any line that cannot be read (bad base64, a
+  key blob of another type than its line says, a marker we do not know): one odd line never makes the file
+  unusable;
+* keys are compared as their public key blobs, so a key type paramiko does not know is still listed in error
+  messages, and never breaks reading.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import builtins
+import enum
+import hashlib
+import hmac
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import paramiko
+
+REVOKED_MARKER = "@revoked"
+HASHED_PREFIX = "|1|"
+
+
+def host_entry_name(host: str, port: int) -> str:
+    """The host as known_hosts names it: ``host`` on port 22, else ``[host]:port``."""
+    return host if port == 22 else f"[{host}]:{port}"
+
+
+def blob_fingerprint(blob: bytes) -> str:
+    """OpenSSH's ``SHA256:<base64>`` fingerprint of a public key blob (what ``ssh-keygen -lf`` prints)."""
+    digest = hashlib.sha256(blob).digest()
+    return "SHA256:" + base64.b64encode(digest).decode("ascii").rstrip("=")
+
+
+@dataclass(frozen=True)
+class KnownKey:
+    """One public key from known_hosts."""
+
+    key_type: str
+    blob: bytes
+
+    @property
+    def fingerprint(self) -> str:
+        return blob_fingerprint(self.blob)
+
+    def __str__(self) -> str:
+        return f"{self.key_type} {self.fingerprint}"
+
+
+class HostKeyCheck(enum.Enum):
+    """How an offered host key compares with what known_hosts holds for the host."""
+
+    ACCEPTED = "accepted"
+    UNKNOWN = "unknown"  # no line names the host
+    CHANGED = "changed"  # lines name the host, none with this key
+    REVOKED = "revoked"  # an @revoked line names this key for the host
+
+
+@dataclass(frozen=True)
+class KnownKeys:
+    """The keys known_hosts holds for one host: those that vouch for it and those revoked for it."""
+
+    accepted: tuple[KnownKey, ...] = ()
+    revoked: tuple[KnownKey, ...] = ()
+
+    def check(self, offered: paramiko.PKey) -> HostKeyCheck:
+        blob = offered.asbytes()
+        if any(key.blob == blob for key in self.revoked):
+            return HostKeyCheck.REVOKED
+        if not self.accepted:
+            return HostKeyCheck.UNKNOWN
+        if any(key.blob == blob for key in self.accepted):
+            return HostKeyCheck.ACCEPTED
+        return HostKeyCheck.CHANGED
+
+    def key_types(self) -> set[str]:
+        return {key.key_type for key in self.accepted}
+
+    def describe(self) -> str:
+        """``"ssh-ed25519 SHA256:..., ssh-rsa SHA256:..."``: the accepted keys, in file order."""
+        return ", ".join(str(key) for key in self.accepted)
+
+
+@dataclass(frozen=True)
+class KnownHostLine:
+    """One usable known_hosts line: who it names, its key, and whether the key is revoked."""
+
+    hosts: str
+    key: KnownKey
+    revoked: bool
+
+    def names(self, host_name: str) -> bool:
+        """Whether the host field names ``host_name`` (as :func:`host_entry_name` writes it)."""
+        if self.hosts.startswith(HASHED_PREFIX):
+            return _hashed_name_matches(self.hosts, host_name)
+        return _pattern_list_matches(self.hosts, host_name.lower())
+
+
+@dataclass(frozen=True)
+class KnownHosts:
+    """A known_hosts file as read: its usable lines, and how many lines were passed over."""
+
+    path: Path
+    lines: tuple[KnownHostLine, ...]
+    skipped: int
+
+    @classmethod
+    def read(cls, path: str | Path) -> KnownHosts:
+        """Read ``path``; a missing file holds no keys. Raises ``OSError`` if it exists but cannot be read."""
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            return cls(path, (), 0)
+        lines, skipped = [], 0
+        for raw in text.splitlines():
+            stripped = raw.strip()
+            if not stripped or stripped.startswith("#"):
+                continue
+            line = _parse_line(stripped)
+            if line is None:
+                skipped += 1
+            else:
+                lines.append(line)
+        return cls(path, tuple(lines), skipped)
+
+    def keys_for(self, host: str, port: int) -> KnownKeys:
+        """Every key listed for ``host`` on ``port``, in file order."""
+        name = host_entry_name(host, port)
+        matching = [line for line in self.lines if line.names(name)]
+        return KnownKeys(
+            accepted=tuple(line.key for line in matching if not line.revoked),
+            revoked=tuple(line.key for line in matching if line.revoked),
+        )
+
+
+def prefer_known_key_types(transport: paramiko.Transport, key_types: set[str]) -> None:
+    """Ask the server for a host key of a type known_hosts has, as OpenSSH does (call before the handshake).
+
+    Only the order changes: types paramiko does not offer are ignored, and every algorithm stays allowed.
+    """
+    options = transport.get_security_options()
+    wanted = {key_family(key_type) for key_type in key_types}
+    current = builtins.list(options.key_types)
+    preferred = [algorithm for algorithm in current if key_family(algorithm) in wanted]
+    options.key_types = preferred + [algorithm for algorithm in current if algorithm not in preferred]
+
+
+def key_family(algorithm: str) -> str:
+    """The known_hosts key type a host key algorithm belongs to (``rsa-sha2-512`` -> ``ssh-rsa``)."""
+    return "ssh-rsa" if algorithm.startswith("rsa-sha2-") else algorithm
+
+
+def authenticate(
+    transport: paramiko.Transport, username: str, private_key: paramiko.PKey | None, password: str | None
+) -> str:
+    """Authenticate with the key, then with the password if the server refused the key; returns the method.
+
+    Raises ``paramiko.AuthenticationException`` when every method given was refused.
+    """
+    if private_key is not None:
+        try:
+            transport.auth_publickey(username, private_key)
+            return "publickey"
+        except paramiko.AuthenticationException:
+            if password is None:
+                raise
+    if password is None:
+        raise ValueError("authenticate needs a private key or a password")
+    transport.auth_password(username, password)
+    return "password"
+
+
+def _parse_line(line: str) -> KnownHostLine | None:
+    fields = line.split()
+    revoked = fields[0] == REVOKED_MARKER
+    if fields[0].startswith("@"):
+        if not revoked:
+            return None  # @cert-authority, or a marker we do not know
+        fields = fields[1:]
+    if len(fields) < 3:
+        return None
+    hosts, key_type, encoded = fields[:3]
+    try:
+        blob = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    if _blob_type(blob) != key_type:
+        return None
+    return KnownHostLine(hosts, KnownKey(key_type, blob), revoked)
+
+
+def _blob_type(blob: bytes) -> str | None:
+    """The key type a public key blob starts with (an SSH string: 4-byte length, then the name)."""
+    if len(blob) < 4:
+        return None
+    length = int.from_bytes(blob[:4], "big")
+    name = blob[4 : 4 + length]
+    return name.decode("ascii", "replace") if len(name) == length else None
+
+
+def _hashed_name_matches(field: str, host_name: str) -> bool:
+    """``|1|<base64 salt>|<base64 HMAC-SHA1(salt, host_name)>``, OpenSSH's ``HashKnownHosts`` form."""
+    parts = field[len(HASHED_PREFIX) :].split("|")
+    if len(parts) != 2:
+        return False
+    try:
+        salt, digest = base64.b64decode(parts[0]), base64.b64decode(parts[1])
+    except (binascii.Error, ValueError):
+        return False
+    expected = hmac.new(salt, host_name.encode("utf-8"), hashlib.sha1).digest()
+    return hmac.compare_digest(expected, digest)
+
+
+def _pattern_list_matches(patterns: str, host_name: str) -> bool:
+    """OpenSSH's rule: a matching negated pattern rejects the line, else any matching pattern accepts it."""
+    matched = False
+    for pattern in patterns.split(","):
+        negated = pattern.startswith("!")
+        if _wildcard(pattern[1:] if negated else pattern).fullmatch(host_name):
+            if negated:
+                return False
+            matched = True
+    return matched
+
+
+def _wildcard(pattern: str) -> re.Pattern[str]:
+    """``*`` (any run) and ``?`` (one character); nothing else is special."""
+    parts = (".*" if char == "*" else "." if char == "?" else re.escape(char) for char in pattern.lower())
+    return re.compile("".join(parts), re.DOTALL)
