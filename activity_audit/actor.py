@@ -10,12 +10,18 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+from asgiref.sync import sync_to_async
 from django.contrib.auth import SESSION_KEY
 from django.utils.functional import SimpleLazyObject, empty
 
 from .conf import get_settings
 from .context import AuditContext, current, process_source
 from .encoding import snapshot
+
+try:
+    from django.contrib.auth import aget_user as _aget_user
+except ImportError:  # Django < 5.0
+    _aget_user = None  # type: ignore[assignment]
 
 ANONYMOUS = "anonymous"
 
@@ -50,11 +56,13 @@ def describe_user(user: Any) -> dict[str, Any]:
 
 
 def _authenticated_user(request: Any) -> Any:
-    """``request.user`` if it is an authenticated user, else None; read without marking the session accessed.
+    """``request.user`` if it is an authenticated user, else None; the session's ``accessed`` as it was found.
 
-    Django adds ``Vary: Cookie`` to every response whose session was accessed. A view that never looked at
-    the user returns a response that does not depend on the cookie; the audit reading the user for its
-    record must not make it uncacheable.
+    Django adds ``Vary: Cookie`` to every response whose session was accessed. Reading the user for a record
+    must change no header of the response: a view that never looks at the user returns a response that does
+    not depend on the cookie, and a view that looks at it after the audit did must still mark the session
+    accessed, as its own read would have. So a lazy user is not evaluated in place: its setup is run here and
+    replaced by a :class:`_SeenUser`, which the view's first read goes through.
 
     When ``AuthenticationMiddleware``'s lazy user was never evaluated and the session holds no user id,
     Django would build an ``AnonymousUser``: None says so without building it.
@@ -62,22 +70,85 @@ def _authenticated_user(request: Any) -> Any:
     session = getattr(request, "session", None)
     accessed = getattr(session, "accessed", None)
     try:
-        lazy = request.__dict__.get("user")
-        if _is_unevaluated_django_user(lazy) and _holds_no_user(session):
-            return None
-        user = getattr(request, "user", None)
-        return user if _is_user(user) else None  # may load the user from the session, lazily
+        user = _user_of(request, session)
+        return user if _is_user(user) else None  # may evaluate a lazy user of another kind
     finally:
         if accessed is False:
             session.accessed = False  # type: ignore[union-attr]
 
 
-def _is_unevaluated_django_user(value: Any) -> bool:
-    """True for the ``SimpleLazyObject`` that ``AuthenticationMiddleware`` puts on a request, unevaluated."""
+def _user_of(request: Any, session: Any) -> Any:
+    setup = _pending_setup(request)
+    if setup is None:
+        return getattr(request, "user", None)  # evaluated, or set by a middleware or the view
+    if type(setup) is _SeenUser:
+        return setup.user
+    if _is_django_setup(setup) and _holds_no_user(session):
+        return None
+    return _seen(request, setup(), session)  # may load the user from the session
+
+
+async def authenticated_user_async(request: Any) -> Any:
+    """:func:`_authenticated_user` on the event loop: never a synchronous database query.
+
+    ``AuthenticationMiddleware``'s lazy user, not evaluated yet, is read through Django's ``aget_user``
+    (Django 5.0+); any other lazy user not evaluated yet (or on older Django) on a thread, as Django would.
+    """
+    setup = _pending_setup(request)
+    if setup is None or type(setup) is _SeenUser:
+        return _authenticated_user(request)  # at hand: no I/O
+    if _aget_user is None or not _is_django_setup(setup):
+        return await sync_to_async(_authenticated_user)(request)
+    session = request.session
+    accessed = session.accessed
+    try:
+        if _session_at_hand(session) and _holds_no_user(session):
+            user = None
+        else:
+            user = _seen(request, await _aget_user(request), session)
+        return user if _is_user(user) else None
+    finally:
+        if accessed is False:
+            session.accessed = False
+
+
+class _SeenUser:
+    """The setup of a lazy ``request.user`` that the audit already read: the view's first read gets the same
+    user, and marks the session accessed when reading the user did (so Django still adds ``Vary: Cookie``)."""
+
+    __slots__ = ("read_session", "request", "user")
+
+    def __init__(self, request: Any, user: Any, read_session: bool) -> None:
+        self.request = request
+        self.user = user
+        self.read_session = read_session
+
+    def __call__(self) -> Any:
+        if self.read_session:
+            session = getattr(self.request, "session", None)
+            if session is not None:
+                session.accessed = True
+        return self.user
+
+
+def _seen(request: Any, user: Any, session: Any) -> Any:
+    """``user``, just read for the lazy ``request.user``, put in its setup's place; returns ``user``."""
+    read_session = bool(getattr(session, "accessed", False))
+    request.__dict__["user"].__dict__["_setupfunc"] = _SeenUser(request, user, read_session)
+    return user
+
+
+def _pending_setup(request: Any) -> Any:
+    """The setup function of ``request.user`` when it is a lazy object not evaluated yet, else None."""
+    lazy = request.__dict__.get("user")
+    if type(lazy) is SimpleLazyObject and lazy.__dict__.get("_wrapped") is empty:
+        return lazy.__dict__.get("_setupfunc")
+    return None
+
+
+def _is_django_setup(setup: Any) -> bool:
+    """True for the setup of the lazy user that ``AuthenticationMiddleware`` puts on a request."""
     global _django_setup_code
-    if type(value) is not SimpleLazyObject or value.__dict__.get("_wrapped") is not empty:
-        return False
-    setup = value.__dict__.get("_setupfunc")
     code = getattr(setup, "__code__", None)
     if code is not None and code is _django_setup_code:
         return True
@@ -91,6 +162,11 @@ def _is_unevaluated_django_user(value: Any) -> bool:
 
 # The code of AuthenticationMiddleware's lazy-user function, once seen.
 _django_setup_code: Any = None
+
+
+def _session_at_hand(session: Any) -> bool:
+    """True when asking ``session`` for a key needs no I/O: it has no key (no cookie came), or is loaded."""
+    return getattr(session, "session_key", True) is None or "_session_cache" in vars(session)
 
 
 def _holds_no_user(session: Any) -> bool:

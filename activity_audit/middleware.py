@@ -8,7 +8,8 @@ Add it to ``MIDDLEWARE`` after ``AuthenticationMiddleware`` (so the user is know
 It runs natively in WSGI and ASGI stacks (no thread switch). For the duration of the request it binds the
 request, its id and the client address to the audit context (:mod:`activity_audit.context`), so every CRUD
 record the request causes carries the same ``request_id``; the context is restored in ``finally`` whatever
-happens, also for skipped paths.
+happens, also for skipped paths. A streaming response's content is produced after that: each of its steps
+runs with the request's context set again.
 
 Auditing never breaks a request: a failure inside it is reported through the pipeline's reporter and the
 response goes out unchanged. An exception raised by the view is recorded (status 500, class and message)
@@ -19,13 +20,13 @@ from __future__ import annotations
 
 import contextvars
 import time
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator
 from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 
-from .actor import ANONYMOUS_ACTOR, Actor, resolve_actor
-from .context import current, pop, push, request_scope
+from .actor import ANONYMOUS_ACTOR, Actor, actor_from_user, authenticated_user_async, resolve_actor
+from .context import StepContext, current, pop, push, request_scope
 from .dispatch import pipeline
 from .emit import emit_request
 from .encoding import Snapshotter
@@ -110,6 +111,8 @@ class AuditLoggingMiddleware:
             finally:
                 _in_flight.reset(token)
             _finish(flight, request, response, None, resolve_actor)
+            if getattr(response, "streaming", False):
+                _stream_in_request_context(response)
         finally:
             pop(scope)
         return response
@@ -123,11 +126,13 @@ class AuditLoggingMiddleware:
             try:
                 response = await self.get_response(request)
             except BaseException as exc:
-                _finish(flight, request, None, exc, await _actor_after_async_view(request))
+                _finish(flight, request, None, exc, await _actor_after_async_view(flight, request))
                 raise
             finally:
                 _in_flight.reset(token)
-            _finish(flight, request, response, None, await _actor_after_async_view(request))
+            _finish(flight, request, response, None, await _actor_after_async_view(flight, request))
+            if getattr(response, "streaming", False):
+                _stream_in_request_context(response)
         return response
 
     def process_exception(self, request: Any, exception: Exception) -> None:
@@ -249,39 +254,77 @@ def _text_of(value: Any, copier: Snapshotter) -> Any:
     return copier.copy(value)
 
 
-async def _actor_after_async_view(request: Any) -> Actor | Callable[[], Actor]:
-    """The actor, without a synchronous database query on the event loop.
+async def _actor_after_async_view(flight: _InFlight, request: Any) -> Actor | Callable[[], Actor]:
+    """The actor for the record, without a synchronous database query on the event loop. Never raises.
 
-    When the view never looked at ``request.user`` the lazy user is still unevaluated; it is read through
-    ``request.auser()`` (Django's async accessor; on Django < 5.0, on a thread) instead.
+    A user the view never looked at is read as :func:`~activity_audit.actor.authenticated_user_async` does,
+    which leaves the session's ``accessed`` flag (and so the response's ``Vary``) as the view left it.
     """
+    if flight.skipped or current().actor is not None:
+        return resolve_actor  # no record, or the user does not matter: nothing to read
     try:
-        lazy = request.__dict__.get("user")
-        wrapped = getattr(lazy, "_wrapped", None)
-        auser = getattr(request, "auser", None)
-        if lazy is None or wrapped is None or not _is_unevaluated(wrapped):
-            return resolve_actor
-        if auser is None:  # Django < 5.0 has no async accessor: read it on a thread, as Django would
-            from asgiref.sync import sync_to_async
-
-            return await sync_to_async(resolve_actor)()
-        user = await auser()
-        if current().actor is not None or not getattr(user, "is_authenticated", False):
-            return resolve_actor if current().actor is not None else ANONYMOUS_ACTOR
-        token = push(actor=user)
-        try:
-            return resolve_actor()
-        finally:
-            pop(token)
+        user = await authenticated_user_async(request)
     except Exception as exc:
         _report(exc)
         return ANONYMOUS_ACTOR
+    return ANONYMOUS_ACTOR if user is None else actor_from_user(user)
 
 
-def _is_unevaluated(wrapped: Any) -> bool:
-    from django.utils.functional import empty
+def _stream_in_request_context(response: Any) -> None:
+    """Run each step of a streaming response's content with the request's audit context. Never raises.
 
-    return wrapped is empty
+    The content is produced after the middleware returned, while the server sends it: without this, a save
+    made by the generator would have no request. Nothing is consumed or buffered. ``_iterator`` is replaced
+    rather than ``streaming_content`` set, which would cost ``FileResponse`` its ``wsgi.file_wrapper``
+    (sendfile) and encode every chunk twice.
+    """
+    iterator = getattr(response, "_iterator", None)
+    if iterator is None:  # a streaming response of a kind Django does not make: sent as it is
+        return
+    try:
+        steps = StepContext(current())
+        if getattr(response, "is_async", False):
+            response._iterator = _async_steps(iterator, steps)
+        else:
+            stream = _steps(iterator, steps)
+            response._iterator = stream
+            response._resource_closers.insert(0, stream.close)  # before the original's own closer
+    except Exception as exc:
+        _report(exc)
+
+
+def _steps(iterator: Iterator[Any], steps: StepContext) -> Generator[Any, None, None]:
+    """What ``iterator`` yields, each step inside ``steps``; closing this closes ``iterator``, inside too."""
+    try:
+        while True:
+            with steps:
+                try:
+                    part = next(iterator)
+                except StopIteration:
+                    return
+            yield part
+    finally:
+        close = getattr(iterator, "close", None)
+        if close is not None:
+            with steps:
+                close()
+
+
+async def _async_steps(iterator: AsyncIterator[Any], steps: StepContext) -> AsyncGenerator[Any, None]:
+    """:func:`_steps` for an async iterator (closed through ``aclose``)."""
+    try:
+        while True:
+            with steps:
+                try:
+                    part = await anext(iterator)
+                except StopAsyncIteration:
+                    return
+            yield part
+    finally:
+        close = getattr(iterator, "aclose", None)
+        if close is not None:
+            with steps:
+                await close()
 
 
 def _report(exc: BaseException) -> None:
