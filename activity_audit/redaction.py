@@ -134,7 +134,7 @@ _AUTH_SCHEME = re.compile(
 # The password runs to the last "@" that a host follows (a raw "@" or "/" may be part of it), unless it starts
 # like a port and a path ("https://host:8080/@ada" has no password).
 _URL_PASSWORD = re.compile(
-    r"""(://[^/\s:@]*:)(?!\d*/)([^\s"'<>\\]+)(@)(?=[^\s@/?#"'<>\\]*(?:[/?#\s"'<>\\]|$))"""
+    r"""(://[^/\s:@\[\]]*:)(?!\d*/)([^\s"'<>\\]{1,256})(@)(?=[^\s@/?#"'<>\\]*(?:[/?#\s"'<>\\]|$))"""
 )
 # Its lead is a character set (no "^" alternative), which the regex engine searches for fast; a pair at the
 # very start of a text gets a space as its lead (see _mask_key_value_pairs).
@@ -548,12 +548,15 @@ def _mask_quoted_pairs(text: str, is_sensitive: Callable[[str], bool]) -> str:
     done = position = 0
     while (match := _QUOTED_KEY_VALUE.search(text, position)) is not None:
         quote, key, colon, value = match.groups()
+        if not is_sensitive(key):
+            position = match.end()  # inside a list or object, pairs are still looked at
+            continue
         end = match.end()
-        if value == "[" or value == "{":
+        if value == "[" or value == "{":  # looked for only here: a masked value is skipped whole, so linear
             end = _closing_bracket(text, match.start(4))
             value = "".join(text[match.start(4) : end].split())
-        if value in _EMPTY_VALUES or not is_sensitive(key):
-            position = match.end()  # inside a list or object, pairs are still looked at
+        if value in _EMPTY_VALUES:
+            position = match.end()
             continue
         pieces += (text[done : match.start()], f'{quote}{key}{quote}{colon}"{MASK}"')
         done = position = end

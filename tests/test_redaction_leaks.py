@@ -318,6 +318,7 @@ def test_url_passwords_holding_an_at_sign_or_a_slash() -> None:
         "slash": "redis://:pa/ss@cache:6379/0",
         "json": '{"url": "https://u:pw@host/x", "mail": "ada@example.com"}',
         "port_then_path": "http://localhost:8000/@ada",
+        "ipv6_host": "http://[::1]:8000/@ada",
         "user_only": "https://user@example.com/",
     }
     assert redacted(record) == (
@@ -326,6 +327,7 @@ def test_url_passwords_holding_an_at_sign_or_a_slash() -> None:
             "slash": f"redis://:{M}@cache:6379/0",
             "json": f'{{"url": "https://u:{M}@host/x", "mail": "ada@example.com"}}',
             "port_then_path": "http://localhost:8000/@ada",
+            "ipv6_host": "http://[::1]:8000/@ada",
             "user_only": "https://user@example.com/",
         },
         ["at", "slash", "json"],

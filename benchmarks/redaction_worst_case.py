@@ -1,0 +1,68 @@
+"""Redaction time on hostile text: it must grow in proportion to the text, never faster.
+
+    python benchmarks/redaction_worst_case.py
+
+A client controls request bodies, headers and query strings, and every one of them goes through the
+redactor on the audit worker. Text built to make a pattern rescan what it already read (nested brackets
+after a key, ``://user:`` repeated without ``@``, endless ``key=value`` pairs ...) would make a quadratic
+pattern take seconds per record and stall the worker for every other record. For each shape the script
+times ``Redactor.scrub_text`` on 10 KB and on 100 KB of it (medians of 5) and prints the ratio: about 10
+means linear; 100 would mean quadratic. Verdict: every ratio at most 20.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from activity_audit.redaction import Redactor
+
+# Each shape repeats a unit that opens something a pattern may try to close further on.
+SHAPES = {
+    "nested lists after a key": '{"a":[',
+    "nested lists after a sensitive key": '{"token":[',
+    "nested objects, closed at the end": '{"a":',
+    "scheme://user: without @": "://a:",
+    "key=value pairs": "a=1&",
+    '"key": "value" pairs': '"a": "b", ',
+    "database error detail": "Key (a",
+    "xml elements": "<a>",
+    "xml attributes": 'x="',
+    "card-like digit groups": "4111 ",
+    "jwt-like text": "eyJhbGciOi.",
+}
+
+
+def seconds(text: str, redactor: Redactor) -> float:
+    times = []
+    for _ in range(5):
+        start = time.perf_counter()
+        redactor.scrub_text(text)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main() -> int:
+    redactor = Redactor()
+    worst = 0.0
+    print(f"{'shape':<38} {'10 KB ms':>9} {'100 KB ms':>10} {'ratio':>7}")
+    for name, unit in SHAPES.items():
+        small = (unit * (10_000 // len(unit) + 1))[:10_000]
+        large = (unit * (100_000 // len(unit) + 1))[:100_000]
+        if name == "scheme://user: without @":
+            small, large = "@ " + small, "@ " + large  # an @ somewhere, so the pattern is tried at all
+        t_small, t_large = seconds(small, redactor), seconds(large, redactor)
+        ratio = t_large / t_small if t_small > 0 else 0.0
+        worst = max(worst, ratio)
+        print(f"{name:<38} {t_small * 1e3:>9.2f} {t_large * 1e3:>10.2f} {ratio:>7.1f}")
+    verdict = "PASS" if worst <= 20 else "MISS"
+    print(f"\nworst ratio 100 KB / 10 KB: {worst:.1f}  (linear: about 10; target <= 20)  {verdict}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
