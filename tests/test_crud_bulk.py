@@ -316,3 +316,23 @@ def test_bulk_update_listing_a_row_twice_records_what_the_row_got(audit_records,
             duplicate_pks=[book.pk],
         )
     ]
+
+
+def test_bulk_update_listing_a_row_in_two_batches_records_what_the_last_batch_wrote(audit_records, author):
+    (book,) = make_books(author, 1)
+    first, second, third = (Book.objects.get(pk=book.pk) for _ in range(3))
+    first.pages, second.pages, third.pages = 5, 7, 9
+    audit_records.clear()
+
+    Book.objects.bulk_update([first, second, third], ["pages"], batch_size=2)  # [first, second], [third]
+
+    assert Book.objects.get(pk=book.pk).pages == 9
+    (only,) = crud(audit_records)
+    assert only["rows"] == [
+        {"pk": book.pk, "changes": {"pages": {"old": 0, "new": 9}}, "listed_more_than_once": True}
+    ]
+    assert only["duplicate_pks"] == [book.pk]
+    audit_records.clear()
+    third.pages = 10
+    third.save()  # the object whose values the row got diffs against them
+    assert crud(audit_records)[0]["changes"] == {"pages": {"old": 9, "new": 10}}

@@ -31,7 +31,7 @@ import functools
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from django.db import router
+from django.db import connections, router
 from django.db.models import Model, QuerySet
 
 from ..dispatch import pipeline
@@ -123,7 +123,8 @@ def _wrap_bulk_update(original: Callable[..., int]) -> Callable[..., int]:
             count = original(self, objs, fields, *args, **kwargs)
         finally:
             _inside_bulk_write.reset(token)
-        _after(lambda: _record_bulk_update(self, policy, when, objs, fields, count))
+        batch_size = args[0] if args else kwargs.get("batch_size")
+        _after(lambda: _record_bulk_update(self, policy, when, objs, fields, count, batch_size))
         return count
 
     return bulk_update
@@ -257,33 +258,67 @@ def _record_bulk_update(
     objs: tuple[Model, ...],
     field_names: Sequence[str],
     count: int,
+    batch_size: int | None,
 ) -> None:
     wants = options.current
-    rows: list[Any] | None = [] if wants.wants_rows else None
     vendor = snapshots.vendor_of(queryset.db)
-    listed: dict[Any, dict[str, Any] | None] = {}  # pk -> its row (None when rows are not wanted)
+    winners = _winning_objects(queryset, objs, field_names, batch_size)
+    rows: list[Any] | None = [] if wants.wants_rows else None
     duplicates: list[Any] = []
-    for obj in objs:
-        if obj.pk in listed:
-            # Django's UPDATE ... CASE takes the first object listed for a row: the later ones changed
-            # nothing, and what they hold is not what the row holds.
-            duplicates.append(obj.pk)
-            obj.__dict__.pop(snapshots.SNAPSHOT_ATTR, None)
-            continue
-        changes, after = snapshots.updated_changes(obj, policy, field_names, vendor)
-        obj.__dict__[snapshots.SNAPSHOT_ATTR] = after
-        row = {"pk": obj.pk, "changes": changes} if rows is not None else None
-        listed[obj.pk] = row
+    for pk, (winner, listed) in winners.items():
+        changes, after = snapshots.updated_changes(winner, policy, field_names, vendor)
+        winner.__dict__[snapshots.SNAPSHOT_ATTR] = after
+        for loser in listed:
+            if loser is not winner:  # it changed nothing, and what it holds is not what the row holds
+                loser.__dict__.pop(snapshots.SNAPSHOT_ATTR, None)
+        if len(listed) > 1:
+            duplicates.append(pk)
         if rows is not None:
+            row: dict[str, Any] = {"pk": pk, "changes": changes}
+            if len(listed) > 1:
+                row["listed_more_than_once"] = True
             rows.append(row)
-    for pk in duplicates:
-        row = listed[pk]
-        if row is not None:
-            row["listed_more_than_once"] = True
-    pks = list(listed) if wants.wants_pks else None
+    pks = list(winners) if wants.wants_pks else None
     fields: dict[str, Any] = {
         "fields": [policy.by_name[name].name for name in field_names if name in policy.by_name]
     }
     if duplicates:
-        fields["duplicate_pks"] = sorted_pks(set(duplicates))
+        fields["duplicate_pks"] = sorted_pks(duplicates)
     _emit(queryset, policy, when, BULK_UPDATE, "bulk_update", count, pks, rows, **fields)
+
+
+def _winning_objects(
+    queryset: QuerySet[Any], objs: tuple[Model, ...], field_names: Sequence[str], batch_size: int | None
+) -> dict[Any, tuple[Model, list[Model]]]:
+    """Per pk, in the order first listed: the object whose values the row got, and every object listed.
+
+    Django splits the objects in batches (``batch_size``, and the database's limit on query parameters) and
+    runs one ``UPDATE ... CASE`` per batch: within a batch the first object listed for a row wins, and a
+    later batch overwrites an earlier one.
+    """
+    size = _batch_size(queryset, objs, field_names, batch_size)
+    winning_batch: dict[Any, int] = {}
+    winners: dict[Any, tuple[Model, list[Model]]] = {}
+    for index, obj in enumerate(objs):
+        batch = index // size
+        entry = winners.get(obj.pk)
+        if entry is None:
+            winning_batch[obj.pk] = batch
+            winners[obj.pk] = (obj, [obj])
+            continue
+        listed = entry[1]
+        listed.append(obj)
+        if batch != winning_batch[obj.pk]:  # a later batch: its UPDATE runs after
+            winning_batch[obj.pk] = batch
+            winners[obj.pk] = (obj, listed)
+    return winners
+
+
+def _batch_size(
+    queryset: QuerySet[Any], objs: tuple[Model, ...], field_names: Sequence[str], batch_size: int | None
+) -> int:
+    """The batch size ``bulk_update`` uses, computed as Django computes it."""
+    opts = queryset.model._meta
+    fields = [opts.pk, opts.pk, *(opts.get_field(name) for name in field_names)]
+    limit = connections[queryset.db].ops.bulk_batch_size(fields, list(objs))
+    return max(min(batch_size, limit) if batch_size else limit, 1)

@@ -270,9 +270,12 @@ def _converted(spec: FieldSpec, value: Any) -> Any:
     if _is_expression(value):
         return Computed(value)
     try:
-        return spec.field.to_python(value)
+        value = spec.field.to_python(value)
     except Exception:  # Django will refuse it on save; compare and record it as given
         return value
+    if spec.python_type is str and type(value) is not str and isinstance(value, str):
+        return str.__str__(value)  # a TextChoices member is stored as its plain text
+    return value
 
 
 def _is_expression(value: Any) -> bool:
@@ -290,16 +293,17 @@ def vendor_of(alias: str) -> str:
     return vendor
 
 
-# How the database rounds a decimal to its column's places: Django rounds it first (half-even) for every
-# backend but PostgreSQL, which receives the value as given and rounds half away from zero itself.
-_ROUNDING = {"postgresql": decimal.ROUND_HALF_UP}
+# How a decimal ends up rounded to its column's places. PostgreSQL, MySQL and Oracle round half away from zero
+# (Django hands them the value as given). SQLite gets it half-even: Django 4.2 rounds it so before sending,
+# later versions store it as given and round it so when reading it back.
+_ROUNDING = {"sqlite": decimal.ROUND_HALF_EVEN}
 
 
 def _rounded(spec: FieldSpec, value: decimal.Decimal, vendor: str) -> decimal.Decimal:
     if spec.quantum is None or not value.is_finite():
         return value
     try:
-        return value.quantize(spec.quantum, rounding=_ROUNDING.get(vendor, decimal.ROUND_HALF_EVEN))
+        return value.quantize(spec.quantum, rounding=_ROUNDING.get(vendor, decimal.ROUND_HALF_UP))
     except decimal.InvalidOperation:  # too many digits: the database refuses it, Django raises
         return value
 
