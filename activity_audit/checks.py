@@ -41,7 +41,7 @@ def check_setup(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMess
     for key in ("EXCLUDE_FIELDS", "MASK_FIELDS"):
         messages.extend(_unknown_fields(key, getattr(audit, key)))
     messages.extend(_unknown_user_fields(audit.USER_FIELDS))
-    messages.extend(_unknown_plugin_options(audit.PLUGINS))
+    messages.extend(_unknown_plugin_options(audit.PLUGINS, audit.DISABLED_PLUGINS))
     return messages
 
 
@@ -92,22 +92,42 @@ def _did_you_mean(name: str, candidates: Iterable[str]) -> str | None:
 
 def _matching_models(pattern: str) -> list[type[models.Model]]:
     """The installed models an ``"app_label.Model"`` or ``"app_label.*"`` pattern names (case-insensitive)."""
-    from django.apps import apps
 
     app_label, name = pattern.lower().split(".", 1)
     return [
         model
-        for model in apps.get_models(include_auto_created=True)
+        for model in _installed_models()
         if model._meta.app_label.lower() == app_label and name in ("*", model._meta.model_name)
     ]
 
 
+def _installed_models() -> list[type[models.Model]]:
+    from django.apps import apps
+
+    # Swapped models too: MASK_FIELDS for "auth.User" is valid in a project with its own user model.
+    return apps.get_models(include_auto_created=True, include_swapped=True)
+
+
 def _unknown_model(key: str, pattern: str) -> list[checks.CheckMessage]:
+    """E002 for a pattern that matches no model: a typo that silently turns a setting off. Only an
+    ``EXCLUDE_*`` pattern for an app that is not installed gets W005 instead: excluding what does not exist is
+    harmless, and a settings file shared by several projects may name apps only some of them have."""
     from django.apps import apps
 
     if _matching_models(pattern):
         return []
-    installed = apps.get_models(include_auto_created=True)
+    installed = _installed_models()
+    app_label = pattern.split(".", 1)[0].lower()
+    app_installed = any(config.label.lower() == app_label for config in apps.get_app_configs())
+    if key.startswith("EXCLUDE_") and not app_installed:
+        return [
+            checks.Warning(
+                f"ACTIVITY_AUDIT['{key}'] names '{pattern}', but no installed app has the label "
+                f"'{app_label}', so it has no effect here.",
+                hint=_did_you_mean(f"{app_label}.*", {f"{model._meta.app_label}.*" for model in installed}),
+                id="activity_audit.W005",
+            )
+        ]
     if pattern.endswith(".*"):
         candidates = {f"{model._meta.app_label}.*" for model in installed}
     else:
@@ -180,9 +200,11 @@ def _unknown_user_fields(user_fields: tuple[str, ...]) -> list[checks.CheckMessa
     return messages
 
 
-def _unknown_plugin_options(options: Mapping[str, Any]) -> list[checks.CheckMessage]:
+def _unknown_plugin_options(
+    options: Mapping[str, Any], disabled: tuple[str, ...]
+) -> list[checks.CheckMessage]:
     """Options that name no loaded plugin, and that no plugin read, configure nothing (a misspelled sink stays
-    inactive)."""
+    inactive). Options kept for a plugin in ``DISABLED_PLUGINS`` are deliberate."""
     from .manager import get_plugin_manager
 
     pm = get_plugin_manager()
@@ -190,7 +212,7 @@ def _unknown_plugin_options(options: Mapping[str, Any]) -> list[checks.CheckMess
     read = conf.plugin_options_read()
     messages: list[checks.CheckMessage] = []
     for name in options:
-        if name in loaded or name in read:
+        if name in loaded or name in read or name in disabled:
             continue
         hint = _did_you_mean(name, loaded)
         messages.append(

@@ -328,6 +328,31 @@ def test_check_reports_field_settings_naming_no_model_or_no_field() -> None:
         ]
 
 
+def test_check_only_warns_about_excluding_an_app_that_is_not_installed() -> None:
+    audit = {**BASE, "EXCLUDE_MODELS": ["debug_toolbar.*"], "EXCLUDE_FIELDS": {"silk.Request": ["body"]}}
+    with override_settings(ACTIVITY_AUDIT=audit):
+        assert check_messages() == [
+            (
+                "activity_audit.W005",
+                "ACTIVITY_AUDIT['EXCLUDE_MODELS'] names 'debug_toolbar.*', but no installed app has the "
+                "label 'debug_toolbar', so it has no effect here.",
+                None,
+            ),
+            (
+                "activity_audit.W005",
+                "ACTIVITY_AUDIT['EXCLUDE_FIELDS'] names 'silk.Request', but no installed app has the label "
+                "'silk', so it has no effect here.",
+                None,
+            ),
+        ]
+
+
+def test_check_accepts_settings_for_a_swapped_user_model() -> None:
+    audit = {**BASE, "MASK_FIELDS": {"auth.User": ["email"]}, "INCLUDE_MODELS": ["auth.User", "testapp.*"]}
+    with override_settings(ACTIVITY_AUDIT=audit, AUTH_USER_MODEL="testapp.Author"):
+        assert check_messages() == []
+
+
 def test_check_warns_about_user_fields_the_user_model_does_not_have() -> None:
     with override_settings(ACTIVITY_AUDIT={**BASE, "USER_FIELDS": ["id", "emial", "email", "get_full_name"]}):
         assert check_messages() == [
@@ -341,8 +366,8 @@ def test_check_warns_about_user_fields_the_user_model_does_not_have() -> None:
 
 
 def test_check_warns_about_options_for_a_plugin_that_is_not_loaded() -> None:
-    options = {FILE_SINK: {}, "activity_audit.plugins.file_snk": {}, "read_by_a_plugin": {}}
-    with override_settings(ACTIVITY_AUDIT={**BASE, "PLUGINS": options}):
+    options = {FILE_SINK: {}, "activity_audit.plugins.file_snk": {}, "read_by_a_plugin": {}, "s3": {}}
+    with override_settings(ACTIVITY_AUDIT={**BASE, "PLUGINS": options, "DISABLED_PLUGINS": ["s3"]}):
         conf.get_settings().plugin_config("read_by_a_plugin")  # what a hooks module's audit_configure does
         assert check_messages() == [
             (
