@@ -287,6 +287,9 @@ class _FailedStream:
 
     readline = read
 
+    def seekable(self) -> bool:  # asked by Django 6 before it reads a body
+        return False
+
     def close(self) -> None:
         pass
 

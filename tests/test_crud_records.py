@@ -341,6 +341,15 @@ def test_an_expression_saved_is_recorded_as_such_and_each_time_it_is_applied(aud
 
     book.pages = F("pages") + 1
     book.save()  # 100 -> 101
+    if not hasattr(book.pages, "resolve_expression"):
+        # Django 6.0+ reads the value back (RETURNING) before post_save: the record has the real value.
+        book.title = "Dune Messiah"
+        book.save()
+        assert crud(audit_records) == [
+            record("UPDATE", "Book", book.pk, {"pages": {"old": 100, "new": 101}}),
+            record("UPDATE", "Book", book.pk, {"title": {"old": "Dune", "new": "Dune Messiah"}}),
+        ]
+        return
     book.title = "Dune Messiah"
     book.save()  # Django applies the expression again: 101 -> 102
 
