@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from asgiref.sync import sync_to_async
+from django.apps import apps
 from django.contrib.auth import SESSION_KEY
 from django.utils.functional import SimpleLazyObject, empty
 
@@ -39,6 +40,7 @@ class Actor(NamedTuple):
 
 
 ANONYMOUS_ACTOR = Actor(ANONYMOUS, None)
+_NO_USER = object()  # a request that has no ``user`` attribute at all
 
 
 def describe_user(user: Any) -> dict[str, Any]:
@@ -80,12 +82,23 @@ def _authenticated_user(request: Any) -> Any:
 def _user_of(request: Any, session: Any) -> Any:
     setup = _pending_setup(request)
     if setup is None:
-        return getattr(request, "user", None)  # evaluated, or set by a middleware or the view
+        user = getattr(request, "user", _NO_USER)  # evaluated, or set by a middleware or the view
+        return _user_before_authentication(request, session) if user is _NO_USER else user
     if type(setup) is _SeenUser:
         return setup.user
     if _is_django_setup(setup) and _holds_no_user(session):
         return None
     return _seen(request, setup(), session)  # may load the user from the session
+
+
+def _user_before_authentication(request: Any, session: Any) -> Any:
+    """The user of a request that never reached ``AuthenticationMiddleware`` (a middleware before it failed
+    or answered: a refused host, a redirect), looked up as that middleware would; None without a session."""
+    if session is None or not apps.is_installed("django.contrib.auth") or _holds_no_user(session):
+        return None
+    from django.contrib.auth import get_user
+
+    return get_user(request)
 
 
 async def authenticated_user_async(request: Any) -> Any:
@@ -95,6 +108,8 @@ async def authenticated_user_async(request: Any) -> Any:
     (Django 5.0+); any other lazy user not evaluated yet (or on older Django) on a thread, as Django would.
     """
     setup = _pending_setup(request)
+    if setup is None and not hasattr(request, "user"):
+        return await sync_to_async(_authenticated_user)(request)  # may read the session and the user
     if setup is None or type(setup) is _SeenUser:
         return _authenticated_user(request)  # at hand: no I/O
     if _aget_user is None or not _is_django_setup(setup):

@@ -72,7 +72,7 @@ def bulk(event_type: str, model: str, count: int, **more: Any) -> dict[str, Any]
         model,
         None,
         {},
-        message=f"{event_type} event for {model} ({count} rows)",
+        message=f"{event_type} event for {model} ({count} {'row' if count == 1 else 'rows'})",
         count=count,
         **more,
     )

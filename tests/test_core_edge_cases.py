@@ -366,8 +366,9 @@ def test_check_warns_about_user_fields_the_user_model_does_not_have() -> None:
 
 
 def test_check_warns_about_options_for_a_plugin_that_is_not_loaded() -> None:
-    options = {FILE_SINK: {}, "activity_audit.plugins.file_snk": {}, "read_by_a_plugin": {}, "s3": {}}
-    with override_settings(ACTIVITY_AUDIT={**BASE, "PLUGINS": options, "DISABLED_PLUGINS": ["s3"]}):
+    crud = "activity_audit.crud.plugin"  # disabled, its options kept: deliberate, not reported
+    options = {FILE_SINK: {}, "activity_audit.plugins.file_snk": {}, "read_by_a_plugin": {}, crud: {}}
+    with override_settings(ACTIVITY_AUDIT={**BASE, "PLUGINS": options, "DISABLED_PLUGINS": [crud]}):
         conf.get_settings().plugin_config("read_by_a_plugin")  # what a hooks module's audit_configure does
         assert check_messages() == [
             (

@@ -9,6 +9,7 @@ import os
 
 import pytest
 from django.contrib.auth.models import User
+from django.test import Client
 
 from activity_audit.context import current
 from activity_audit.dispatch import pipeline
@@ -345,3 +346,50 @@ def test_the_headers_kept_for_the_worker_leave_the_servers_streams_and_socket_ou
     record = {"request_repr": {"headers": pending}}
     realise_pending(record)
     assert record["request_repr"]["headers"] == {"Host": "example.test", "Content-Type": "application/json"}
+
+
+# The recommended place: first in MIDDLEWARE, so the record shows the response the client got.
+OUTERMOST = [
+    "activity_audit.middleware.AuditLoggingMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_first_in_the_stack_the_record_is_the_response_the_client_got(settings, audit_records):
+    settings.ROOT_URLCONF = "tests.request_urls"
+    settings.MIDDLEWARE = OUTERMOST
+    settings.ALLOWED_HOSTS = ["testserver"]
+    client = Client()
+    client.force_login(User.objects.create_user("ada", password="pw-of-ada"))
+    audit_records.clear()
+
+    redirected = client.get("/authors")  # CommonMiddleware adds the slash
+    created = client.post("/authors/", data={"name": "Le Guin"}, content_type="application/json")
+    refused = client.get("/authors/", headers={"Host": "evil.example"})
+    with pytest.raises(ValueError, match="the view failed"):
+        client.get("/boom/")
+
+    records = audit_records.of("audit.request")
+    assert [(r["request_repr"]["path"], r["response_repr"]["status_code"]) for r in records] == [
+        ("/authors", 301),
+        ("/authors/", 201),
+        ("/authors/", 400),
+        ("/boom/", 500),
+    ]
+    for response, record in zip((redirected, created, refused), records):
+        assert response["X-Request-ID"] == record["request_id"]
+    assert records[0]["response_repr"]["headers"]["Location"] == "/authors/"
+    assert records[1]["response_repr"]["headers"]["X-Frame-Options"] == "DENY"
+    ada = records[1]["request_repr"]["user"]
+    assert ada["username"] == "ada"
+    # Also for the refused host, which never reached AuthenticationMiddleware: looked up as it would.
+    assert [(r["request_repr"]["user"], r["actor"]) for r in records] == [(ada, f"user:{ada['id']}")] * 4
+    assert records[3]["error_message"] == "ValueError: the view failed"
+    [create] = audit_records.of("audit.crud", model="Author")
+    assert (create["actor"], create["request_id"]) == (f"user:{ada['id']}", records[1]["request_id"])

@@ -37,7 +37,7 @@ from django.db.models import Model, QuerySet
 from ..dispatch import pipeline
 from . import m2m, options, snapshots
 from .chunks import parts, sorted_pks, with_part
-from .events import BULK_CREATE, BULK_UPDATE, QUERYSET_UPDATE, Moment, crud_record, moment
+from .events import BULK_CREATE, BULK_UPDATE, QUERYSET_UPDATE, Moment, bulk_message, crud_record, moment
 from .selection import ModelPolicy, is_masked, policy_for
 from .transactions import emit_on_commit
 
@@ -178,7 +178,7 @@ def _emit(
     if count == 0:
         return  # nothing changed, nothing to record
     when = when or moment()
-    message = f"{event_type} event for {policy.name} ({count} rows)"
+    message = bulk_message(event_type, policy.name, count)
     listed = len(pks) if pks is not None else len(rows) if rows is not None else 0
     for chunk, part in parts(range(listed), options.current.chunk_size):
         detail: dict[str, Any] = {"operation": operation, "count": count, **fields}

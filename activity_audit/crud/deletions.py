@@ -25,7 +25,7 @@ from django.db import models
 
 from . import options
 from .chunks import parts, sorted_pks, with_part
-from .events import BULK_DELETE, Moment, crud_record, instance_id_of, moment
+from .events import BULK_DELETE, Moment, bulk_message, crud_record, instance_id_of, moment
 from .selection import ModelPolicy
 from .transactions import emit_now, on_commit
 
@@ -70,7 +70,7 @@ class DeleteBatch:
                         None,
                         self.alias,
                         self.when,
-                        message=f"{BULK_DELETE} event for {policy.name} ({count} rows)",
+                        message=bulk_message(BULK_DELETE, policy.name, count),
                         **with_part(fields, part),
                     )
                 )

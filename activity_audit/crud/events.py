@@ -102,6 +102,11 @@ def row_record(
     )
 
 
+def bulk_message(event_type: str, model_name: str, count: int) -> str:
+    """``"BULK_DELETE event for Book (3 rows)"``, ``"... (1 row)"``."""
+    return f"{event_type} event for {model_name} ({count} {'row' if count == 1 else 'rows'})"
+
+
 def instance_id_of(pk: Any) -> str | None:
     """The record's ``instance_id``: the primary key as a string (as the seed wrote UUIDs), or None."""
     return None if pk is None else str(pk)

@@ -20,10 +20,10 @@ INSTALLED_APPS = [
     "library",
 ]
 MIDDLEWARE = [
+    "activity_audit.middleware.AuditLoggingMiddleware",  # first: it records the response the client gets
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "activity_audit.middleware.AuditLoggingMiddleware",
 ]
 DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": BASE_DIR / "db.sqlite3"}}
 
