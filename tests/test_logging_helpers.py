@@ -320,3 +320,30 @@ def test_the_rotation_arguments_of_earlier_versions_are_accepted(tmp_path: Path)
         [r[key] for key in fields] for r in seed_files["app.log"]
     ]
     assert len(files["app.log"]) > 1
+
+
+def test_console_lines_mask_secrets_as_the_files_do() -> None:
+    import importlib
+
+    from activity_audit.logconfig import get_console_formatter
+
+    config = get_console_formatter()
+    module, _, name = config["()"].rpartition(".")
+    factory = getattr(importlib.import_module(module), name)
+    formatter = factory(**{key: value for key, value in config.items() if key != "()"})
+    record = logging.LogRecord(
+        "shop",
+        logging.INFO,
+        "/srv/shop/db.py",
+        7,
+        "db url %s, token=%s",
+        ("postgres://app:s3cr3t@db/app", "t0k3n"),
+        None,
+    )
+    record.funcName, record.module = "connect", "db"
+    line = formatter.format(record)
+    assert re.fullmatch(
+        r"INFO \d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} /srv/shop/db.py db connect "
+        r"db url postgres://app:\[REDACTED\]@db/app, token=\[REDACTED\]",
+        line,
+    ), line
