@@ -105,6 +105,8 @@ class FileSink:
         self.directory = settings.LOG_DIR
         self.file_mode, self.dir_mode = settings.FILE_MODE, settings.DIR_MODE
         self.fsync_interval = settings.FSYNC_INTERVAL
+        if not settings.ENABLED:
+            return  # auditing off: nothing is written, not even an empty directory (created when enabled)
         self._prepare_directory()
         for channel in STANDARD_CHANNELS:
             if channel == CHANNEL_APP and not os.path.lexists(self.directory / file_name(channel)):
