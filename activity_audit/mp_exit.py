@@ -4,7 +4,9 @@
 run there, before ``os._exit``, are ``multiprocessing.util``'s finalizers: once ``multiprocessing`` is in use,
 every forked ``multiprocessing`` child gets a finalizer that drains the pipeline after the application's own
 finalizers (which may still log). billiard (Celery's fork of multiprocessing) gets the same for its
-``Process`` children. Children of the ``spawn`` start method end through ``sys.exit``: nothing to do.
+``Process`` children. A child of the ``forkserver`` or ``spawn`` start method starts its pipeline itself,
+after the fork: it arranges the same drain then (:func:`arrange_drain_in_this_child`); ``forkserver`` children
+end with ``os._exit`` too, ``spawn`` children through ``sys.exit`` (the drain then runs before ``atexit``'s).
 
 Celery's prefork pool workers end in billiard's ``Worker._do_exit``, which calls ``os._exit`` without any
 finalizer; Celery sends its ``worker_process_shutdown`` signal there, in the child, just before. Once
@@ -22,6 +24,7 @@ through these finalizers; once multiprocessing's exit has begun, that handler ig
 from __future__ import annotations
 
 import importlib
+import os
 import signal
 import sys
 import threading
@@ -82,6 +85,33 @@ def arrange_drain_at_child_exit(owner: object, drain: Callable[[], object]) -> N
             _on_worker_process_shutdown, weak=False, dispatch_uid="activity_audit.drain"
         )
         _arranged.add(_CELERY)
+
+
+def arrange_drain_in_this_child(owner: object, drain: Callable[[], object]) -> None:
+    """In a ``multiprocessing`` child whose pipeline started after the fork (``forkserver``, ``spawn``), have
+    ``drain()`` run as the child ends: ``forkserver`` children end with ``os._exit`` after the exit function,
+    and no fork hook of this process ran to arrange it. Once per process; nothing in any other process.
+
+    Such a child may start its pipeline while it imports the parent's main module, before the process
+    bootstraps and clears its finalizers: the finalizers are then registered by the bootstrap's after-fork
+    hooks, which run after that clearing. ``owner`` must outlive the process (the registry holds it weakly).
+    """
+    mp = sys.modules.get("multiprocessing")
+    if mp is None:
+        return
+    # Private: set while a spawned child imports the main module (getattr: a rename reads as "no").
+    preparing = getattr(mp.current_process(), "_inheriting", False) is True
+    if mp.parent_process() is None and not preparing:
+        return
+    marker = f"multiprocessing.util:{os.getpid()}"
+    if marker in _arranged:
+        return
+    util = importlib.import_module("multiprocessing.util")
+    if preparing:
+        util.register_after_fork(owner, _finalizers_for(util, drain))
+    else:
+        _finalizers_for(util, drain)(owner)
+    _arranged.add(marker)
 
 
 def exit_under_way(frame: FrameType | None = None) -> bool:

@@ -8,6 +8,7 @@ import pluggy
 
 from . import conf, manager
 from .dispatch import pipeline
+from .mp_exit import arrange_drain_in_this_child
 from .sigterm import install_sigterm_handler
 
 CRUD_PLUGIN = "activity_audit.crud.plugin"
@@ -26,6 +27,7 @@ def start() -> pluggy.PluginManager:
         deactivate()
     pm.hook.audit_configure(settings=settings)
     pipeline.configure(settings, pm)
+    arrange_drain_in_this_child(pipeline, pipeline.shutdown)
     if settings.HANDLE_SIGTERM:
         install_sigterm_handler(lambda: pipeline.shutting_down, pipeline.shutdown)
     return pm

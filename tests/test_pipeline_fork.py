@@ -46,8 +46,12 @@ def test_fork_after_emitting(tmp_path: Path) -> None:
     assert finished.stderr == ""
 
 
-def test_multiprocessing_children_write_everything_though_they_end_with_os_exit(tmp_path: Path) -> None:
+@pytest.mark.parametrize("method", ["fork", "forkserver", "spawn"])
+def test_multiprocessing_children_write_everything_though_they_end_with_os_exit(
+    tmp_path: Path, method: str
+) -> None:
     args = {"parent_before": 500, "child": 1_000, "tasks": 6, "per_task": 300, "parent_after": 500}
+    args["method"] = method
     finished = run_scenario("multiprocessing_children", tmp_path, args, **ROOMY)
 
     assert finished.returncode == 0, finished.stderr

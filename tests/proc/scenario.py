@@ -84,13 +84,14 @@ def fork(args: Args) -> None:
 
 @scenario
 def multiprocessing_children(args: Args) -> None:
-    """``multiprocessing`` children made by fork emit and return: they end with ``os._exit``, not atexit.
+    """``multiprocessing`` children emit and return: made by fork or forkserver, they end with ``os._exit``,
+    not atexit (forkserver children start their own pipeline, as they import this module again).
 
     Two ``Process`` children, then a ``Pool`` of two workers closed and joined, with nothing flushed by hand.
     """
     import multiprocessing
 
-    context = multiprocessing.get_context("fork")
+    context = multiprocessing.get_context(args.get("method", "fork"))
     emit("parent-before", args["parent_before"])
     children = [context.Process(target=emit, args=(f"process-{n}", args["child"])) for n in range(2)]
     for child in children:
