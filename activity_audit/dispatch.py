@@ -28,13 +28,15 @@ Guarantees (each has a test that counts records):
 from __future__ import annotations
 
 import atexit
+import contextlib
 import itertools
 import os
+import signal
 import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from . import records as rec
@@ -658,7 +660,8 @@ class Pipeline:
                 return self._stopped
             self.shutting_down = True  # a SIGTERM from now on must not cut the drain short
             try:
-                return self._shut_down(timeout)
+                with _interrupts_ignored():
+                    return self._shut_down(timeout)
             finally:
                 self.shutting_down = False
 
@@ -737,6 +740,31 @@ class Pipeline:
         self._new_stream()
         if self.settings is not None and self.pm is not None:
             self.configure(self.settings, self.pm)
+
+
+@contextlib.contextmanager
+def _interrupts_ignored() -> Iterator[None]:
+    """Ignore SIGINT (Ctrl-C) on the main thread while the drain runs, when Python's default handler has it.
+
+    ``KeyboardInterrupt`` raised inside the drain would abandon what is still queued; the drain is bounded by
+    ``SHUTDOWN_TIMEOUT``. A handler of the project's own is left alone.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    try:
+        previous = signal.getsignal(signal.SIGINT)
+        if previous is not signal.default_int_handler:
+            previous = None
+        else:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except (ValueError, OSError):  # signals unavailable (an embedded interpreter)
+        previous = None
+    try:
+        yield
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
 
 
 def _join_all(runners: list[SinkRunner], deadline: float) -> list[SinkRunner]:

@@ -61,7 +61,7 @@ def install_sigterm_handler(shutting_down: Callable[[], bool], drain: Callable[[
 
     Only when SIGTERM still has its default action and we are on the main thread: a server that handles
     SIGTERM itself (gunicorn, uWSGI, Celery) keeps its own handler. Returns True when installed. A second
-    SIGTERM, before the first exit began its drain, ends the process at once.
+    SIGTERM, before the first exit began its drain, ends the process at once; during the drain it is ignored.
     """
     if threading.current_thread() is not threading.main_thread():
         return False
@@ -70,6 +70,7 @@ def install_sigterm_handler(shutting_down: Callable[[], bool], drain: Callable[[
     _state.shutting_down, _state.drain = shutting_down, drain
     on_child_start(_watch_for_a_stuck_main_thread)
     handler_ignores_sigterm_at_exit(_exit_gracefully)
+    handler_ignores_sigterm_at_exit(_after_the_first)
     if not _state.watching_forks:
         os.register_at_fork(
             before=_note_fork_call, after_in_parent=_fork_returned, after_in_child=_fork_returned
@@ -90,8 +91,17 @@ def _exit_gracefully(signum: int, frame: FrameType | None) -> None:
         else:
             _send_again_soon(signum)
         return
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, _after_the_first)
     raise SystemExit(128 + signum)
+
+
+def _after_the_first(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM once a graceful exit began: ignored while the drain runs (it is bounded by
+    ``SHUTDOWN_TIMEOUT``); before the drain has begun, it ends the process at once, by the default action."""
+    if _state.shutting_down() or multiprocessing_exit_under_way(frame):
+        return
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _note_fork_call() -> None:

@@ -85,16 +85,28 @@ def test_sigterm_from_outside_while_idle(tmp_path: Path) -> None:
     assert len((tmp_path / "app.log").read_bytes().splitlines()) == 5_000
 
 
-def test_sigterm_during_the_exit_drain_does_not_cut_it_short(tmp_path: Path) -> None:
-    # The sink sends SIGTERM to its own process once the drain at exit has begun; the handler must not raise
-    # SystemExit in the middle of that drain (it would stop it with records still queued).
+@pytest.mark.parametrize(
+    ("exit", "sink", "returncode"),
+    [
+        ("sysexit", "sigterm_in_drain_sink", 3),
+        ("sigterm", "sigterm_in_drain_sink", 128 + signal.SIGTERM),  # a second SIGTERM
+        ("sysexit", "sigint_in_drain_sink", 3),
+        ("sigterm", "sigint_in_drain_sink", 128 + signal.SIGTERM),
+    ],
+)
+def test_a_signal_during_the_exit_drain_does_not_cut_it_short(
+    tmp_path: Path, exit: str, sink: str, returncode: int
+) -> None:
+    # The sink sends SIGTERM (or SIGINT) to its own process once the drain at exit has begun, the exit itself
+    # started by sys.exit or by a first SIGTERM; the signal must neither raise in the middle of that drain (it
+    # would stop it with records still queued) nor end the process by its default action.
     process = start_scenario(
-        "burst", tmp_path, {"count": 20_000, "exit": "sysexit"},
-        HANDLE_SIGTERM=True, HOOKS_MODULES=["tests.proc.sigterm_in_drain_sink"], BATCH_SIZE=256, **ROOMY,
+        "burst", tmp_path, {"count": 20_000, "exit": exit},
+        HANDLE_SIGTERM=True, HOOKS_MODULES=[f"tests.proc.{sink}"], BATCH_SIZE=256, **ROOMY,
     )  # fmt: skip
     finished = finish(process)
 
-    assert finished.returncode == 3, finished.stderr
+    assert finished.returncode == returncode, finished.stderr
     written = read_written(tmp_path)
     assert_streams_complete(written)
     assert sorted(record_key(r) for r in written.marked()) == [("burst", i) for i in range(20_000)]
