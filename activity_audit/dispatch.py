@@ -222,6 +222,17 @@ class SinkRunner:
                 continue
             self._deliver(*item)
 
+    def deliver_now(self, batch: list[rec.Entry]) -> None:
+        """Deliver ``batch`` on the calling thread, counted as usual, outside the backlog (after shutdown)."""
+        try:
+            self._call(batch)
+            self.delivered += len(batch)
+        except PartialDelivery as exc:
+            self.delivered += exc.delivered
+            self._failed(len(batch) - exc.delivered, exc.__cause__ or exc)
+        except BaseException as exc:
+            self._failed(len(batch), exc)
+
     def _deliver(self, batch: list[rec.Entry], size: int) -> None:
         self.busy_since = time.monotonic()
         try:
@@ -333,6 +344,7 @@ class Pipeline:
         self._seq = itertools.count(1)
         # Held only to stamp and append, so that seq order is queue order and the bound is exact.
         self._submit_lock = threading.Lock()
+        self._late_lock = threading.Lock()  # one record at a time through the sinks once stopped
         self._queue: deque[tuple[str, Record] | FlushBarrier] = deque()
         self._wakeup = threading.Event()
         self._space = threading.Condition(threading.Lock())
@@ -384,6 +396,8 @@ class Pipeline:
         """
         if not self.enabled:
             return False
+        if self._stopped:
+            return self._deliver_late(channel, record)
         if self._worker is None:
             self._ensure_worker()  # so that PIPELINE_STARTED is the first record of the stream
         queue = self._queue
@@ -404,6 +418,27 @@ class Pipeline:
         with self._submit_lock:
             queue.append((channel, record))
             self.submitted += 1
+        return True
+
+    def _deliver_late(self, channel: str, record: Record) -> bool:
+        """A record submitted after the pipeline stopped (an ``atexit`` handler of the application's that runs
+        after the drain, a daemon thread still working at exit): redacted, formatted and handed to every sink
+        at once, on this thread, one at a time, so that no record accepted is lost. Returns True when queued
+        (the sinks count and report their own failures)."""
+        with self._late_lock:
+            with self._submit_lock:
+                seq = next(self._seq)
+                record["event_id"] = f"{self._event_prefix}{seq:012x}"
+                record["stream_id"] = self.stream_id
+                record["seq"] = seq
+                self.submitted += 1
+            try:
+                entries = self._format([(channel, record)])
+                for runner in self._runners.values():
+                    runner.deliver_now(entries)
+            except BaseException as exc:  # never into the caller, at exit least of all
+                write_stderr(f"a record submitted after the audit pipeline stopped was lost: {exc!r}")
+                return False
         return True
 
     def _submit_internal(self, record: Record) -> None:
@@ -453,8 +488,8 @@ class Pipeline:
         is not configured yet). With ``ENABLED`` False and no stream started, True at once: nothing is
         queued, and no worker is started (it would write ``PIPELINE_STARTED``).
         """
-        if not self.enabled and self._worker is None:
-            return True
+        if (not self.enabled and self._worker is None) or self._stopped:
+            return True  # nothing queued: once stopped, a record is written as it is submitted
         barrier = FlushBarrier()
         self._queue.append(barrier)
         self._ensure_worker()
@@ -686,6 +721,8 @@ class Pipeline:
             worker.join(max(deadline - time.monotonic(), 0.0))
         self._stopped = True
         clean = worker is None or not worker.is_alive()
+        if clean:
+            self._deliver_leftovers()  # queued as the worker made its last check: written here
         if not clean:
             write_stderr(
                 f"the audit worker did not finish in time; {len(self._queue)} queued items not delivered"
@@ -703,6 +740,17 @@ class Pipeline:
         if self.pm is not None:
             _call_each(self.pm, "audit_shutdown")
         return clean
+
+    def _deliver_leftovers(self) -> None:
+        while self._queue:
+            item = self._queue.popleft()
+            if isinstance(item, FlushBarrier):
+                item.done.set()  # every record submitted before it has been handed over
+                continue
+            with self._late_lock:
+                entries = self._format([item])
+                for runner in self._runners.values():
+                    runner.deliver_now(entries)
 
     def after_fork_in_child(self) -> None:
         """Start over in a forked child: the parent owns, and writes, everything queued before the fork."""

@@ -19,6 +19,7 @@ from tests.support.procs import (
     gunicorn,
     read_written,
     record_key,
+    run_scenario,
     start_scenario,
 )
 
@@ -160,3 +161,18 @@ def test_gunicorn_sigterm_loses_nothing(tmp_path: Path, worker_args: tuple[str, 
     for stream_id, keys in expected.items():
         assert len(written.by_stream[stream_id]) == len(keys) + 2
     assert "activity_audit:" not in finished.stderr
+
+
+def test_records_submitted_after_the_drain_are_written_at_once(tmp_path: Path) -> None:
+    finished = run_scenario("after_the_drain", tmp_path, {"before": 300, "after": 40, "thread": 25}, **ROOMY)
+
+    assert finished.returncode == 0, finished.stderr
+    assert finished.result["flushed"] is True
+    written = read_written(tmp_path)
+    assert_streams_complete(written)
+    assert written.origins() == {"before": 300, "after": 40, "thread": 25}
+    [stopped] = written.events("PIPELINE_STOPPED")
+    late = [r for r in written.marked() if r["origin"] != "before"]
+    assert all(r["seq"] > stopped["seq"] for r in late)  # after the stop, in order, none missing
+    assert finished.result["stats"]["sinks"]["activity_audit.plugins.file_sink"]["lost"] == 0
+    assert finished.stderr == ""

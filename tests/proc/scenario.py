@@ -70,6 +70,19 @@ def burst(args: Args) -> None:
 
 
 @scenario
+def after_the_drain(args: Args) -> None:
+    """Records submitted after the exit drain: by an ``atexit`` handler that runs after the package's (one
+    registered before Django set up; here the drain is run by hand first) and by a daemon thread."""
+    emit("before", args["before"])
+    pipeline.shutdown()
+    emit("after", args["after"])
+    done = threading.Event()
+    threading.Thread(target=lambda: (emit("thread", args["thread"]), done.set()), daemon=True).start()
+    done.wait(20.0)
+    result(flushed=pipeline.flush(1.0), stats=pipeline.stats())
+
+
+@scenario
 def fork(args: Args) -> None:
     """The parent emits, forks; the child emits and leaves through ``sys.exit``; the parent emits again."""
     emit("parent-before", args["parent_before"])
