@@ -114,6 +114,26 @@ def arrange_drain_in_this_child(owner: object, drain: Callable[[], object]) -> N
     _arranged.add(marker)
 
 
+def arrange_drain_at_worker_shutdown(drain: Callable[[], object]) -> None:
+    """In a Celery worker's own process, drain on Celery's ``worker_shutdown`` signal, once it is imported.
+
+    Tasks of the ``solo`` and ``threads`` pools run in that process. A worker restarted by SIGHUP re-executes
+    itself from an ``atexit`` handler that Celery registers when the signal comes, so it runs before the
+    package's own and the process is replaced before that could drain; ``worker_shutdown`` is sent before.
+    """
+    celery_signals = sys.modules.get(_CELERY)
+    if celery_signals is None or "celery.worker_shutdown" in _arranged:
+        return
+
+    def _on_worker_shutdown(**_details: Any) -> None:
+        drain()
+
+    celery_signals.worker_shutdown.connect(
+        _on_worker_shutdown, weak=False, dispatch_uid="activity_audit.drain_worker"
+    )
+    _arranged.add("celery.worker_shutdown")
+
+
 def exit_under_way(frame: FrameType | None = None) -> bool:
     """True once a ``multiprocessing`` or billiard child has begun its exit function (which runs the drain).
 

@@ -60,3 +60,53 @@ def test_records_of_celery_tasks_survive_recycled_and_stopped_pool_processes(tmp
     task_streams = {r["stream_id"] for r in written.marked()}
     assert len(task_streams) >= 4
     assert "activity_audit" not in stderr, stderr
+
+
+@pytest.mark.parametrize("pool", ["solo", "threads"])
+def test_records_of_tasks_run_in_the_worker_process_survive_a_restart_by_sighup(
+    tmp_path: Path, pool: str
+) -> None:
+    # SIGHUP restarts the worker: Celery re-executes the process from an atexit handler that runs before the
+    # package's drain would; the drain on worker_shutdown comes first.
+    queue = f"audit-{uuid.uuid4().hex[:12]}"
+    env = child_env(tmp_path, FLUSH_INTERVAL=30, SHUTDOWN_TIMEOUT=20)
+    env["AUDIT_CELERY_BROKER"] = BROKER
+    # The console script: Celery re-executes its own argv, and "python -m celery" cannot be re-executed.
+    command = [
+        str(Path(sys.executable).with_name("celery")), "-A", "tests.proc.celery_app", "worker",
+        f"--pool={pool}", "--concurrency=2", f"--queues={queue}", "--without-heartbeat", "--without-gossip",
+        "--without-mingle", "--loglevel=WARNING",
+    ]  # fmt: skip
+    worker = subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    client = celery.Celery("audit_client", broker=BROKER, backend=BROKER)
+    try:
+        first = [
+            client.send_task("tests.emit_records", args=[f"before-{n}", PER_TASK], queue=queue)
+            for n in range(4)
+        ]
+        accepted = [result.get(timeout=60) for result in first]
+        worker.send_signal(signal.SIGHUP)  # the same process, re-executed: it takes the next tasks
+        second = [
+            client.send_task("tests.emit_records", args=[f"after-{n}", PER_TASK], queue=queue)
+            for n in range(2)
+        ]
+        accepted += [result.get(timeout=60) for result in second]
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        try:
+            _stdout, stderr = worker.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            _stdout, stderr = worker.communicate()
+            raise AssertionError(f"the worker did not stop\n{stderr}") from None
+
+    assert accepted == [PER_TASK] * 6
+    written = read_written(tmp_path)
+    assert_streams_complete(written)
+    origins = [f"before-{n}" for n in range(4)] + [f"after-{n}" for n in range(2)]
+    assert sorted(record_key(r) for r in written.marked()) == sorted(
+        (o, i) for o in origins for i in range(PER_TASK)
+    )
+    assert len(written.report.streams) == 2  # before and after the restart
