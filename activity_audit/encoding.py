@@ -252,9 +252,10 @@ def dumps_line(record: Mapping[str, Any], max_bytes: int = 1 << 20, limits: Limi
         line = orjson.dumps(record, default=_default)
     except (TypeError, ValueError):
         line = _encode_sanitised(record, limits)
+    line = _escape_line_breakers(line)  # before the size check: escaping makes a line longer
     if len(line) > max_bytes:
         line = _shrink(record, max_bytes, limits, original_size=len(line))
-    return _escape_line_breakers(line)
+    return line
 
 
 def _encode_sanitised(record: Mapping[str, Any], limits: Limits) -> bytes:
@@ -276,13 +277,15 @@ def _shrink(record: Mapping[str, Any], max_bytes: int, limits: Limits, original_
         plain = Snapshotter(tighter, scrub=True).copy(record)
         plain[TRUNCATED_KEY] = True
         plain["original_bytes"] = original_size
-        line = orjson.dumps(plain, default=_default)
+        line = _escape_line_breakers(orjson.dumps(plain, default=_default))
         if len(line) <= max_bytes:
             return line
     stub = {key: record[key] for key in _ENVELOPE_KEYS if key in record}
     stub[TRUNCATED_KEY] = True
     stub["original_bytes"] = original_size
-    return orjson.dumps(Snapshotter(Limits(max_chars=256), scrub=True).copy(stub), default=_default)
+    return _escape_line_breakers(
+        orjson.dumps(Snapshotter(Limits(max_chars=256), scrub=True).copy(stub), default=_default)
+    )
 
 
 # Raw ASCII bytes on which str.splitlines() (and most log shippers) split a line; none can occur in valid

@@ -16,6 +16,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
+import orjson
 import pytest
 from django.http import QueryDict
 from django.utils.safestring import mark_safe
@@ -401,3 +402,13 @@ def test_any_value_raw_or_snapshotted_is_one_line_of_strict_json(value: Any) -> 
 @given(plain_json)
 def test_plain_json_values_round_trip_unchanged(value: Any) -> None:
     assert strict_loads(dumps_line({"value": snapshot(value)})) == {"value": value}
+
+
+def test_the_byte_cap_counts_the_escapes_of_line_separators() -> None:
+    # U+2028 is 3 bytes raw and 6 once escaped: a line under the cap before escaping may be twice over after.
+    cap = 1 << 16
+    record = {"seq": 7, "text": "\u2028" * (cap // 3 - 100)}
+    assert len(orjson.dumps(record)) <= cap
+    line = dumps_line(record, cap)
+    assert len(line) <= cap
+    assert orjson.loads(line)["truncated"] is True and "\u2028".encode() not in line
