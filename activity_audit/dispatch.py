@@ -354,6 +354,8 @@ class Pipeline:
         self._stopping = False
         self._stopped = False
         self.shutting_down = False
+        # Set in a child forked by a thread other than the parent's main thread (see _run).
+        self.watch_main_thread = False
         self._shutdown_lock = threading.RLock()
         self._callers = _HookCallers()
         self._runners: dict[str, SinkRunner] = {}
@@ -527,6 +529,14 @@ class Pipeline:
                 write_stderr(f"internal error in the audit worker: {type(exc).__name__}: {exc}")
             if self._stopping and not self._queue:
                 return
+            if self.watch_main_thread and self._main_thread_gone():
+                # A child forked by a thread other than the main one, whose forking thread has ended without
+                # exiting the process: only the package's threads are left, and they would keep it alive.
+                start_thread(self.shutdown, "activity-audit-last-drain")
+                return
+
+    def _main_thread_gone(self) -> bool:
+        return not self.shutting_down and not self._stopping and not threading.main_thread().is_alive()
 
     def _drain(self) -> None:
         queue, size = self._queue, self._batch_size
@@ -843,10 +853,20 @@ def _call_each(pm: pluggy.PluginManager, hook_name: str) -> None:
 pipeline = Pipeline()
 
 
+# Whether the fork under way was called from a thread other than the main one (read in the new child).
+_forking_off_the_main_thread = False
+
+
+def _before_fork() -> None:
+    global _forking_off_the_main_thread
+    _forking_off_the_main_thread = threading.current_thread() is not threading.main_thread()
+
+
 def _after_fork_in_child() -> None:
     pipeline.after_fork_in_child()
+    pipeline.watch_main_thread = _forking_off_the_main_thread
     arrange_drain_at_child_exit(pipeline, pipeline.shutdown)
 
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
+os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)
 atexit.register(pipeline.shutdown)

@@ -46,6 +46,18 @@ def test_fork_after_emitting(tmp_path: Path) -> None:
     assert finished.stderr == ""
 
 
+def test_a_child_forked_by_a_thread_ends_when_that_thread_ends(tmp_path: Path) -> None:
+    finished = run_scenario(
+        "fork_from_a_thread", tmp_path, {"parent_before": 200, "child": 300, "parent_after": 100}, **ROOMY
+    )
+
+    assert finished.returncode == 0, finished.stderr
+    assert finished.result["hung"] is False
+    written = read_written(tmp_path)
+    assert_streams_complete(written)
+    assert written.origins() == {"parent-before": 200, "child": 300, "parent-after": 100}
+
+
 @pytest.mark.parametrize("method", ["fork", "forkserver", "spawn"])
 def test_multiprocessing_children_write_everything_though_they_end_with_os_exit(
     tmp_path: Path, method: str

@@ -96,6 +96,30 @@ def fork(args: Args) -> None:
 
 
 @scenario
+def fork_from_a_thread(args: Args) -> None:
+    """A thread other than the main one forks; in the child that thread emits and ends (``sys.exit`` ends a
+    thread, not the process): the package's threads must not keep the child alive, and must write its records.
+    """
+    emit("parent-before", args["parent_before"])
+    forked: list[int] = []
+
+    def fork_and_leave() -> None:
+        pid = os.fork()
+        if pid == 0:
+            emit("child", args["child"])
+            sys.exit(0)
+        forked.append(pid)
+
+    thread = threading.Thread(target=fork_and_leave)
+    thread.start()
+    thread.join(20.0)
+    pid = forked[0]
+    hung = not _wait_child(pid, timeout=20.0)
+    emit("parent-after", args["parent_after"])
+    result(child_pid=pid, hung=hung)
+
+
+@scenario
 def multiprocessing_children(args: Args) -> None:
     """``multiprocessing`` children emit and return: made by fork or forkserver, they end with ``os._exit``,
     not atexit (forkserver children start their own pipeline, as they import this module again).
