@@ -8,8 +8,9 @@ import pluggy
 
 from . import conf, manager
 from .dispatch import pipeline
-from .mp_exit import arrange_drain_in_this_child
+from .mp_exit import arrange_drain_at_worker_shutdown, arrange_drain_in_this_child
 from .sigterm import install_sigterm_handler
+from .uvicorn_exit import drain_when_uvicorn_stops
 
 CRUD_PLUGIN = "activity_audit.crud.plugin"
 
@@ -28,8 +29,10 @@ def start() -> pluggy.PluginManager:
     pm.hook.audit_configure(settings=settings)
     pipeline.configure(settings, pm)
     arrange_drain_in_this_child(pipeline, pipeline.shutdown)
+    arrange_drain_at_worker_shutdown(pipeline.shutdown)
     if settings.HANDLE_SIGTERM:
         install_sigterm_handler(lambda: pipeline.shutting_down, pipeline.shutdown)
+    drain_when_uvicorn_stops(pipeline.shutdown)
     return pm
 
 

@@ -173,7 +173,7 @@ def assert_streams_complete(written: Written) -> None:
     assert len(event_ids) == len(set(event_ids)), "an event_id was written twice"
 
 
-# --- gunicorn ---------------------------------------------------------------------------------------------
+# --- servers: gunicorn, uvicorn ----------------------------------------------------------------------------
 
 
 def free_port() -> int:
@@ -220,16 +220,40 @@ def gunicorn(log_dir: Path, *extra: str, boot_records: int = 0, **options: Any) 
             process.communicate(timeout=10)
 
 
+@contextmanager
+def uvicorn(log_dir: Path, *extra: str, **options: Any) -> Iterator[Server]:
+    """A real uvicorn serving :mod:`tests.proc` (ASGI) on a free loopback port, killed if left running."""
+    port = free_port()
+    command = [
+        sys.executable, "-m", "uvicorn", "tests.proc.asgi:application",
+        "--host", "127.0.0.1", "--port", str(port),
+        "--log-level", "warning",
+        *extra,
+    ]  # fmt: skip
+    process = subprocess.Popen(
+        command, cwd=ROOT, env=child_env(log_dir, **options), stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    server = Server(process, f"http://127.0.0.1:{port}")
+    try:
+        _wait_ready(server)
+        yield server
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)  # its workers, too
+            process.communicate(timeout=10)
+
+
 def _wait_ready(server: Server, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
             stdout, stderr = server.process.communicate()
-            raise AssertionError(f"gunicorn exited early\n{stdout}\n{stderr}")
+            raise AssertionError(f"the server exited early\n{stdout}\n{stderr}")
         try:
             if requests.get(f"{server.url}/ready", timeout=2).ok:
                 return
         except requests.ConnectionError:
             pass
         time.sleep(0.1)
-    raise AssertionError(f"gunicorn did not answer within {timeout}s")
+    raise AssertionError(f"the server did not answer within {timeout}s")
