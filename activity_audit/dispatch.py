@@ -236,13 +236,7 @@ class SinkRunner:
     def _deliver(self, batch: list[rec.Entry], size: int) -> None:
         self.busy_since = time.monotonic()
         try:
-            self._call(batch)
-            self.delivered += len(batch)
-        except PartialDelivery as exc:
-            self.delivered += exc.delivered
-            self._failed(len(batch) - exc.delivered, exc.__cause__ or exc)
-        except BaseException as exc:
-            self._failed(len(batch), exc)
+            self.deliver_now(batch)
         finally:
             self.busy_since = None
             with self._cond:

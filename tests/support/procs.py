@@ -206,18 +206,8 @@ def gunicorn(log_dir: Path, *extra: str, boot_records: int = 0, **options: Any) 
         "--timeout", "60",
         *extra,
     ]  # fmt: skip
-    process = subprocess.Popen(
-        command, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True,
-    )  # fmt: skip
-    server = Server(process, f"http://127.0.0.1:{port}")
-    try:
-        _wait_ready(server)
+    with _serving(command, env, port, own_session=False) as server:
         yield server
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate(timeout=10)
 
 
 @contextmanager
@@ -230,9 +220,17 @@ def uvicorn(log_dir: Path, *extra: str, **options: Any) -> Iterator[Server]:
         "--log-level", "warning",
         *extra,
     ]  # fmt: skip
+    with _serving(command, child_env(log_dir, **options), port, own_session=True) as server:
+        yield server
+
+
+@contextmanager
+def _serving(command: list[str], env: dict[str, str], port: int, own_session: bool) -> Iterator[Server]:
+    """Run a server until it answers on ``port``; kill it (and, in its own session, its workers) if left
+    running."""
     process = subprocess.Popen(
-        command, cwd=ROOT, env=child_env(log_dir, **options), stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        command, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, start_new_session=own_session,
     )  # fmt: skip
     server = Server(process, f"http://127.0.0.1:{port}")
     try:
@@ -240,7 +238,10 @@ def uvicorn(log_dir: Path, *extra: str, **options: Any) -> Iterator[Server]:
         yield server
     finally:
         if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)  # its workers, too
+            if own_session:
+                os.killpg(process.pid, signal.SIGKILL)
+            else:
+                process.kill()
             process.communicate(timeout=10)
 
 
