@@ -15,6 +15,7 @@ import requests
 
 from tests.support.procs import (
     assert_streams_complete,
+    expected_keys_by_stream,
     finish,
     gunicorn,
     read_written,
@@ -131,17 +132,6 @@ def _hit(url: str, prefix: str) -> list[dict]:
         return list(pool.map(one, range(REQUESTS)))
 
 
-def _expected_keys(answers: list[dict]) -> dict[str, list[tuple[str, int]]]:
-    """Per stream, the (origin, i) of each record its requests emitted (half emit_crud, half logging)."""
-    expected: dict[str, list[tuple[str, int]]] = {}
-    for answer in answers:
-        half = answer["count"] // 2
-        keys = [(answer["origin"], i) for i in range(half)]
-        keys += [(f"{answer['origin']}-log", i) for i in range(answer["count"] - half)]
-        expected.setdefault(answer["stream_id"], []).extend(keys)
-    return {stream: sorted(keys) for stream, keys in expected.items()}
-
-
 @pytest.mark.parametrize(
     "worker_args", [("-k", "sync", "-w", "2"), ("-k", "gthread", "-w", "2", "--threads", "4")]
 )
@@ -153,7 +143,7 @@ def test_gunicorn_sigterm_loses_nothing(tmp_path: Path, worker_args: tuple[str, 
     assert finished.returncode == 0, finished.stderr
     written = read_written(tmp_path)
     assert_streams_complete(written)
-    expected = _expected_keys(answers)
+    expected = expected_keys_by_stream(answers)
     for stream_id, keys in expected.items():
         assert sorted(record_key(r) for r in written.marked(stream_id)) == keys
     # Every stream in the files is a worker that answered, and each holds its records and its two events.

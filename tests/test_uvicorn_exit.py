@@ -22,7 +22,14 @@ import pytest
 import requests
 
 from activity_audit.uvicorn_exit import drain_when_uvicorn_stops
-from tests.support.procs import assert_streams_complete, finish, read_written, record_key, uvicorn
+from tests.support.procs import (
+    assert_streams_complete,
+    expected_keys_by_stream,
+    finish,
+    read_written,
+    record_key,
+    uvicorn,
+)
 
 QUICK = 24  # requests answered before the signal
 UNDER_WAY = 4  # requests the view holds for WAIT seconds, the signal sent meanwhile
@@ -40,17 +47,6 @@ def _get(url: str, origin: str, wait: float = 0.0) -> dict[str, Any]:
     return response.json()  # type: ignore[no-any-return]
 
 
-def _expected_keys(answers: list[dict[str, Any]]) -> dict[str, list[tuple[str, int]]]:
-    """Per stream, the (origin, i) of each record its requests emitted (half emit_crud, half logging)."""
-    expected: dict[str, list[tuple[str, int]]] = {}
-    for answer in answers:
-        half = answer["count"] // 2
-        keys = [(answer["origin"], i) for i in range(half)]
-        keys += [(f"{answer['origin']}-log", i) for i in range(answer["count"] - half)]
-        expected.setdefault(answer["stream_id"], []).extend(keys)
-    return {stream: sorted(keys) for stream, keys in expected.items()}
-
-
 @pytest.mark.parametrize(("workers", "returncode"), [(2, 0), (1, 128 + signal.SIGTERM)])
 def test_uvicorn_sigterm_writes_every_answered_request(tmp_path: Path, workers: int, returncode: int) -> None:
     with uvicorn(tmp_path, "--workers", str(workers), **OPTIONS) as server:
@@ -65,7 +61,7 @@ def test_uvicorn_sigterm_writes_every_answered_request(tmp_path: Path, workers: 
     assert finished.returncode == returncode, finished.stderr
     written = read_written(tmp_path)
     assert_streams_complete(written)
-    expected = _expected_keys(answers + late)
+    expected = expected_keys_by_stream(answers + late)
     for stream_id, keys in expected.items():
         assert sorted(record_key(r) for r in written.marked(stream_id)) == keys
     # Every stream in the files is a worker that answered: its records and its two events, nothing else. The

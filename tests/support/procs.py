@@ -258,3 +258,15 @@ def _wait_ready(server: Server, timeout: float = 30.0) -> None:
             pass
         time.sleep(0.1)
     raise AssertionError(f"the server did not answer within {timeout}s")
+
+
+def expected_keys_by_stream(answers: list[dict[str, Any]]) -> dict[str, list[tuple[str, int]]]:
+    """Per stream, the (origin, i) of each record the ``/emit`` requests answered in ``answers`` emitted
+    (half through emit_crud, half through logging)."""
+    expected: dict[str, list[tuple[str, int]]] = {}
+    for answer in answers:
+        half = answer["count"] // 2
+        keys = [(answer["origin"], i) for i in range(half)]
+        keys += [(f"{answer['origin']}-log", i) for i in range(answer["count"] - half)]
+        expected.setdefault(answer["stream_id"], []).extend(keys)
+    return {stream: sorted(keys) for stream, keys in expected.items()}
