@@ -15,12 +15,13 @@ import pytest
 from tests.support.procs import (
     Finished,
     assert_streams_complete,
+    expected_keys_by_stream,
     gunicorn,
     read_written,
     record_key,
     run_scenario,
 )
-from tests.test_pipeline_exit import ROOMY, _expected_keys, _hit
+from tests.test_pipeline_exit import ROOMY, _hit
 
 
 def test_fork_after_emitting(tmp_path: Path) -> None:
@@ -196,7 +197,7 @@ def test_gunicorn_preload_each_process_writes_its_own(tmp_path: Path) -> None:
     assert finished.returncode == 0, finished.stderr
     written = read_written(tmp_path)
     assert_streams_complete(written)
-    expected = _expected_keys(answers)
+    expected = expected_keys_by_stream(answers)
     [master] = [s for s in written.by_stream if written.events("PIPELINE_STARTED", s)[0]["pid"] == master_pid]
     # The master's records (emitted before the fork) are written once, by the master only.
     assert sorted(record_key(r) for r in written.marked(master)) == [
