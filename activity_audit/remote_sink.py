@@ -20,7 +20,9 @@ Lifecycle, by hook:
 ``sink``
     Appends the batch to the spool (fsynced) and returns; the upload happens on the spool's thread.
 ``audit_shutdown``
-    Stops the upload thread and keeps the spool for the next start: nothing is uploaded at shutdown.
+    Stops the upload thread and keeps the spool for the next start: nothing is uploaded at shutdown. A batch
+    that still comes (records submitted after the exit drain) is stored in the spool, sealed at once, and
+    uploaded by the next start.
 ``audit_after_fork``
     The child drops the parent's segment and thread and starts its own on its first batch.
 """
@@ -55,10 +57,12 @@ class RemoteSink:
         self.secret_keys = tuple(secret_keys)
         self.connect = connect
         self.spool: Spool | None = None
+        self._closed_at_shutdown: Spool | None = None  # still takes the batches that come after shutdown
 
     @hookimpl
     def audit_configure(self, settings: AuditSettings) -> None:
         self._close()
+        self._closed_at_shutdown = None
         if self.name not in settings.PLUGINS:
             return
         options = PluginOptions.from_settings(settings, self.name, self.option_keys, self.secret_keys)
@@ -69,12 +73,13 @@ class RemoteSink:
 
     @hookimpl
     def sink(self, records: Sequence[Entry]) -> None:
-        spool = self.spool
+        spool = self.spool if self.spool is not None else self._closed_at_shutdown
         if spool is not None:
             spool.append(records)
 
     @hookimpl
     def audit_shutdown(self) -> None:
+        self._closed_at_shutdown = self.spool
         self._close()
 
     @hookimpl

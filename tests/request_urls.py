@@ -99,6 +99,14 @@ def login_all(request):
     return JsonResponse({"fields": sorted(request.POST)})
 
 
+@csrf_exempt
+def log_out(request):
+    from django.contrib.auth import logout
+
+    logout(request)  # with request.user AuthenticationMiddleware's lazy object, as in any project
+    return HttpResponse("bye")
+
+
 def ignores_body(request):
     return HttpResponse("ok", content_type="text/plain")
 
@@ -166,6 +174,7 @@ urlpatterns = [
     path("async-boom/", async_boom),
     path("login/", login),
     path("login-all/", login_all),
+    path("logout/", log_out),
     path("ignores-body/", ignores_body),
     path("binary/", binary),
     path("big-text/", big_text),

@@ -66,3 +66,26 @@ def test_login_logout_and_failure(audit_records, carol):
     # the login also updated last_login: an ordinary UPDATE, nothing secret in it
     (update,) = crud(audit_records, event_type="UPDATE", model="User")
     assert list(update["changes"]) == ["last_login"]
+
+
+def test_logout_through_the_middleware_stack_is_recorded(audit_records, carol, settings):
+    """A real logout: the user is AuthenticationMiddleware's lazy object, not a User instance."""
+    from django.test import Client
+
+    from tests.request_support import MIDDLEWARE
+
+    settings.ROOT_URLCONF = "tests.request_urls"
+    settings.MIDDLEWARE = MIDDLEWARE
+    client = Client()
+    client.force_login(carol)
+    audit_records.clear()
+
+    client.post("/logout/")
+
+    [logged_out] = [r for r in crud(audit_records) if r["event_type"] == "LOGOUT"]
+    assert (logged_out["model_label"], logged_out["instance_id"], logged_out["actor"]) == (
+        "auth.User",
+        str(carol.pk),
+        f"user:{carol.pk}",
+    )
+    assert audit_records.of("activity_audit.pipeline", event_type="CAPTURE_FAILED") == []

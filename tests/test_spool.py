@@ -212,3 +212,27 @@ def test_processes_sharing_a_spool_deliver_every_acknowledged_record_once(tmp_pa
     assert set(delivered) == expected
     assert sum(delivered.values()) == PROCESSES * APPENDS
     assert list(directory.iterdir()) == []
+
+
+def test_a_remote_sink_keeps_a_batch_that_comes_after_shutdown_for_the_next_start(tmp_path: Path) -> None:
+    """Records submitted after the exit drain come late: the spool keeps them for the next start."""
+    from dataclasses import replace
+
+    from activity_audit.conf import get_settings
+    from activity_audit.remote_sink import RemoteSink
+
+    remote = tmp_path / "remote"
+    sink = RemoteSink("dirsink", option_keys=(), connect=lambda options: DirectoryUploader(remote))
+    settings = replace(get_settings(), LOG_DIR=tmp_path / "logs", PLUGINS={"dirsink": {}})
+
+    sink.audit_configure(settings)
+    sink.sink([entry(STREAM_A, seq) for seq in (1, 2)])
+    sink.audit_shutdown()
+    sink.sink([entry(STREAM_A, 3)])  # after the drain
+
+    sink.audit_configure(settings)  # the next start uploads what the spool kept
+    try:
+        wait_until(lambda: sum(len(lines) for lines in uploaded(remote).values()) == 3, 10.0, "the upload")
+    finally:
+        sink.audit_shutdown()
+    assert sorted(line["seq"] for lines in uploaded(remote).values() for line in lines) == [1, 2, 3]

@@ -48,7 +48,8 @@ def disconnect() -> None:
 
 def _emit(event_type: str, user: Any, request: Any, username: Any) -> None:
     try:
-        user_model = type(user) if user is not None else get_user_model()
+        # user.__class__, not type(user): a request's lazy user (SimpleLazyObject) reports the real class
+        user_model = user.__class__ if user is not None else get_user_model()
         pk = getattr(user, "pk", None)
         # The user logging in or out is the actor; without one (a failure) it is whoever is current.
         actor = actor_from_user(user) if pk is not None else resolve_actor()
