@@ -41,13 +41,7 @@ def test_records_of_celery_tasks_survive_recycled_and_stopped_pool_processes(tmp
         ]
         accepted = [result.get(timeout=60) for result in results]
     finally:
-        worker.send_signal(signal.SIGTERM)  # warm shutdown: the pool processes end, then the worker
-        try:
-            _stdout, stderr = worker.communicate(timeout=60)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            _stdout, stderr = worker.communicate()
-            raise AssertionError(f"the worker did not stop\n{stderr}") from None
+        stderr = stop(worker)  # warm shutdown: the pool processes end, then the worker
 
     assert accepted == [PER_TASK] * TASKS
     assert worker.returncode == 0, stderr
@@ -94,13 +88,7 @@ def test_records_of_tasks_run_in_the_worker_process_survive_a_restart_by_sighup(
         ]
         accepted += [result.get(timeout=60) for result in second]
     finally:
-        worker.send_signal(signal.SIGTERM)
-        try:
-            _stdout, stderr = worker.communicate(timeout=60)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            _stdout, stderr = worker.communicate()
-            raise AssertionError(f"the worker did not stop\n{stderr}") from None
+        stderr = stop(worker)
 
     assert accepted == [PER_TASK] * 6
     written = read_written(tmp_path)
@@ -110,3 +98,15 @@ def test_records_of_tasks_run_in_the_worker_process_survive_a_restart_by_sighup(
         (o, i) for o in origins for i in range(PER_TASK)
     )
     assert len(written.report.streams) == 2  # before and after the restart
+    assert "activity_audit" not in stderr, stderr
+
+
+def stop(worker: subprocess.Popen[str]) -> str:
+    """Warm-shut ``worker`` down with SIGTERM; its stderr. Fails the test if it does not stop in time."""
+    worker.send_signal(signal.SIGTERM)
+    try:
+        return worker.communicate(timeout=60)[1]
+    except subprocess.TimeoutExpired:
+        worker.kill()
+        stderr = worker.communicate()[1]
+        raise AssertionError(f"the worker did not stop\n{stderr}") from None
