@@ -1,7 +1,8 @@
 """Every check the project runs, in one place: ``scripts/test`` runs them all.
 
 Django 4.2 and 5.2 run on the machine's Python (3.11 here); the newest Django (6.1) needs Python 3.12+,
-found on PATH or in pyenv. 5.2 (the current LTS) runs on SQLite and PostgreSQL, the others on SQLite.
+found on PATH or in pyenv. 5.2 (the current LTS) runs on SQLite, PostgreSQL and MariaDB (mysqlclient), the
+others on SQLite.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ MATRIX = [
     ("4.2", "3.11", "sqlite"),
     ("5.2", "3.11", "sqlite"),
     ("5.2", "3.11", "postgres"),
+    ("5.2", "3.11", "mysql"),
     ("6.1", "3.12", "sqlite"),
 ]
 CONTRIB = ["contrib_plugins/activity-audit-s3", "contrib_plugins/activity-audit-sftp"]
@@ -57,7 +59,9 @@ def typecheck(session: nox.Session) -> None:
     ids=[f"django{django}-{db}" for django, _, db in MATRIX],
 )
 def tests(session: nox.Session, django: str, database: str) -> None:
-    session.install("-e", ".[dev]", f"Django~={django}.0")
+    session.install(
+        "-e", ".[dev]", f"Django~={django}.0", *(["mysqlclient>=2.2.1"] if database == "mysql" else [])
+    )
     session.run("python", "-m", "pytest", "tests", env={"AUDIT_TEST_DB": database})
 
 

@@ -1,4 +1,5 @@
-"""Settings for the test suite. ``AUDIT_TEST_DB=postgres`` runs it on the machine's PostgreSQL."""
+"""Settings for the test suite. ``AUDIT_TEST_DB=postgres`` or ``mysql`` runs it on the machine's PostgreSQL or
+MariaDB/MySQL instead of SQLite."""
 
 import os
 import tempfile
@@ -51,6 +52,21 @@ if os.environ.get("AUDIT_TEST_DB") == "postgres":
     DATABASES = {
         "default": {**_pg, "TEST": {"NAME": f"test_activity_audit_{_run}"}},
         "other": {**_pg, "TEST": {"NAME": f"test_activity_audit_other_{_run}"}},
+    }
+elif os.environ.get("AUDIT_TEST_DB") == "mysql":
+    _mysql = {
+        "ENGINE": "django.db.backends.mysql",
+        "HOST": os.environ.get("MYSQL_HOST", "127.0.0.1"),
+        "PORT": os.environ.get("MYSQL_PORT", "3306"),
+        "USER": os.environ.get("MYSQL_USER", "root"),
+        "PASSWORD": os.environ.get("MYSQL_PASSWORD", ""),
+        "NAME": "test",
+        "OPTIONS": {"charset": "utf8mb4"},
+    }
+    _run = f"{os.getpid()}"
+    DATABASES = {
+        "default": {**_mysql, "TEST": {"NAME": f"test_activity_audit_{_run}", "CHARSET": "utf8mb4"}},
+        "other": {**_mysql, "TEST": {"NAME": f"test_activity_audit_other_{_run}", "CHARSET": "utf8mb4"}},
     }
 else:
     DATABASES = {

@@ -261,7 +261,8 @@ def test_the_user_is_loaded_once_whoever_reads_it_first(audit_records, view):
 
     assert response.content == b"Hello alice"
     assert response.headers["Vary"] == "Cookie"
-    assert len([query for query in queries if 'FROM "auth_user"' in query["sql"]]) == 1
+    from_users = f"FROM {connection.ops.quote_name('auth_user')}"
+    assert len([query for query in queries if from_users in query["sql"]]) == 1
     [(actor, _)] = by_name(audit_records).values()
     assert actor == f"user:{user.pk}"
 

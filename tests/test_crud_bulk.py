@@ -260,8 +260,30 @@ def test_bulk_create_with_ignored_conflicts_says_the_outcome_per_row_is_unknown(
             2,
             operation="bulk_create",
             rows=[{"label": "clash"}, {"label": "new"}],
+            pks_returned=False,
             ignore_conflicts=True,
             outcome_per_row_known=False,
+        )
+    ]
+
+
+def test_bulk_create_on_a_database_that_returns_no_pks_lists_none(audit_records, monkeypatch):
+    """MySQL (and MariaDB before 10.5) cannot return the rows' pks from a multi-row INSERT."""
+    from tests.testapp.models import Tag
+
+    monkeypatch.setattr(type(connection.features), "can_return_rows_from_bulk_insert", False)
+    made = Tag.objects.bulk_create([Tag(label="one"), Tag(label="two")])
+
+    assert [tag.pk for tag in made] == [None, None]  # Django left them unset, as on MySQL
+    assert sorted(Tag.objects.values_list("label", flat=True)) == ["one", "two"]
+    assert crud(audit_records) == [
+        bulk(
+            "BULK_CREATE",
+            "Tag",
+            2,
+            operation="bulk_create",
+            rows=[{"label": "one"}, {"label": "two"}],
+            pks_returned=False,
         )
     ]
 
@@ -272,10 +294,12 @@ def test_bulk_create_with_updated_conflicts_names_the_fields_and_keeps_no_snapsh
     existing = Tag.objects.create(label="old")
     audit_records.clear()
 
+    # MySQL upserts on any unique key and refuses a list of them.
+    unique_fields = ["id"] if connection.features.supports_update_conflicts_with_target else None
     (clash,) = Tag.objects.bulk_create(
         [Tag(pk=existing.pk, label="upserted")],
         update_conflicts=True,
-        unique_fields=["id"],
+        unique_fields=unique_fields,
         update_fields=["label"],
     )
 
@@ -284,7 +308,7 @@ def test_bulk_create_with_updated_conflicts_names_the_fields_and_keeps_no_snapsh
         "count": 1,
         "update_conflicts": True,
         "update_fields": ["label"],
-        "unique_fields": ["id"],
+        "unique_fields": unique_fields or [],
     }
     assert only["outcome_per_row_known"] is False
     audit_records.clear()

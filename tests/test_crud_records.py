@@ -321,16 +321,16 @@ def test_values_of_another_type_are_recorded_as_the_database_stores_them(audit_r
 def test_a_saved_decimal_is_rounded_to_its_places_as_the_database_rounds_it(audit_records, author):
     audit_records.clear()
     book = Book.objects.create(author=author, **book_values(price=Decimal("7.125"), pages=0))
+    stored = Book.objects.get(pk=book.pk).price
     book.price = Decimal("0")
     book.save()
 
-    stored = Book.objects.get(pk=book.pk)
     created, updated = crud(audit_records)
-    # SQLite ends up with half-even rounding; PostgreSQL rounds half away from zero.
-    expected = "7.13" if connection.vendor == "postgresql" else "7.12"
-    assert created["changes"]["price"] == {"old": None, "new": expected}
-    assert updated["changes"] == {"price": {"old": expected, "new": "0.00"}}
-    assert stored.price == Decimal("0.00")
+    # SQLite ends up with half-even rounding; PostgreSQL and MySQL round half away from zero.
+    assert stored == Decimal("7.12" if connection.vendor == "sqlite" else "7.13")
+    assert created["changes"]["price"] == {"old": None, "new": str(stored)}
+    assert updated["changes"] == {"price": {"old": str(stored), "new": "0.00"}}
+    assert Book.objects.get(pk=book.pk).price == Decimal("0.00")
 
 
 def test_an_expression_saved_is_recorded_as_such_and_each_time_it_is_applied(audit_records, author):

@@ -226,12 +226,14 @@ def _record_bulk_create(
     vendor = snapshots.vendor_of(queryset.db)
     rows = [snapshots.row_values(obj, policy, vendor) for obj in created] if wants.wants_rows else None
     fields: dict[str, Any] = {}
+    if pks is not None and any(pk is None for pk in pks):
+        # Not returned by the database (MySQL, or a conflict skipped the row): no pk list rather than nulls.
+        pks = None
+        fields["pks_returned"] = False
     if kwargs.get("ignore_conflicts") or kwargs.get("update_conflicts"):
         # Django cannot tell which rows were inserted and which met a conflict (skipped, or updated with
         # update_fields only): the record lists what was submitted and says so.
-        fields = _conflict_fields(policy, kwargs)
-        if pks is not None and any(pk is None for pk in pks):
-            pks = None  # not returned by the database: no pk list rather than a list of nulls
+        fields.update(_conflict_fields(policy, kwargs))
     else:
         for obj in created:
             snapshots.remember(obj, policy, vendor)  # saved now: later saves diff against these values
