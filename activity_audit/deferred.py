@@ -29,16 +29,24 @@ class Pending:
     snapshot (never mutated once stored, see :mod:`activity_audit.crud.snapshots`), or a shallow copy made
     for this value alone (of ``request.META``, of a response's header store), plus the record's
     :class:`~activity_audit.encoding.Snapshotter` (``copier``) when the build applies the record's caps.
-    Keeping it is as safe as building the value at once. Until it is built it encodes as a placeholder that
-    reveals nothing of its arguments.
+    With ``reports_cut``, ``build`` returns ``(value, cut)`` instead, ``cut`` telling whether it had to cut
+    something to those caps. Keeping it is as safe as building the value at once. Until it is built it
+    encodes as a placeholder that reveals nothing of its arguments.
     """
 
-    __slots__ = ("args", "build", "copier")
+    __slots__ = ("args", "build", "copier", "reports_cut")
 
-    def __init__(self, build: Callable[..., Any], *args: Any, copier: Snapshotter | None = None) -> None:
+    def __init__(
+        self,
+        build: Callable[..., Any],
+        *args: Any,
+        copier: Snapshotter | None = None,
+        reports_cut: bool = False,
+    ) -> None:
         self.build = build
         self.args = args
         self.copier = copier
+        self.reports_cut = reports_cut
 
     def __str__(self) -> str:
         return f"[pending {self.build.__name__}]"
@@ -53,7 +61,12 @@ def realise_pending(record: dict[str, Any]) -> None:
     """
     changes = record.get("changes")
     if type(changes) is Pending:
-        record["changes"] = changes.build(*changes.args)
+        built = changes.build(*changes.args)
+        if changes.reports_cut:
+            built, cut = built
+            if cut:
+                record["truncated"] = True
+        record["changes"] = built
     for section_name in _PENDING_SECTIONS:
         section = record.get(section_name)
         if type(section) is dict:

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import contextvars
 import functools
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Any
 
 from django.db import connections, router
@@ -173,8 +173,11 @@ def _emit(
     count: int,
     pks: list[Any] | None,
     rows: list[Any] | None,
+    cut_rows: Collection[int] = (),
     **fields: Any,
 ) -> None:
+    """Emit the records of one bulk operation, split in chunks; ``cut_rows`` are the indexes of ``rows``
+    holding a value cut to the capture limits (their chunk's record says ``"truncated": true``)."""
     if count == 0:
         return  # nothing changed, nothing to record
     when = when or moment()
@@ -186,6 +189,8 @@ def _emit(
             detail["pks"] = [pks[index] for index in chunk]
         if rows is not None:
             detail["rows"] = [rows[index] for index in chunk]
+            if cut_rows and any(index in cut_rows for index in chunk):
+                detail["truncated"] = True
         record = crud_record(
             event_type, policy.name, policy.label, None, queryset.db, when, message, **with_part(detail, part)
         )
@@ -201,13 +206,20 @@ def _record_update(
     count: int,
 ) -> None:
     values: dict[str, Any] = {}
+    any_cut = False
     for name, value in assignments.items():
         spec = policy.by_name.get(name)
         if spec is None and name in policy.excluded:
             continue
         key = spec.name if spec is not None else name
-        values[key] = snapshots.masked() if is_masked(policy, key) else snapshots.plain(value)
+        if is_masked(policy, key):
+            values[key] = snapshots.masked()
+        else:
+            values[key], cut = snapshots.plain_cut(value)
+            any_cut = any_cut or cut
     fields: dict[str, Any] = {"values": values}
+    if any_cut:
+        fields["truncated"] = True
     if pks is not None and len(pks) != count:
         # another transaction changed matching rows between the SELECT and the UPDATE
         fields["pks_complete"] = False
@@ -224,7 +236,15 @@ def _record_bulk_create(
     wants = options.current
     pks = [obj.pk for obj in created] if wants.wants_pks else None
     vendor = snapshots.vendor_of(queryset.db)
-    rows = [snapshots.row_values(obj, policy, vendor) for obj in created] if wants.wants_rows else None
+    rows: list[dict[str, Any]] | None = None
+    cut_rows: set[int] = set()
+    if wants.wants_rows:
+        rows = []
+        for index, obj in enumerate(created):
+            row, cut = snapshots.row_values(obj, policy, vendor)
+            rows.append(row)
+            if cut:
+                cut_rows.add(index)
     fields: dict[str, Any] = {}
     if pks is not None and any(pk is None for pk in pks):
         # Not returned by the database (MySQL, or a conflict skipped the row): no pk list rather than nulls.
@@ -237,7 +257,7 @@ def _record_bulk_create(
     else:
         for obj in created:
             snapshots.remember(obj, policy, vendor)  # saved now: later saves diff against these values
-    _emit(queryset, policy, when, BULK_CREATE, "bulk_create", len(created), pks, rows, **fields)
+    _emit(queryset, policy, when, BULK_CREATE, "bulk_create", len(created), pks, rows, cut_rows, **fields)
 
 
 def _conflict_fields(policy: ModelPolicy, kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -267,8 +287,11 @@ def _record_bulk_update(
     winners = _winning_objects(queryset, objs, field_names, batch_size)
     rows: list[Any] | None = [] if wants.wants_rows else None
     duplicates: list[Any] = []
+    cut_rows: set[int] = set()
     for pk, (winner, listed) in winners.items():
-        changes, after = snapshots.updated_changes(winner, policy, field_names, vendor)
+        changes, after, cut = snapshots.updated_changes(winner, policy, field_names, vendor)
+        if cut and rows is not None:
+            cut_rows.add(len(rows))
         winner.__dict__[snapshots.SNAPSHOT_ATTR] = after
         for loser in listed:
             if loser is not winner:  # it changed nothing, and what it holds is not what the row holds
@@ -286,7 +309,7 @@ def _record_bulk_update(
     }
     if duplicates:
         fields["duplicate_pks"] = sorted_pks(duplicates)
-    _emit(queryset, policy, when, BULK_UPDATE, "bulk_update", count, pks, rows, **fields)
+    _emit(queryset, policy, when, BULK_UPDATE, "bulk_update", count, pks, rows, cut_rows, **fields)
 
 
 def _winning_objects(

@@ -56,10 +56,15 @@ def on_post_save(
                 row_record(CREATE, policy, instance, using, record_created(instance, policy, vendor)), using
             )
             return
-        changes, after = updated_changes(instance, policy, update_fields, vendor)
+        changes, after, cut = updated_changes(instance, policy, update_fields, vendor)
         instance.__dict__[SNAPSHOT_ATTR] = after
         if changes or options.current.keep_empty_updates:
-            emit_on_commit(row_record(UPDATE, policy, instance, using, changes), using)
+            record = (
+                row_record(UPDATE, policy, instance, using, changes, truncated=True)
+                if cut
+                else row_record(UPDATE, policy, instance, using, changes)
+            )
+            emit_on_commit(record, using)
     except Exception as exc:
         _failed("post_save", exc)
 

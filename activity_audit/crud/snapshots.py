@@ -25,7 +25,7 @@ import decimal
 import math
 import uuid
 from collections.abc import Collection
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from django.db import connections, models
@@ -122,7 +122,7 @@ def record_created(instance: models.Model, policy: ModelPolicy, vendor: str) -> 
     """
     snap = take(instance.__dict__, policy, vendor)
     instance.__dict__[SNAPSHOT_ATTR] = snap
-    return Pending(whole_row, snap, policy, True)
+    return Pending(whole_row, snap, policy, True, reports_cut=True)
 
 
 def deleted_changes(instance: models.Model, policy: ModelPolicy) -> Pending | None:
@@ -134,13 +134,15 @@ def deleted_changes(instance: models.Model, policy: ModelPolicy) -> Pending | No
     snap = loaded(instance)
     if snap is None:
         return None
-    return Pending(whole_row, snap, policy, False)
+    return Pending(whole_row, snap, policy, False, reports_cut=True)
 
 
-def whole_row(snap: Snapshot, policy: ModelPolicy, created: bool) -> Changes:
-    """Every field of ``snap`` as a change from nothing (``created``) or to nothing (deleted)."""
+def whole_row(snap: Snapshot, policy: ModelPolicy, created: bool) -> tuple[Changes, bool]:
+    """Every field of ``snap`` as a change from nothing (``created``) or to nothing (deleted), and whether a
+    value had to be cut to the capture limits (that change then says ``"truncated": true``)."""
     fast, max_chars = _PASSED_AS_IS, limits.max_chars
     changes: Changes = {}
+    any_cut = False
     for spec in policy.fields:
         if spec.attname not in snap:
             continue
@@ -155,15 +157,27 @@ def whole_row(snap: Snapshot, policy: ModelPolicy, created: bool) -> Changes:
                 else {"old": None, "new": None, "old_unknown": True}
             )
             continue
+        cut = False
         if not (type(value) in fast or (type(value) is str and len(value) <= max_chars)):
-            value = plain(value)  # the common case above needs no call
-        changes[spec.name] = {"old": None, "new": value} if created else {"old": value, "new": None}
-    return changes
+            value, cut = plain_cut(value)  # the common case above needs no call
+        change = {"old": None, "new": value} if created else {"old": value, "new": None}
+        if cut:
+            change["truncated"] = any_cut = True
+        changes[spec.name] = change
+    return changes, any_cut
+
+
+class Diff(NamedTuple):
+    """What one save changed (see :func:`updated_changes`)."""
+
+    changes: Changes
+    snapshot: Snapshot  # to keep on the instance
+    cut: bool  # a value had to be cut to the capture limits (its change says ``"truncated": true``)
 
 
 def updated_changes(
     instance: models.Model, policy: ModelPolicy, update_fields: Collection[str] | None, vendor: str
-) -> tuple[Changes, Snapshot]:
+) -> Diff:
     """The fields a save changed, ``{"old": loaded value, "new": saved value}``, and the snapshot to keep.
 
     Only fields in ``update_fields`` are compared when it is given (the others were not written). A field
@@ -176,6 +190,7 @@ def updated_changes(
     before = loaded(instance) or {}
     after: Snapshot | None = None
     changes: Changes = {}
+    any_cut = False
     for spec in policy.fields:
         attname = spec.attname
         if attname not in values:
@@ -195,25 +210,36 @@ def updated_changes(
         if spec.masked:
             changes[spec.name] = masked()
             continue
-        change: dict[str, Any] = {"old": None, "new": plain(new)}
+        new_plain, cut = plain_cut(new)
+        change: dict[str, Any] = {"old": None, "new": new_plain}
         if old is _MISSING or type(old) is Computed:
             change["old_unknown"] = True
         else:
-            change["old"] = plain(old)
+            change["old"], old_cut = plain_cut(old)
+            cut = cut or old_cut
         if type(new) is Computed:
             change["expression"] = True
+        if cut:
+            change["truncated"] = any_cut = True
         changes[spec.name] = change
-    return changes, before if after is None else after
+    return Diff(changes, before if after is None else after, any_cut)
 
 
-def row_values(instance: models.Model, policy: ModelPolicy, vendor: str) -> dict[str, Any]:
-    """``{field: value}`` of the audited fields of ``instance``, masked ones as the masked marker."""
+def row_values(instance: models.Model, policy: ModelPolicy, vendor: str) -> tuple[dict[str, Any], bool]:
+    """``{field: value}`` of the audited fields of ``instance``, masked ones as the masked marker, and
+    whether a value had to be cut to the capture limits."""
     values = instance.__dict__
-    return {
-        spec.name: masked() if spec.masked else plain(_stored_form(spec, values[spec.attname], vendor))
-        for spec in policy.fields
-        if spec.attname in values
-    }
+    row: dict[str, Any] = {}
+    any_cut = False
+    for spec in policy.fields:
+        if spec.attname not in values:
+            continue
+        if spec.masked:
+            row[spec.name] = masked()
+            continue
+        row[spec.name], cut = plain_cut(_stored_form(spec, values[spec.attname], vendor))
+        any_cut = any_cut or cut
+    return row, any_cut
 
 
 def freeze(value: Any) -> Any:
@@ -226,25 +252,45 @@ def freeze(value: Any) -> Any:
         return _deep_copy(value)
 
 
-def plain(value: Any) -> Any:
-    """``value`` (as held in a snapshot) as a plain JSON value for a record, within the capture limits."""
+def plain_cut(value: Any) -> tuple[Any, bool]:
+    """``value`` (as held in a snapshot) as a plain JSON value for a record, within the capture limits, and
+    whether it had to be cut to them."""
     kind = type(value)
     if kind is str:
-        return value if len(value) <= limits.max_chars else Snapshotter(limits).copy(value)
+        return (value, False) if len(value) <= limits.max_chars else _copy(value)
     if kind is int:
-        return value if value in _INT64 else str(value)
+        return (value if value in _INT64 else str(value)), False
     if kind in _PASSED_AS_IS:
-        return value
+        return value, False
     if kind is decimal.Decimal and value.is_finite():
-        return str(value)
+        return str(value), False
     if kind is float and math.isfinite(value):
-        return value
+        return value, False
     if kind is Computed:
-        return str(value)
+        return str(value), False
     if kind is FrozenJson:
         decoded = orjson.loads(memoryview(value))
-        return decoded if len(value) <= limits.max_chars else Snapshotter(limits).copy(decoded)
-    return Snapshotter(limits).copy(value)
+        return (decoded, False) if _within_limits(value) else _copy(decoded)
+    return _copy(value)
+
+
+def _within_limits(encoded: bytes) -> bool:
+    """Whether the JSON ``encoded`` is surely within the capture limits, by counting bytes (in C).
+
+    Conservative: no string is longer than the whole text, no container has more items than there are
+    commas plus one, and nothing is nested deeper than there are opening brackets.
+    """
+    return (
+        len(encoded) <= limits.max_chars
+        and encoded.count(b",") < limits.max_items
+        and encoded.count(b"[") + encoded.count(b"{") <= limits.max_depth
+    )
+
+
+def _copy(value: Any) -> tuple[Any, bool]:
+    copier = Snapshotter(limits)
+    copied = copier.copy(value)
+    return copied, copier.truncated
 
 
 def _stored_form(spec: FieldSpec, value: Any, vendor: str) -> Any:
