@@ -18,9 +18,10 @@ Contract:
   ``SINK_FAILED``), and a failed write is cut back to the last whole line (:class:`PartialDelivery`);
 * a segment is closed when it reaches ``segment_max_bytes`` or ``segment_max_age`` seconds, and when the
   records' ``stream_id`` changes, so that one segment holds one stream;
-* closed segments are uploaded oldest first as gzip (``mtime=0``, so a retry sends the same bytes) under the
-  deterministic name :meth:`Segment.object_name`, so a repeated upload replaces itself; a segment is deleted
-  only after its upload succeeded;
+* closed segments are uploaded oldest first (by name: a spool never names a segment below one it created
+  before, even when the wall clock steps back) as gzip (``mtime=0``, so a retry sends the same bytes) under
+  the deterministic name :meth:`Segment.object_name`, so a repeated upload replaces itself; a segment is
+  deleted only after its upload succeeded;
 * a failed upload is retried with exponential backoff and full jitter between ``retry_initial`` and
   ``retry_max`` seconds, reported through ``pipeline.reporter`` (``UPLOAD_FAILED``, once per
   ``REPORT_INTERVAL``); later segments wait, so delivery stays in order;
@@ -78,6 +79,8 @@ READY_SUFFIX = ".ready"
 
 # A .new file older than this is a leftover of a creator that died; creating a segment takes microseconds.
 STALE_NEW_SECONDS = 60.0
+
+_wall_clock_ns = time.time_ns  # segment names start with it (a name for tests to replace)
 
 SPOOL_OPTION_KEYS = ("segment_max_bytes", "segment_max_age", "spool_max_bytes", "retry_initial", "retry_max")
 
@@ -165,6 +168,7 @@ class Spool:
         self.uploader = uploader
         self.uploaded_segments = 0
         self.uploaded_records = 0
+        self._last_created_ns = 0  # the name of the last segment this spool created (kept across forks)
         self._reset_process_state()
 
     def _reset_process_state(self) -> None:
@@ -246,7 +250,9 @@ class Spool:
 
         None when a sweep of leftovers deleted the ``.new`` file before we locked it: the caller tries again.
         """
-        stem = f"{time.time_ns():020d}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        # Names sort in creation order, even after the wall clock stepped back.
+        created_ns = self._last_created_ns = max(_wall_clock_ns(), self._last_created_ns + 1)
+        stem = f"{created_ns:020d}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         creating = self.options.directory / f"{stem}{NEW_SUFFIX}"
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW
         fd = os.open(creating, flags, self.options.file_mode)

@@ -236,3 +236,37 @@ def test_a_remote_sink_keeps_a_batch_that_comes_after_shutdown_for_the_next_star
     finally:
         sink.audit_shutdown()
     assert sorted(line["seq"] for lines in uploaded(remote).values() for line in lines) == [1, 2, 3]
+
+
+class OrderedUploader(DirectoryUploader):
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.order: list[str] = []
+
+    def upload(self, name: str, segment: Segment) -> None:
+        super().upload(name, segment)
+        self.order.append(name)
+
+
+def test_segments_upload_in_the_order_written_when_the_clock_steps_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = iter([2_000_000_000_000_000_000, 1_000_000_000_000_000_000])  # the second one years earlier
+    monkeypatch.setattr(spool_module, "_wall_clock_ns", lambda: next(clock))
+    options = SpoolOptions(
+        directory=tmp_path / "spool", segment_max_bytes=1, retry_initial=0.05, retry_max=0.1
+    )
+    uploader = OrderedUploader(tmp_path / "remote")
+    spool = Spool("unit", options, uploader)
+    monkeypatch.setattr(spool, "start", lambda: None)  # both segments are sealed before any upload
+    spool.append([entry(STREAM_A, 1)])
+    spool.append([entry(STREAM_A, 2)])
+    monkeypatch.undo()
+    spool.start()
+    wait_until(lambda: not spool.backlog(), 10, "the spool to drain")
+    spool.close()
+
+    assert uploader.order == [
+        f"2026/11/28/15/{STREAM_A}-000000000001-000000000001.jsonl.gz",
+        f"2026/11/28/15/{STREAM_A}-000000000002-000000000002.jsonl.gz",
+    ]
