@@ -252,10 +252,10 @@ def _wait_ready(server: Server, timeout: float = 30.0) -> None:
             stdout, stderr = server.process.communicate()
             raise AssertionError(f"the server exited early\n{stdout}\n{stderr}")
         try:
-            if requests.get(f"{server.url}/ready", timeout=2).ok:
+            if requests.get(f"{server.url}/ready", timeout=5).ok:
                 return
-        except requests.ConnectionError:
-            pass
+        except (requests.ConnectionError, requests.Timeout):
+            pass  # not listening yet, or a worker still loading the app on a busy machine
         time.sleep(0.1)
     raise AssertionError(f"the server did not answer within {timeout}s")
 
