@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import F
 from django.test.utils import CaptureQueriesContext
 
@@ -360,3 +360,22 @@ def test_bulk_update_listing_a_row_in_two_batches_records_what_the_last_batch_wr
     third.pages = 10
     third.save()  # the object whose values the row got diffs against them
     assert crud(audit_records)[0]["changes"] == {"pages": {"old": 9, "new": 10}}
+
+
+@pytest.mark.skipif(not connection.features.has_select_for_update, reason="no row locks on this database")
+def test_update_of_a_select_for_update_queryset_reads_its_pks_without_locking(audit_records, author):
+    """Django's update() ignores select_for_update(); the SELECT of pks before it must not lock either:
+    outside a transaction a locking read raises, and with nowait it can abort the user's transaction."""
+    (book,) = make_books(author, 1)
+    audit_records.clear()
+
+    updated = Book.objects.select_for_update().filter(pk=book.pk).update(title="Locked")  # autocommit
+    with transaction.atomic(), CaptureQueriesContext(connection) as queries:
+        Book.objects.select_for_update(nowait=True, skip_locked=False).filter(pk=book.pk).update(pages=1)
+
+    assert updated == 1
+    assert not [query for query in queries if "FOR UPDATE" in query["sql"]]
+    assert crud(audit_records) == [
+        bulk("QUERYSET_UPDATE", "Book", 1, operation="update", values={"title": "Locked"}, pks=[book.pk]),
+        bulk("QUERYSET_UPDATE", "Book", 1, operation="update", values={"pages": 1}, pks=[book.pk]),
+    ]

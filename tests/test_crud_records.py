@@ -429,3 +429,20 @@ def test_a_text_choice_is_recorded_as_its_text(audit_records, author):
     [update] = crud(audit_records)
     assert update["changes"] == {"title": {"old": "Dune", "new": "Dune Messiah"}}
     assert type(update["changes"]["title"]["new"]) is str
+
+
+def test_a_partial_refresh_of_an_instance_never_loaded_knows_only_the_fields_it_read(audit_records, author):
+    book = Book.objects.create(author=author, **book_values())
+    audit_records.clear()
+
+    stub = Book(pk=book.pk, author=author, title="Stub")  # built by hand: the other fields are defaults
+    stub.refresh_from_db(fields=["pages"])
+    stub.pages = 1
+    stub.save()  # writes every field: title and summary change in the row too
+
+    stored = Book.objects.get(pk=book.pk)
+    assert (stored.title, stored.summary, stored.pages) == ("Stub", "", 1)
+    (updated,) = crud(audit_records)
+    assert updated["changes"]["pages"] == {"old": 412, "new": 1}
+    assert updated["changes"]["title"] == {"old": None, "new": "Stub", "old_unknown": True}
+    assert updated["changes"]["summary"] == {"old": None, "new": "", "old_unknown": True}

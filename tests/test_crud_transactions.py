@@ -100,6 +100,25 @@ def test_a_delete_in_a_rolled_back_transaction_emits_nothing(audit_records):
     assert Author.objects.filter(pk=author.pk).exists()
 
 
+def test_a_second_delete_of_one_queryset_in_a_rolled_back_savepoint_adds_no_row(audit_records):
+    from tests.testapp.models import Tag
+
+    first = Tag.objects.create(label="a1")
+    audit_records.clear()
+    starting_with_a = Tag.objects.filter(label__startswith="a")
+    with transaction.atomic():
+        starting_with_a.delete()
+        second = Tag.objects.create(label="a2")
+        with pytest.raises(Rollback), transaction.atomic():
+            starting_with_a.delete()  # the same queryset object: deletes a2, then rolls back
+            raise Rollback
+
+    assert list(Tag.objects.values_list("pk", flat=True)) == [second.pk]
+    deleted, created = crud(audit_records)
+    assert (deleted["event_type"], deleted["count"], deleted["pks"]) == ("BULK_DELETE", 1, [first.pk])
+    assert (created["event_type"], created["instance_id"]) == ("CREATE", str(second.pk))
+
+
 class BrokerDown(Exception):
     pass
 

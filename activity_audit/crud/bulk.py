@@ -156,12 +156,20 @@ def _pks_of(queryset: QuerySet[Any]) -> list[Any] | None:
     """The pks an ``update()`` is about to change: one SELECT, unless ``BULK_DETAIL = "count"``.
 
     Read from the database the ``UPDATE`` will write to (not a read replica: it may lag, and cannot see the
-    rows of the current transaction), each pk once (a filter across a join repeats rows).
+    rows of the current transaction), each pk once (a filter across a join repeats rows). Without the
+    queryset's ``select_for_update()``, which Django's ``update()`` ignores too: a locking read could wait,
+    fail (``nowait``, or outside a transaction) or skip rows (``skip_locked``) where the ``UPDATE`` does not.
     """
     if not options.current.wants_pks:
         return None
     alias = queryset._db or router.db_for_write(queryset.model, **queryset._hints)  # type: ignore[attr-defined]
-    return list(dict.fromkeys(queryset.using(alias).values_list("pk", flat=True)))
+    matching = queryset.using(alias)  # a clone: its query may be changed
+    if matching.query.select_for_update:
+        query = matching.query
+        query.select_for_update = query.select_for_update_nowait = False
+        query.select_for_update_skip_locked = query.select_for_no_key_update = False
+        query.select_for_update_of = ()
+    return list(dict.fromkeys(matching.values_list("pk", flat=True)))
 
 
 def _emit(

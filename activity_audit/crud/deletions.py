@@ -21,7 +21,7 @@ from __future__ import annotations
 import weakref
 from typing import Any
 
-from django.db import models
+from django.db import connections, models
 
 from . import options
 from .chunks import parts, sorted_pks, with_part
@@ -33,11 +33,22 @@ from .transactions import emit_now, on_commit
 class DeleteBatch:
     """The rows one delete operation removed, per model, until it commits."""
 
-    __slots__ = ("__weakref__", "alias", "counts", "origin", "origin_model", "origin_ref", "pks", "when")
+    __slots__ = (
+        "__weakref__",
+        "alias",
+        "block",
+        "counts",
+        "origin",
+        "origin_model",
+        "origin_ref",
+        "pks",
+        "when",
+    )
 
-    def __init__(self, origin: Any, alias: str) -> None:
+    def __init__(self, origin: Any, alias: str, block: object) -> None:
         self.origin = origin  # held so that its id() cannot be reused while the batch is open
         self.alias = alias
+        self.block = block  # the collector's atomic block: one batch per delete operation
         self.when: Moment = moment()
         # Described now: the collector clears the pks of deleted instances before the commit.
         self.origin_model, self.origin_ref = _describe_origin(origin)
@@ -82,10 +93,17 @@ _open: weakref.WeakValueDictionary[int, DeleteBatch] = weakref.WeakValueDictiona
 
 
 def add_row(origin: Any, policy: ModelPolicy, pk: Any, alias: str) -> None:
-    """Count one deleted row of an operation started by ``origin`` (a queryset or another instance)."""
+    """Count one deleted row of an operation started by ``origin`` (a queryset or another instance).
+
+    Django's collector deletes inside an atomic block of its own, so the rows of one operation share the
+    innermost block; a second ``delete()`` of the same queryset (in a savepoint that may roll back) gets a
+    batch, and an ``on_commit`` callback, of its own.
+    """
+    blocks = getattr(connections[alias], "atomic_blocks", None)
+    block = blocks[-1] if blocks else None
     batch = _open.get(id(origin))
-    if batch is None or batch.origin is not origin:
-        batch = DeleteBatch(origin, alias)
+    if batch is None or batch.origin is not origin or batch.block is not block:
+        batch = DeleteBatch(origin, alias, block)
         _open[id(origin)] = batch
         on_commit(batch.emit, alias)
     batch.add(policy, pk)

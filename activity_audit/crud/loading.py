@@ -61,12 +61,14 @@ def _wrap_refresh(original: Callable[..., None]) -> Callable[..., None]:
             if policy is not None:
                 fields = kwargs.get("fields", args[1] if len(args) > 1 else None)
                 reloaded = take(self.__dict__, policy)
-                before = loaded(self)
-                if fields is not None and before is not None:
+                if fields is not None:
+                    # Only these came from the row; the other attributes are whatever the code set, and an
+                    # instance never loaded before must not pass them off as the row's values.
                     wanted = {
                         spec.attname for spec in policy.fields if {spec.name, spec.attname} & set(fields)
                     }
-                    reloaded = {**before, **{key: reloaded[key] for key in wanted if key in reloaded}}
+                    fresh = {key: reloaded[key] for key in wanted if key in reloaded}
+                    reloaded = {**(loaded(self) or {}), **fresh}
                 self.__dict__[SNAPSHOT_ATTR] = reloaded
         except Exception as exc:
             _failed(exc)
