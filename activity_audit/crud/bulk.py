@@ -215,6 +215,7 @@ def _record_update(
 ) -> None:
     values: dict[str, Any] = {}
     any_cut = False
+    vendor = snapshots.vendor_of(queryset.db)
     for name, value in assignments.items():
         spec = policy.by_name.get(name)
         if spec is None and name in policy.excluded:
@@ -223,6 +224,8 @@ def _record_update(
         if is_masked(policy, key):
             values[key] = snapshots.masked()
         else:
+            if spec is not None:
+                value = snapshots.assigned_form(spec, value, vendor)
             values[key], cut = snapshots.plain_cut(value)
             any_cut = any_cut or cut
     fields: dict[str, Any] = {"values": values}
@@ -242,7 +245,7 @@ def _record_bulk_create(
     kwargs: dict[str, Any],
 ) -> None:
     wants = options.current
-    pks = [obj.pk for obj in created] if wants.wants_pks else None
+    pks = [policy.canonical_pk(obj.pk) for obj in created] if wants.wants_pks else None
     vendor = snapshots.vendor_of(queryset.db)
     rows: list[dict[str, Any]] | None = None
     cut_rows: set[int] = set()

@@ -96,7 +96,10 @@ def row_record(
 
     ``changes`` is a dict, or a :class:`~activity_audit.deferred.Pending` that builds one on the worker.
     """
-    instance_id = instance_id_of(instance.pk)
+    pk = instance.pk
+    if type(pk) is not policy.pk_type:
+        pk = policy.canonical_pk(pk)
+    instance_id = instance_id_of(pk)
     return crud_record(
         event_type, policy.name, policy.label, instance_id, db, moment(), None, changes, **fields
     )

@@ -31,6 +31,7 @@ from django.db import models
 
 from ..conf import AuditSettings
 from ..redaction import Redactor
+from .stored_forms import Normaliser, normaliser_for
 
 # Django's internals and the package's own models: auditing them is noise or leaks secrets.
 DEFAULT_EXCLUDED: tuple[str, ...] = (
@@ -96,6 +97,8 @@ class FieldSpec:
     python_type: type | None = None
     # DecimalField: ``Decimal(10) ** -decimal_places``; a saved value is rounded to it as the database does.
     quantum: decimal.Decimal | None = None
+    # Brings a saved value of the right type to the form the database stores (see stored_forms.py).
+    normalise: Normaliser | None = None
 
 
 class ModelPolicy:
@@ -113,7 +116,10 @@ class ModelPolicy:
         "model",
         "mutables",
         "name",
+        "normalised",
         "pk_attname",
+        "pk_field",
+        "pk_type",
         "typed",
     )
 
@@ -129,7 +135,10 @@ class ModelPolicy:
         self.masked = masked  # names whose values never appear (MASK_FIELDS and secret names)
         self.label: str = model._meta.label
         self.name: str = model.__name__
-        self.pk_attname: str = model._meta.pk.attname if model._meta.pk else "pk"
+        pk_field = model._meta.pk
+        self.pk_attname: str = pk_field.attname if pk_field else "pk"
+        self.pk_field = pk_field
+        self.pk_type = _python_type(pk_field) if pk_field else None
         self.fields = fields
         self.by_name: dict[str, FieldSpec] = {}
         for spec in fields:
@@ -140,6 +149,16 @@ class ModelPolicy:
         self.files: tuple[str, ...] = tuple(spec.attname for spec in fields if spec.kind == FILE)
         self.typed: tuple[FieldSpec, ...] = tuple(spec for spec in fields if spec.python_type is not None)
         self.decimals: tuple[FieldSpec, ...] = tuple(spec for spec in fields if spec.quantum is not None)
+        self.normalised: tuple[FieldSpec, ...] = tuple(spec for spec in fields if spec.normalise is not None)
+
+    def canonical_pk(self, pk: Any) -> Any:
+        """``pk`` as the database holds it (``"A1B2..."`` given for a UUID pk is the UUID ``a1b2-...``)."""
+        if pk is None or self.pk_type is None or type(pk) is self.pk_type or self.pk_field is None:
+            return pk
+        try:
+            return self.pk_field.to_python(pk)
+        except Exception:  # Django refuses it on save; keep what was given
+            return pk
 
 
 @dataclass(frozen=True)
@@ -199,6 +218,7 @@ class Rules:
                     model_field,
                     _python_type(model_field),
                     _quantum(model_field),
+                    normaliser_for(model_field),
                 )
             )
         return tuple(specs)

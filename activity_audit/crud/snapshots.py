@@ -86,8 +86,9 @@ def remember(instance: models.Model, policy: ModelPolicy, vendor: str | None = N
 def take(values: dict[str, Any], policy: ModelPolicy, vendor: str | None = None) -> Snapshot:
     """Copy the audited attributes present in ``values`` (an instance's ``__dict__``).
 
-    ``vendor`` (the database's, e.g. ``"postgresql"``) is given for values just saved: decimals are then
-    rounded to their field's places as that database stores them. Values loaded from a row need no rounding.
+    ``vendor`` (the database's, e.g. ``"postgresql"``) is given for values just saved: they are then brought
+    to the form the row holds (see stored_forms.py), and decimals rounded to their field's places as that
+    database stores them. Values loaded from a row are already in that form.
     """
     snap = {attname: values[attname] for attname in policy.attnames if attname in values}
     for attname in policy.mutables:
@@ -102,6 +103,10 @@ def take(values: dict[str, Any], policy: ModelPolicy, vendor: str | None = None)
         if value is not None and type(value) is not spec.python_type:
             snap[spec.attname] = _converted(spec, value)
     if vendor is not None:
+        for spec in policy.normalised:
+            value = snap.get(spec.attname)
+            if value is not None and spec.normalise is not None:
+                snap[spec.attname] = spec.normalise(value)
         for spec in policy.decimals:
             value = snap.get(spec.attname)
             if type(value) is decimal.Decimal:
@@ -293,6 +298,14 @@ def _copy(value: Any) -> tuple[Any, bool]:
     return copied, copier.truncated
 
 
+def assigned_form(spec: FieldSpec, value: Any, vendor: str) -> Any:
+    """A value ``QuerySet.update()`` writes, in the form the rows will hold (see :func:`take`); a model
+    instance given for a foreign key becomes its pk."""
+    if isinstance(value, models.Model):
+        value = value.pk
+    return _stored_form(spec, value, vendor)
+
+
 def _stored_form(spec: FieldSpec, value: Any, vendor: str) -> Any:
     """``value``, just saved to a ``vendor`` database, in the form a snapshot keeps it (see :func:`take`)."""
     if value is None:
@@ -304,6 +317,8 @@ def _stored_form(spec: FieldSpec, value: Any, vendor: str) -> Any:
         return value if type(value) is str else _file_name(value)
     if spec.python_type is not None and type(value) is not spec.python_type:
         value = _converted(spec, value)
+    if spec.normalise is not None:
+        value = spec.normalise(value)
     if spec.quantum is not None and type(value) is decimal.Decimal:
         return _rounded(spec, value, vendor)
     if spec.python_type is None and _is_expression(value):
@@ -356,7 +371,7 @@ def _rounded(spec: FieldSpec, value: decimal.Decimal, vendor: str) -> decimal.De
 
 def _equal(old: Any, new: Any) -> bool:
     try:
-        return bool(old == new)
+        return bool(old == new) or (type(old) is float and math.isnan(old) and math.isnan(new))
     except Exception:  # a value that cannot be compared is a change
         return False
 

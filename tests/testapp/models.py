@@ -75,3 +75,13 @@ class Reader(models.Model):
 
     name = models.CharField(max_length=50)
     friends = models.ManyToManyField("self", blank=True)
+
+
+class Device(models.Model):
+    """Fields whose values the database stores in another form than given."""
+
+    serial = models.UUIDField(primary_key=True, default=uuid.uuid4)
+    address = models.GenericIPAddressField(null=True, blank=True)
+    address_v4 = models.GenericIPAddressField(unpack_ipv4=True, null=True, blank=True)
+    firmware = models.BinaryField(default=b"")
+    seen_at = models.DateTimeField(null=True, blank=True)

@@ -1,0 +1,61 @@
+"""Values of the right Python type that the database still stores in another form.
+
+:mod:`.snapshots` converts a value of the wrong type with ``field.to_python`` (``published="2024-01-02"``).
+Some values already have the field's type and are stored differently all the same; a record must show what
+the row holds, so a value just saved is passed through the field's *normaliser*:
+
+* ``DateTimeField`` under ``USE_TZ``: a naive datetime is taken in the default time zone (as Django does,
+  with a warning) and shown in UTC, as a datetime loaded from the database is;
+* ``GenericIPAddressField``: IPv6 addresses compressed and lower-cased (IPv4-mapped ones unpacked with
+  ``unpack_ipv4``), and a blank address stored as NULL;
+* ``BinaryField``: a ``bytearray`` or ``memoryview`` copied to ``bytes`` (a snapshot must not share a buffer
+  the code may change in place).
+
+A normaliser never raises: a value it cannot handle is kept as given (Django refuses it on save anyway).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from typing import Any
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+Normaliser = Callable[[Any], Any]
+
+
+def normaliser_for(field: models.Field[Any, Any]) -> Normaliser | None:
+    """The normaliser of ``field``, or None when its values are stored as they are."""
+    if isinstance(field, models.DateTimeField):
+        return _aware_datetime
+    if isinstance(field, models.GenericIPAddressField):
+        return _ip_address(field)
+    if isinstance(field, models.BinaryField):
+        return _bytes
+    return None
+
+
+def _aware_datetime(value: Any) -> Any:
+    if type(value) is not dt.datetime or value.tzinfo is not None or not settings.USE_TZ:
+        return value
+    try:
+        return timezone.make_aware(value, timezone.get_default_timezone()).astimezone(dt.timezone.utc)
+    except Exception:
+        return value
+
+
+def _ip_address(field: models.GenericIPAddressField[Any, Any]) -> Normaliser:
+    def normalise(value: Any) -> Any:
+        try:
+            return field.get_prep_value(value) or None
+        except Exception:
+            return value
+
+    return normalise
+
+
+def _bytes(value: Any) -> Any:
+    return bytes(value) if isinstance(value, (bytearray, memoryview)) else value
