@@ -125,3 +125,16 @@ def test_a_float_nan_saved_again_is_no_change(audit_records):
 
     assert math.isnan(Book.objects.get(pk=book.pk).rating)
     assert crud(audit_records) == []
+
+
+def test_json_with_a_custom_encoder_is_recorded_as_that_encoder_stores_it(audit_records):
+    taken = dt.datetime(2026, 1, 2, 3, 4, 5, 123456, tzinfo=dt.timezone.utc)
+    Device.objects.create(serial=SERIAL, readings={"at": taken, "volts": Decimal("3.30")})
+    loaded = Device.objects.get(pk=SERIAL)
+    loaded.readings = {"at": taken, "volts": Decimal("3.30")}  # the same values again: the row is unchanged
+    loaded.save()
+
+    stored = {"at": "2026-01-02T03:04:05.123Z", "volts": "3.30"}
+    assert Device.objects.get(pk=SERIAL).readings == stored
+    (created,) = crud(audit_records)
+    assert created["changes"]["readings"] == {"old": None, "new": stored}

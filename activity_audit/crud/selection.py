@@ -145,11 +145,13 @@ class ModelPolicy:
             self.by_name[spec.name] = spec
             self.by_name[spec.attname] = spec
         self.attnames: tuple[str, ...] = tuple(spec.attname for spec in fields)
-        self.mutables: tuple[str, ...] = tuple(spec.attname for spec in fields if spec.kind == MUTABLE)
+        self.mutables: tuple[FieldSpec, ...] = tuple(spec for spec in fields if spec.kind == MUTABLE)
         self.files: tuple[str, ...] = tuple(spec.attname for spec in fields if spec.kind == FILE)
         self.typed: tuple[FieldSpec, ...] = tuple(spec for spec in fields if spec.python_type is not None)
         self.decimals: tuple[FieldSpec, ...] = tuple(spec for spec in fields if spec.quantum is not None)
-        self.normalised: tuple[FieldSpec, ...] = tuple(spec for spec in fields if spec.normalise is not None)
+        self.normalised: tuple[FieldSpec, ...] = tuple(
+            spec for spec in fields if spec.normalise is not None and spec.kind != MUTABLE
+        )
 
     def canonical_pk(self, pk: Any) -> Any:
         """``pk`` as the database holds it (``"A1B2..."`` given for a UUID pk is the UUID ``a1b2-...``)."""

@@ -91,9 +91,9 @@ def take(values: dict[str, Any], policy: ModelPolicy, vendor: str | None = None)
     database stores them. Values loaded from a row are already in that form.
     """
     snap = {attname: values[attname] for attname in policy.attnames if attname in values}
-    for attname in policy.mutables:
-        if attname in snap:
-            snap[attname] = freeze(snap[attname])
+    for spec in policy.mutables:
+        if spec.attname in snap:
+            snap[spec.attname] = _frozen(spec, snap[spec.attname])
     for attname in policy.files:
         value = snap.get(attname)
         if value is not None and type(value) is not str:
@@ -247,6 +247,10 @@ def row_values(instance: models.Model, policy: ModelPolicy, vendor: str) -> tupl
     return row, any_cut
 
 
+def _frozen(spec: FieldSpec, value: Any) -> Any:
+    return freeze(value if spec.normalise is None or value is None else spec.normalise(value))
+
+
 def freeze(value: Any) -> Any:
     """A JSON value as :class:`FrozenJson`; anything orjson cannot encode is deep-copied instead."""
     if type(value) in _IMMUTABLE_TYPES:
@@ -312,7 +316,7 @@ def _stored_form(spec: FieldSpec, value: Any, vendor: str) -> Any:
         return None
     kind = spec.kind
     if kind == MUTABLE:
-        return Computed(value) if _is_expression(value) else freeze(value)
+        return Computed(value) if _is_expression(value) else _frozen(spec, value)
     if kind == FILE:
         return value if type(value) is str else _file_name(value)
     if spec.python_type is not None and type(value) is not spec.python_type:

@@ -9,7 +9,9 @@ the row holds, so a value just saved is passed through the field's *normaliser*:
 * ``GenericIPAddressField``: IPv6 addresses compressed and lower-cased (IPv4-mapped ones unpacked with
   ``unpack_ipv4``), and a blank address stored as NULL;
 * ``BinaryField``: a ``bytearray`` or ``memoryview`` copied to ``bytes`` (a snapshot must not share a buffer
-  the code may change in place).
+  the code may change in place);
+* ``JSONField`` with an ``encoder`` (``DjangoJSONEncoder``): the JSON that encoder writes, read back (a
+  datetime inside is the encoder's string, ``"2026-01-02T03:04:05.123Z"``), for values loaded too.
 
 A normaliser never raises: a value it cannot handle is kept as given (Django refuses it on save anyway).
 """
@@ -17,6 +19,7 @@ A normaliser never raises: a value it cannot handle is kept as given (Django ref
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -35,6 +38,8 @@ def normaliser_for(field: models.Field[Any, Any]) -> Normaliser | None:
         return _ip_address(field)
     if isinstance(field, models.BinaryField):
         return _bytes
+    if isinstance(field, models.JSONField) and field.encoder is not None:
+        return _through_encoder(field.encoder)
     return None
 
 
@@ -51,6 +56,16 @@ def _ip_address(field: models.GenericIPAddressField[Any, Any]) -> Normaliser:
     def normalise(value: Any) -> Any:
         try:
             return field.get_prep_value(value) or None
+        except Exception:
+            return value
+
+    return normalise
+
+
+def _through_encoder(encoder: type[json.JSONEncoder]) -> Normaliser:
+    def normalise(value: Any) -> Any:
+        try:
+            return json.loads(json.dumps(value, cls=encoder))
         except Exception:
             return value
 

@@ -1,5 +1,6 @@
 import uuid
 
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 
 
@@ -85,3 +86,4 @@ class Device(models.Model):
     address_v4 = models.GenericIPAddressField(unpack_ipv4=True, null=True, blank=True)
     firmware = models.BinaryField(default=b"")
     seen_at = models.DateTimeField(null=True, blank=True)
+    readings = models.JSONField(default=dict, blank=True, encoder=DjangoJSONEncoder)
