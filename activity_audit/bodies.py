@@ -12,6 +12,9 @@
 - ``multipart/form-data``: ``{"fields": {...}, "files": [{"field", "filename", "content_type", "size"}]}``,
   never the content of a file;
 - anything else (images, PDFs, archives ...): ``{"type": "<content type>", "size": <bytes>}``;
+- a body with a ``Content-Encoding`` other than ``identity`` (gzip, br ...), whatever its type:
+  ``{"type": "<content type>", "size": <bytes as sent>, "content_encoding": "gzip"}`` (see
+  :func:`encoded_body`); never decompressed, never kept as text;
 - a textual body over ``max_bytes``: ``{"truncated": true, "size": <original bytes or null>,
   "text": "<its first max_bytes bytes, as safe text>"}``; the cut never splits a run of digits (it moves
   back to the run's start, see :func:`~activity_audit.encoding.clean_cut`) nor leaves half a character.
@@ -30,6 +33,7 @@ from typing import IO, Any
 from urllib.parse import parse_qsl
 
 import orjson
+from django.utils.http import parse_header_parameters
 
 from .encoding import clean_cut
 
@@ -46,6 +50,8 @@ _TEXT_SUBTYPES = frozenset(
 )
 # A multipart part whose headers take more than this is not a part we can describe.
 _MAX_PART_HEADER_BYTES = 8 * 1024
+# Content-Encoding values that leave the bytes as they are (RFC 9110 section 8.4.1).
+_IDENTITY = frozenset({"", "identity"})
 
 
 def media_type(content_type: str | None) -> tuple[str, dict[str, str]]:
@@ -93,14 +99,19 @@ def summarize_body(
     body: bytes | bytearray | memoryview | IO[bytes] | None,
     max_bytes: int = DEFAULT_MAX_BODY_BYTES,
     size: int | None = None,
+    content_encoding: str | None = None,
 ) -> Any:
     """The record's view of one body (see the module docstring for the shapes). Never raises.
 
     ``body`` is the whole body as bytes, or a binary reader: at most ``max_bytes + 1`` bytes are read from it,
     and a seekable reader is put back where it was. ``size`` is the full size when known (``Content-Length``);
-    it is reported for truncated and binary bodies that were not read in full.
+    it is reported for truncated and binary bodies that were not read in full. ``content_encoding`` is the
+    body's ``Content-Encoding`` header: unless it is ``identity``, the body is described by
+    :func:`encoded_body` and none of it is read.
     """
     try:
+        if content_encoding is not None and is_encoded(content_encoding):
+            return encoded_body(content_type, _byte_size(body, size), content_encoding)
         return _summarize(content_type, body, max_bytes, size)
     except Exception as exc:
         return {"type": content_type or None, "size": size, "error": type(exc).__name__}
@@ -135,6 +146,31 @@ def _summarize(content_type: str | None, body: Any, max_bytes: int, size: int | 
     if kind == FORM:
         return parse_form(text)
     return text
+
+
+def is_encoded(content_encoding: str | None) -> bool:
+    """True when a ``Content-Encoding`` value says the bytes are not the content itself (gzip, br, deflate,
+    anything but ``identity``); None and an empty or blank value say they are."""
+    if not content_encoding:
+        return False
+    return content_encoding.strip().lower() not in _IDENTITY
+
+
+def encoded_body(content_type: str | None, size: int | None, content_encoding: str) -> dict[str, Any]:
+    """``{"type": ..., "size": ..., "content_encoding": "gzip"}``: an encoded (compressed) body.
+
+    Never its content, not even escaped: escaped bytes can be turned back into the compressed stream and
+    decompressed, which would hand a reader of the record every secret the redactor could not see. ``size``
+    is the size as sent (encoded).
+    """
+    return {"type": content_type or None, "size": size, "content_encoding": content_encoding.strip()}
+
+
+def _byte_size(body: Any, size: int | None) -> int | None:
+    """``size`` when given, else the length of a bytes-like ``body`` (a reader is not read: None)."""
+    if size is not None or body is None:
+        return size
+    return len(body) if isinstance(body, (bytes, bytearray, memoryview)) else None
 
 
 def _read_bounded(body: Any, max_bytes: int, size: int | None) -> tuple[bytes, bool]:
@@ -287,8 +323,17 @@ def _part_headers(head: bytes) -> dict[str, str]:
 
 
 def _disposition(value: str) -> tuple[str, str | None]:
-    _, params = media_type(value)
-    return params.get("name", ""), params.get("filename")
+    """The ``name`` and ``filename`` of a part's ``Content-Disposition``, read as Django's multipart parser
+    reads them: ``filename*=UTF-8''r%C3%A9sum%C3%A9.pdf`` (RFC 5987/2231) is a ``filename``, decoded.
+
+    ``filename`` is None for a field. A ``filename*`` in a charset Python does not know (which Django
+    refuses) still makes the part a file, with the name as sent: a file's content never reaches a record.
+    """
+    try:
+        params = parse_header_parameters(value)[1]
+    except (ValueError, LookupError):
+        params = media_type(value)[1]
+    return params.get("name", ""), params.get("filename", params.get("filename*"))
 
 
 def uploaded_files(files: Iterable[tuple[str, list[Any]]]) -> list[dict[str, Any]]:

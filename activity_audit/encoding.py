@@ -26,6 +26,8 @@ from typing import Any
 import orjson
 
 TRUNCATED_KEY = "truncated"
+# The key a dict cut at MAX_ITEMS ends with; its value says how many entries were left out.
+MORE_ITEMS_KEY = "…truncated"
 
 # Envelope keys a shrunk record keeps, whatever else has to go.
 _ENVELOPE_KEYS = ("timestamp", "level", "name", "message", "event_type", "event_id", "stream_id", "seq")
@@ -117,17 +119,25 @@ class Snapshotter:
             self._active.discard(marker)
 
     def _mapping(self, value: Mapping[Any, Any], depth: int) -> dict[str, Any]:
+        """Keys become strings held to ``max_chars`` like any string; keys that become equal (cut to the
+        same text, ``1`` and ``"1"``) are kept apart with a suffix (``key (2)``), so no value is lost."""
         out: dict[str, Any] = {}
-        limit = self.limits.max_items
+        limit, max_chars = self.limits.max_items, self.limits.max_chars
+        renamed = False  # once a key was changed, any later key may meet it
         # A MultiValueDict (request.GET/POST) keeps every value of a key in a list; items() would show the
         # last.
         pairs = value.lists() if isinstance(value, dict) and hasattr(value, "lists") else value.items()
         for index, (key, item) in enumerate(pairs):
             if index >= limit:
                 self.truncated = True
-                out["…truncated"] = f"{len(value) - limit} more keys"
+                out[MORE_ITEMS_KEY] = f"{len(value) - limit} more keys"
                 break
-            name = key if type(key) is str and not self.scrub else self._text(_key(key))
+            if type(key) is str and not self.scrub and len(key) <= max_chars:
+                name = key
+            else:
+                name, renamed = self._text(_key(key)), True
+            if renamed and name in out:
+                name = _unused_name(name, out)
             out[name] = self.copy(item, depth + 1)
         return out
 
@@ -355,6 +365,14 @@ def _decimal(value: decimal.Decimal) -> str:
     if value.is_infinite():
         return "Infinity" if value > 0 else "-Infinity"
     return str(value)
+
+
+def _unused_name(name: str, taken: Mapping[str, Any]) -> str:
+    """``name (2)``, ``name (3)`` ...: the first that is not a key of ``taken``."""
+    number = 2
+    while f"{name} ({number})" in taken:
+        number += 1
+    return f"{name} ({number})"
 
 
 def _key(key: Any) -> str:

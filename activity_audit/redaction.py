@@ -614,6 +614,37 @@ def _rename_keys(holder: dict[Any, Any], renamed: dict[Any, str]) -> None:
     holder.update(items)
 
 
+def literal_masker(literals: Iterable[str]) -> re.Pattern[str]:
+    """One expression that finds any of ``literals`` (non-empty), the longest first where they overlap."""
+    ordered = sorted(set(literals), key=len, reverse=True)
+    return re.compile("|".join(re.escape(literal) for literal in ordered))
+
+
+def mask_literals(value: Any, pattern: re.Pattern[str], path: str, found: list[str], depth: int = 0) -> Any:
+    """``value`` with every match of ``pattern`` (see :func:`literal_masker`) in its strings masked; dicts
+    and lists are changed in place, keys are kept. The path of each changed string is added to ``found``.
+
+    Deeper than the redactor walks, a container is masked whole.
+    """
+    if type(value) is str:
+        masked = pattern.sub(MASK, value)
+        if masked != value:
+            found.append(path)
+        return masked
+    if not isinstance(value, (dict, list)):
+        return value
+    if depth >= _MAX_WALK_DEPTH:
+        found.append(path)
+        return MASK
+    if isinstance(value, dict):
+        for key, item in value.items():
+            value[key] = mask_literals(item, pattern, _join(path, key), found, depth + 1)
+    else:
+        for index, item in enumerate(value):
+            value[index] = mask_literals(item, pattern, f"{path}[{index}]", found, depth + 1)
+    return value
+
+
 def masked_value(value: Any) -> Any:
     """``value`` with every leaf that hides something masked; dicts and lists keep their shape."""
     if isinstance(value, dict):

@@ -50,25 +50,28 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qsl
 
 from django.conf import settings as django_settings
 from django.core.handlers.wsgi import WSGIRequest
-from django.http import QueryDict, UnreadablePostError
+from django.http import UnreadablePostError
 
 from .bodies import (
     MULTIPART,
     body_kind,
     capture_headers,
+    encoded_body,
     group_pairs,
     headers_from_meta,
+    is_encoded,
     is_textual,
-    multi_value_dict,
     summarize_body,
     uploaded_files,
 )
 from .conf import AuditSettings, get_settings
-from .deferred import Pending
-from .encoding import Limits, Snapshotter
+from .deferred import Pending, RouteWithSecrets
+from .encoding import MORE_ITEMS_KEY, Limits, Snapshotter
+from .paths import path_test
 from .redaction import Redactor
 
 _VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:+/=-]{0,127}")
@@ -89,6 +92,8 @@ class RequestRules:
     request_id_meta_key: str
     # ``Redactor.scrub_text`` with the configured keys and patterns: not None when a text holds a secret.
     find_secrets: Callable[[str], str | None]
+    # ``Redactor.is_sensitive_key`` with the configured keys: True for a name whose value is masked.
+    is_secret_name: Callable[[str], bool]
 
     def keeps_body(self, method: str | None, path: str) -> bool:
         return method in self.body_methods and self.keeps_body_for_path(path)
@@ -109,17 +114,19 @@ def current_rules() -> RequestRules:
 
 def _compile(settings: AuditSettings) -> RequestRules:
     header = settings.REQUEST_ID_HEADER
+    redactor = Redactor(settings.REDACT_KEYS, settings.REDACT_PATTERNS)
     return RequestRules(
         settings=settings,
         limits=settings.limits,
-        is_skipped=path_matcher(settings.SKIP_PATHS, default=False),
+        is_skipped=path_test(settings.SKIP_PATHS),
         keeps_body_for_path=path_matcher(settings.BODY_PATHS, default=True),
         body_methods=frozenset(settings.BODY_METHODS),
         max_body_bytes=settings.MAX_BODY_BYTES,
         trusted_proxies=settings.TRUSTED_PROXIES,
         request_id_header=header,
         request_id_meta_key="HTTP_" + header.upper().replace("-", "_"),
-        find_secrets=Redactor(settings.REDACT_KEYS, settings.REDACT_PATTERNS).scrub_text,
+        find_secrets=redactor.scrub_text,
+        is_secret_name=redactor.is_sensitive_key,
     )
 
 
@@ -227,10 +234,36 @@ def client_address(meta: dict[str, Any], trusted_proxies: int) -> str | None:
 
 
 def route_of(request: Any) -> str | None:
-    """The URL pattern that matched (``"api/authors/<int:pk>/"``), for grouping; None when nothing matched."""
+    """The URL pattern that matched (``"api/authors/<int:pk>/"``), for grouping; None when nothing matched.
+
+    When the pattern captured part of the path in a URL kwarg whose name the redactor treats as a secret
+    (``reset/<uidb64>/<token>/``), the route is a :class:`~activity_audit.deferred.RouteWithSecrets` that
+    carries the captured text, so that it is masked in the record before anything reads it.
+    """
     match = getattr(request, "resolver_match", None)
     route = getattr(match, "route", None)
-    return str(route) if route is not None else None
+    if route is None:
+        return None
+    captured = getattr(match, "captured_kwargs", None)  # without the URLconf's extra kwargs
+    if captured:
+        secrets = path_secrets(captured, current_rules().is_secret_name)
+        if secrets:
+            return RouteWithSecrets(route, secrets)
+    return str(route)
+
+
+def path_secrets(captured: dict[str, Any], is_secret_name: Callable[[str], bool]) -> tuple[str, ...]:
+    """The text of the captured URL kwargs whose names are secret names; empty values are left out.
+
+    A converter's value (an ``int``, a ``UUID``) counts as its ``str()``, which is how the path spells it.
+    """
+    secrets: tuple[str, ...] = ()
+    for name, value in captured.items():  # a plain loop: this runs for every request with URL kwargs
+        if is_secret_name(name):
+            text = value if type(value) is str else str(value)
+            if text:
+                secrets += (text,)
+    return secrets
 
 
 # --- bodies ----------------------------------------------------------------------------------------------
@@ -307,13 +340,20 @@ def request_body(
     """After the view: the request body's summary from what is already in memory. Never reads a stream.
 
     The summary is passed through ``copier`` (the record's caps) unless it is too small to exceed them.
-    ``read_error`` is what :func:`preload_request_body` returned: the body could not be read, and the record
-    says ``{"type": ..., "size": ..., "error": "<exception class>"}``.
+    A body sent with a ``Content-Encoding`` (gzip ...) is only described, read or not (see
+    :func:`~activity_audit.bodies.encoded_body`). ``read_error`` is what :func:`preload_request_body`
+    returned: the body could not be read, and the record says ``{"type": ..., "size": ..., "error":
+    "<exception class>"}``.
     """
     meta = request.META
     content_type = meta.get("CONTENT_TYPE") or None
     length = content_length(meta)
     body = request.__dict__.get("_body")
+    if body or length:
+        encoding = meta.get("HTTP_CONTENT_ENCODING")
+        if encoding and is_encoded(encoding):
+            size = len(body) if body else length
+            return copier.copy(encoded_body(content_type, size, str(encoding)))
     if type(body) is bytes and len(body) <= copier.limits.max_chars:
         return Pending(summarize_body, content_type, body, rules.max_body_bytes)
     if body is not None:
@@ -343,11 +383,15 @@ def parsed_multipart(request: Any, max_bytes: int) -> dict[str, Any]:
 
 
 def response_body(response: Any, max_bytes: int, copier: Snapshotter) -> Any:
-    """The summary of a response body; streaming responses are described, never iterated."""
+    """The summary of a response body; streaming responses are described, never iterated, and an encoded
+    (compressed) body is described, never read (see :func:`~activity_audit.bodies.encoded_body`)."""
     content_type = response.get("Content-Type")
     if getattr(response, "streaming", False):
         return {"type": content_type, "size": _declared_length(response), "streaming": True}
     prefix, size = _content_prefix(response, max_bytes)
+    encoding = _content_encoding(response)
+    if encoding is not None and is_encoded(encoding):
+        return copier.copy(encoded_body(content_type, size, encoding))
     if type(prefix) is bytes and len(prefix) <= copier.limits.max_chars:
         return Pending(summarize_body, content_type, prefix, max_bytes, size)
     return within_caps(summarize_body(content_type, prefix, max_bytes, size=size), len(prefix), copier)
@@ -377,23 +421,49 @@ def _held_request_headers(meta: dict[str, Any], copier: Snapshotter) -> Any:
 
 
 def deferred_query_params(request: Any, copier: Snapshotter) -> Any:
-    """``?a=1&b=2&b=3`` -> ``{"a": "1", "b": ["2", "3"]}``, parsed later from the query string as sent.
-
-    Parsed as Django parses ``request.GET``: WSGI query strings are the raw bytes as latin-1 text.
-    """
+    """``?a=1&b=2&b=3`` -> ``{"a": "1", "b": ["2", "3"]}``, parsed later from the query string as sent
+    (see :func:`parse_query`)."""
     query = request.META.get("QUERY_STRING")
     if not query:
         return {}
-    if type(query) is not str:
-        return held(query_params(request), copier)
-    return Pending(
-        _held_query_params, query, isinstance(request, WSGIRequest), request.encoding, copier, copier=copier
-    )
+    from_wsgi = isinstance(request, WSGIRequest)
+    if type(query) is not str:  # not what Django's handlers put there
+        from_wsgi = isinstance(query, (bytes, bytearray))
+        query = query.decode("iso-8859-1") if from_wsgi else str(query)
+    return Pending(_held_query_params, query, from_wsgi, copier, copier=copier)
 
 
-def _held_query_params(query: str, from_wsgi: bool, encoding: str | None, copier: Snapshotter) -> Any:
-    raw: str | bytes = query.encode("iso-8859-1", "replace") if from_wsgi else query
-    return held(multi_value_dict(QueryDict(raw, encoding=encoding).lists()), copier)
+def _held_query_params(query: str, from_wsgi: bool, copier: Snapshotter) -> Any:
+    params, more = parse_query(query, from_wsgi, copier.limits.max_items)
+    if not more:
+        return held(params, copier)
+    params = held(params, copier)
+    params[MORE_ITEMS_KEY] = f"{more} more parameters"
+    copier.truncated = True
+    return params
+
+
+def parse_query(query: str, from_wsgi: bool, max_items: int) -> tuple[dict[str, Any], int]:
+    """The query string's parameters as Django parses URLs, whatever the request's body charset: UTF-8 with
+    undecodable bytes replaced, a repeated key keeping every value; and how many parameters were left out.
+    Never raises.
+
+    ``from_wsgi``: ``query`` is WSGI's text, the raw bytes as latin-1. Only the first ``max_items``
+    ``&``-separated pieces are parsed, whatever Django's ``DATA_UPLOAD_MAX_NUMBER_FIELDS`` (a record must not
+    be lost to a long query, nor cost the worker more than the caps let it keep).
+    """
+    if from_wsgi:
+        raw = query.encode("iso-8859-1", "replace")
+        try:
+            query = raw.decode("utf-8")
+        except UnicodeDecodeError:  # not UTF-8: each byte a character, as Django's QueryDict falls back to
+            query = raw.decode("iso-8859-1")
+    pieces = query.split("&", max_items)
+    more = 0
+    if len(pieces) > max_items:
+        rest = pieces.pop().split("&")
+        more = len(rest) - rest.count("")  # empty pieces are no parameters (as parse_qsl has it)
+    return group_pairs(parse_qsl("&".join(pieces), keep_blank_values=True, encoding="utf-8")), more
 
 
 def deferred_response_headers(response: Any, copier: Snapshotter) -> Any:
@@ -415,12 +485,12 @@ def _held_response_headers(store: dict[str, Any], set_cookie: str | None, copier
 
 
 def held(value: Any, copier: Snapshotter) -> Any:
-    """A fresh string, or a flat dict of strings / lists of strings, held to ``MAX_FIELD_CHARS`` and
-    ``MAX_ITEMS``; copied through ``copier`` only when something in it is over a cap."""
+    """A fresh string, or a flat dict of strings / lists of strings, held to ``MAX_FIELD_CHARS`` (keys too)
+    and ``MAX_ITEMS``; copied through ``copier`` only when something in it is over a cap."""
     limits = copier.limits
     if type(value) is str:
         return value if len(value) <= limits.max_chars else copier.copy(value)
-    if len(value) > limits.max_items:
+    if len(value) > limits.max_items or max(map(len, value), default=0) > limits.max_chars:
         return copier.copy(value)
     for item in value.values():
         if len(item) > limits.max_chars or (type(item) is list and len(item) > limits.max_items):
@@ -463,18 +533,22 @@ def _content_prefix(response: Any, max_bytes: int) -> tuple[bytes, int]:
     return b"".join(parts), size
 
 
+def _content_encoding(response: Any) -> str | None:
+    """The response's ``Content-Encoding``, looked up in Django's header store when that is what it holds
+    (a miss there costs no exception)."""
+    try:
+        pair = response.headers._store.get("content-encoding")
+    except AttributeError:
+        value = response.get("Content-Encoding")
+        return None if value is None else str(value)
+    return str(pair[1]) if pair else None
+
+
 def _declared_length(response: Any) -> int | None:
     try:
         return int(response["Content-Length"])
     except (KeyError, TypeError, ValueError):
         return None
-
-
-def query_params(request: Any) -> dict[str, Any]:
-    """``?a=1&b=2&b=3`` -> ``{"a": "1", "b": ["2", "3"]}`` (repeated keys keep every value)."""
-    if not request.META.get("QUERY_STRING"):
-        return {}
-    return multi_value_dict(request.GET.lists())
 
 
 def response_headers(response: Any) -> dict[str, str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import gzip
 import importlib
 import io
 import json
@@ -28,6 +29,8 @@ FIXED_DATE = "Sat, 28 Nov 2026 10:00:00 GMT"
 VOLATILE = ("timestamp", "event_id", "stream_id", "seq", "execution_time")
 SENT_BY_REQUESTS = dict(requests.utils.default_headers())
 NOT_GZIP = b"this is not gzip"
+TOKEN = "tok_live_9f8e7d6c5b4a3928"
+GZIPPED_TOKEN = gzip.compress(json.dumps({"access_token": TOKEN, "expires_in": 3600}).encode(), mtime=0)
 
 
 @dataclass
@@ -102,6 +105,14 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Length", str(len(NOT_GZIP)))
             self.end_headers()
             self.wfile.write(NOT_GZIP)
+        elif route in ("/gzip-token", "/br-token"):
+            # br: urllib3 cannot decode it without brotli, so the bytes reach the caller as sent
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Encoding", "gzip" if route == "/gzip-token" else "br")
+            self.send_header("Content-Length", str(len(GZIPPED_TOKEN)))
+            self.end_headers()
+            self.wfile.write(GZIPPED_TOKEN)
         elif route == "/cut-off":  # promises 100 bytes, sends 10, hangs up
             self.send_response(200)
             self.send_header("Content-Type", "text/plain")
@@ -288,6 +299,33 @@ def test_binary_bodies_give_type_and_size_only(http: Server, audit_records: Any)
         "headers": response_headers("image/png", 1024),
         "body": {"type": "image/png", "size": 1024},
     }
+
+
+def test_encoded_bodies_are_described_never_kept(http: Server, audit_records: Any) -> None:
+    Catalogue().post(
+        f"{http.base_url}/echo",
+        data=GZIPPED_TOKEN,
+        headers={"Content-Type": "application/json", "Content-Encoding": "gzip"},
+    )
+    undecoded = Catalogue().get(f"{http.base_url}/br-token")
+    decoded = Catalogue().get(f"{http.base_url}/gzip-token")
+
+    assert undecoded.content == GZIPPED_TOKEN and decoded.json()["access_token"] == TOKEN
+    sent, kept_encoded, unpacked = (stable(r) for r in audit_records.of("audit.request"))
+    size = len(GZIPPED_TOKEN)
+    assert sent["request_repr"]["body"] == {
+        "type": "application/json",
+        "size": size,
+        "content_encoding": "gzip",
+    }
+    assert kept_encoded["response_repr"]["body"] == {
+        "type": "application/json",
+        "size": size,
+        "content_encoding": "br",
+    }
+    # urllib3 decoded this one: the record holds the JSON, redacted like any other
+    assert unpacked["response_repr"]["body"] == {"access_token": "[REDACTED]", "expires_in": 3600}
+    assert TOKEN not in json.dumps(audit_records.of("audit.request"))
 
 
 @audit_context(actor="system:tests")

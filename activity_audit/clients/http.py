@@ -50,6 +50,7 @@ try:
     import requests
     from requests.adapters import BaseAdapter
     from requests.models import PreparedRequest, Response
+    from urllib3.response import HTTPResponse
 except ImportError as exc:  # pragma: no cover - exercised in a test that hides requests
     from .outbound import missing_extra
 
@@ -221,8 +222,19 @@ def describe_response(response: Response, body: bytes | Exception | None, max_by
     elif isinstance(body, Exception):
         summary = {"unreadable": type(body).__name__}
     else:
-        summary = _summarize_bytes(content_type, body, max_bytes)
+        encoding = _still_encoded(response.headers.get("Content-Encoding"))
+        summary = _summarize_bytes(content_type, body, max_bytes, encoding)
     return {"status_code": response.status_code, "headers": headers, "body": summary}
+
+
+def _still_encoded(content_encoding: str | None) -> str | None:
+    """The ``Content-Encoding`` of a response body as ``response.content`` holds it: None when urllib3
+    decoded it (every coding listed is one it knows), else the header (``br`` without brotli installed)."""
+    if content_encoding is None:
+        return None
+    decoders = getattr(HTTPResponse, "CONTENT_DECODERS", ())
+    codings = [coding.strip().lower() for coding in content_encoding.split(",") if coding.strip()]
+    return None if all(coding in decoders or coding == "identity" for coding in codings) else content_encoding
 
 
 def _read_body(response: Response) -> bytes | Exception:
@@ -274,18 +286,28 @@ def _request_body(body: Any, headers: Mapping[str, str], max_bytes: int) -> Any:
         # Encode no more than the cap needs; the size comes from Content-Length, set by requests.
         head = body[: max_bytes + 1].encode("utf-8")
         return summarize_body(
-            content_type, io.BytesIO(head[: max_bytes + 1]), max_bytes, _content_length(headers)
+            content_type,
+            io.BytesIO(head[: max_bytes + 1]),
+            max_bytes,
+            _content_length(headers),
+            _header(headers, "Content-Encoding"),
         )
     if isinstance(body, (bytes, bytearray, memoryview)):
-        return _summarize_bytes(content_type, body, max_bytes)
+        return _summarize_bytes(content_type, body, max_bytes, _header(headers, "Content-Encoding"))
     # A file or a generator: reading it would take the upload away from the server.
     return {"streamed": True, "type": content_type, "size": _content_length(headers)}
 
 
-def _summarize_bytes(content_type: str | None, data: bytes | bytearray | memoryview, max_bytes: int) -> Any:
-    """Summarise ``data`` copying at most ``max_bytes + 1`` of it (bodies can be large)."""
+def _summarize_bytes(
+    content_type: str | None,
+    data: bytes | bytearray | memoryview,
+    max_bytes: int,
+    content_encoding: str | None = None,
+) -> Any:
+    """Summarise ``data`` copying at most ``max_bytes + 1`` of it (bodies can be large); an encoded body
+    (gzip ...) is described, never kept."""
     head = io.BytesIO(bytes(memoryview(data)[: max_bytes + 1]))
-    return summarize_body(content_type, head, max_bytes, len(data))
+    return summarize_body(content_type, head, max_bytes, len(data), content_encoding)
 
 
 def _content_length(headers: Mapping[str, str]) -> int | None:

@@ -17,7 +17,9 @@ from ..markers import hookimpl
 from ..redaction import MASK, Redactor
 
 # Fields the package writes itself, from its own names or the schema (envelope, model labels, database
-# alias), never holding user data. Not ``request_id``: it may come from a request header.
+# alias, the URL pattern of the URLconf), never holding user data. Not ``request_id``: it may come from a
+# request header. ``route`` is the pattern, not the path: ``reset/<uidb64>/<token>/`` is no XML element, and
+# what ``<token>`` captured is masked in the path (see ``activity_audit.deferred.RouteWithSecrets``).
 _NOT_SCANNED = frozenset(
     {
         "timestamp",
@@ -36,6 +38,7 @@ _NOT_SCANNED = frozenset(
         "execution_time",
         "redacted",
         "sensitive_post_parameters",
+        "route",
     }
 )
 ALL_PARAMETERS = "__ALL__"
