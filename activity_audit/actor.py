@@ -3,7 +3,12 @@
 Order: an actor set with :class:`~activity_audit.context.audit_context` wins; else the user of the current
 request (read from ``request.user`` when the change happens, so users authenticated inside the view, as
 token/JWT authentication does, are seen); else ``anonymous`` inside a request; else ``system:<source>``
-(the management command, the task, or the program).
+(the management command, the task, or the program). The request middleware records ``unknown`` (with the
+error's class) when reading the user fails, see :func:`unknown_actor`.
+
+A user the view never looked at is read by the audit after the view, when ``SessionMiddleware`` may already
+have sent the response: that read goes through :mod:`activity_audit.session_user`, which decides as Django
+does but never writes, cycles or flushes the session.
 """
 
 from __future__ import annotations
@@ -18,13 +23,10 @@ from django.utils.functional import SimpleLazyObject, empty
 from .conf import get_settings
 from .context import AuditContext, current, process_source
 from .encoding import snapshot
-
-try:
-    from django.contrib.auth import aget_user as _aget_user
-except ImportError:  # Django < 5.0
-    _aget_user = None  # type: ignore[assignment]
+from .session_user import asession_user, session_user
 
 ANONYMOUS = "anonymous"
+UNKNOWN = "unknown"
 
 # Where Django's AuthenticationMiddleware builds the lazy ``request.user`` (a lambda in process_request).
 _AUTH_MIDDLEWARE_MODULE = "django.contrib.auth.middleware"
@@ -33,13 +35,22 @@ _AUTH_MIDDLEWARE_SETUP = "AuthenticationMiddleware.process_request."
 
 class Actor(NamedTuple):
     """``name`` is ``user:<pk>``, ``anonymous`` or ``system:<source>`` (or what ``audit_context`` gave);
-    ``user`` is the small representation of a user (``USER_FIELDS``), or None."""
+    ``user`` is the small representation of a user (``USER_FIELDS``), or None. ``error`` is set only on the
+    actor made by :func:`unknown_actor`: the class of the exception that kept the actor from being known."""
 
     name: str
     user: dict[str, Any] | None
+    error: str | None = None
 
 
 ANONYMOUS_ACTOR = Actor(ANONYMOUS, None)
+
+
+def unknown_actor(exc: BaseException) -> Actor:
+    """The actor of a request whose user could not be read (``exc``, e.g. the database is down)."""
+    return Actor(UNKNOWN, None, type(exc).__name__)
+
+
 _NO_USER = object()  # a request that has no ``user`` attribute at all
 
 
@@ -57,7 +68,7 @@ def describe_user(user: Any) -> dict[str, Any]:
     return out
 
 
-def _authenticated_user(request: Any) -> Any:
+def _authenticated_user(request: Any, after_view: bool = False) -> Any:
     """``request.user`` if it is an authenticated user, else None; the session's ``accessed`` as it was found.
 
     Django adds ``Vary: Cookie`` to every response whose session was accessed. Reading the user for a record
@@ -67,52 +78,57 @@ def _authenticated_user(request: Any) -> Any:
     replaced by a :class:`_SeenUser`, which the view's first read goes through.
 
     When ``AuthenticationMiddleware``'s lazy user was never evaluated and the session holds no user id,
-    Django would build an ``AnonymousUser``: None says so without building it.
+    Django would build an ``AnonymousUser``: None says so without building it. ``after_view``: the view has
+    returned, so that lazy user is read without side effects on the session
+    (:func:`~activity_audit.session_user.session_user`) and left unevaluated for whoever reads it next.
     """
     session = getattr(request, "session", None)
     accessed = getattr(session, "accessed", None)
     try:
-        user = _user_of(request, session)
+        user = _user_of(request, session, after_view)
         return user if _is_user(user) else None  # may evaluate a lazy user of another kind
     finally:
         if accessed is False:
             session.accessed = False  # type: ignore[union-attr]
 
 
-def _user_of(request: Any, session: Any) -> Any:
+def _user_of(request: Any, session: Any, after_view: bool) -> Any:
     setup = _pending_setup(request)
     if setup is None:
         user = getattr(request, "user", _NO_USER)  # evaluated, or set by a middleware or the view
         return _user_before_authentication(request, session) if user is _NO_USER else user
     if type(setup) is _SeenUser:
         return setup.user
-    if _is_django_setup(setup) and _holds_no_user(session):
-        return None
+    if _is_django_setup(setup):
+        if _holds_no_user(session):
+            return None
+        if after_view:
+            return session_user(request)
     return _seen(request, setup(), session)  # may load the user from the session
 
 
 def _user_before_authentication(request: Any, session: Any) -> Any:
     """The user of a request that never reached ``AuthenticationMiddleware`` (a middleware before it failed
-    or answered: a refused host, a redirect), looked up as that middleware would; None without a session."""
+    or answered: a refused host, a redirect), decided as that middleware would, without changing the session;
+    None without a session."""
     if session is None or not apps.is_installed("django.contrib.auth") or _holds_no_user(session):
         return None
-    from django.contrib.auth import get_user
-
-    return get_user(request)
+    return session_user(request)
 
 
 async def authenticated_user_async(request: Any) -> Any:
-    """:func:`_authenticated_user` on the event loop: never a synchronous database query.
+    """:func:`_authenticated_user` after the view, on the event loop: never a synchronous database query.
 
-    ``AuthenticationMiddleware``'s lazy user, not evaluated yet, is read through Django's ``aget_user``
-    (Django 5.0+); any other lazy user not evaluated yet (or on older Django) on a thread, as Django would.
+    ``AuthenticationMiddleware``'s lazy user, not evaluated yet, is read as Django's ``aget_user`` reads it
+    but without side effects on the session (:func:`~activity_audit.session_user.asession_user`), and left
+    unevaluated; any other lazy user not evaluated yet on a thread, as Django would.
     """
     setup = _pending_setup(request)
     if setup is None and not hasattr(request, "user"):
         return await sync_to_async(_authenticated_user)(request)  # may read the session and the user
     if setup is None or type(setup) is _SeenUser:
         return _authenticated_user(request)  # at hand: no I/O
-    if _aget_user is None or not _is_django_setup(setup):
+    if not _is_django_setup(setup):
         return await sync_to_async(_authenticated_user)(request)
     session = request.session
     accessed = session.accessed
@@ -120,7 +136,7 @@ async def authenticated_user_async(request: Any) -> Any:
         if _session_at_hand(session) and _holds_no_user(session):
             user = None
         else:
-            user = _seen(request, await _aget_user(request), session)
+            user = await asession_user(request)
         return user if _is_user(user) else None
     finally:
         if accessed is False:
@@ -202,8 +218,12 @@ def actor_from_user(user: Any) -> Actor:
     return Actor(f"user:{user.pk}", describe_user(user))
 
 
-def resolve_actor(context: AuditContext | None = None) -> Actor:
-    """The actor of the current thread or task (or of ``context``, read from it by the caller), right now."""
+def resolve_actor(context: AuditContext | None = None, after_view: bool = False) -> Actor:
+    """The actor of the current thread or task (or of ``context``, read from it by the caller), right now.
+
+    ``after_view`` (the request middleware, once the view returned): a user not read yet is read without side
+    effects on the session (see :func:`_authenticated_user`). Raises what reading the user raises.
+    """
     if context is None:
         context = current()
     explicit = context.actor
@@ -213,7 +233,7 @@ def resolve_actor(context: AuditContext | None = None) -> Actor:
         return Actor(str(explicit), None)
     request = context.request
     if request is not None:
-        user = _authenticated_user(request)
+        user = _authenticated_user(request, after_view)
         if user is not None:
             return actor_from_user(user)
         return ANONYMOUS_ACTOR

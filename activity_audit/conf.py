@@ -70,7 +70,9 @@ class AuditSettings:
     REDACT_KEYS: tuple[str, ...] = ()
     REDACT_PATTERNS: tuple[str, ...] = ()
     # --- incoming requests (AuditLoggingMiddleware) -------------------------------------------------------
-    # Paths: a string starting with "^" is a regular expression (re.match on the path), any other a prefix.
+    # SKIP_PATHS: a path and what is below it ("/health"), a directory ("/static/"), a prefix ("/metrics*"),
+    # or, starting with "^", a regular expression (re.match on the path); see activity_audit.paths.
+    # BODY_PATHS: "^" regular expressions, or any other string a prefix.
     SKIP_PATHS: tuple[str, ...] = ("/health", "/static/", "/media/", "/favicon.ico")
     BODY_METHODS: tuple[str, ...] = ("GET", "POST", "PUT", "PATCH", "DELETE")
     BODY_PATHS: tuple[str, ...] = ()
@@ -265,6 +267,27 @@ def _path_patterns(key: str, value: Any) -> tuple[str, ...]:
     return patterns
 
 
+def _skip_paths(key: str, value: Any) -> tuple[str, ...]:
+    """``SKIP_PATHS``: the forms of :mod:`activity_audit.paths`; a ``*`` only at the end, for a prefix."""
+    import re
+
+    patterns = _names(key, value)
+    for pattern in patterns:
+        if pattern.startswith("^"):
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise _bad(key, f"a list of paths or '^' regular expressions ({exc})", pattern) from exc
+        elif not pattern.startswith("/") or "*" in pattern[:-1]:
+            expected = (
+                "a list of paths starting with '/' ('/health' also skips '/health/live' but not "
+                "'/healthcare'), directories ending in '/', prefixes ending in '*' ('/metrics*'), "
+                "or regular expressions starting with '^'"
+            )
+            raise _bad(key, expected, pattern)
+    return patterns
+
+
 def _methods(key: str, value: Any) -> tuple[str, ...]:
     methods = _names(key, value)
     if not all(method.isalpha() for method in methods):
@@ -330,7 +353,7 @@ VALIDATORS: dict[str, Validator] = {
     "BULK_CHUNK_SIZE": _positive_int,
     "REDACT_KEYS": _names,
     "REDACT_PATTERNS": _patterns,
-    "SKIP_PATHS": _path_patterns,
+    "SKIP_PATHS": _skip_paths,
     "BODY_METHODS": _methods,
     "BODY_PATHS": _path_patterns,
     "MAX_BODY_BYTES": _positive_int,

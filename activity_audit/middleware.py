@@ -12,20 +12,31 @@ happens, also for skipped paths. A streaming response's content is produced afte
 runs with the request's context set again.
 
 Auditing never breaks a request: a failure inside it is reported through the pipeline's reporter and the
-response goes out unchanged. An exception raised by the view is recorded (status 500, class and message)
-and still reaches Django exactly as before. The record's schema is in ``docs/requests.md``.
+response goes out unchanged; a failure that costs the record is reported as one record lost. Failing to read
+the user costs nothing but the user: the record says actor ``unknown`` and ``actor_error`` (the exception's
+class), and the failure is reported once as ``ACTOR_UNKNOWN``. An exception raised by the view is recorded
+(status 500, class and message) and still reaches Django exactly as before. The record's schema is in
+``docs/requests.md``.
 """
 
 from __future__ import annotations
 
 import contextvars
+import io
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator
 from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 
-from .actor import ANONYMOUS_ACTOR, Actor, actor_from_user, authenticated_user_async, resolve_actor
+from .actor import (
+    ANONYMOUS_ACTOR,
+    Actor,
+    actor_from_user,
+    authenticated_user_async,
+    resolve_actor,
+    unknown_actor,
+)
 from .context import StepContext, current, pop, push, request_scope
 from .dispatch import pipeline
 from .emit import emit_request
@@ -33,6 +44,7 @@ from .encoding import Snapshotter
 from .records import new_record, now
 from .request_capture import (
     RequestRules,
+    _FailedStream,
     client_address,
     current_rules,
     deferred_query_params,
@@ -106,11 +118,11 @@ class AuditLoggingMiddleware:
             try:
                 response = self.get_response(request)
             except BaseException as exc:
-                _finish(flight, request, None, exc, resolve_actor)
+                _finish(flight, request, None, exc, None)
                 raise
             finally:
                 _in_flight.reset(token)
-            _finish(flight, request, response, None, resolve_actor)
+            _finish(flight, request, response, None, None)
             if getattr(response, "streaming", False):
                 _stream_in_request_context(response)
         finally:
@@ -161,14 +173,38 @@ def _start(request: Any) -> _InFlight | None:
             rules, request_id(meta, rules), client_address(meta, rules.trusted_proxies), skipped
         )
     except Exception as exc:
-        _report(exc)
+        _report(exc, lost=1)  # whether the path was skipped is unknown: counted as a record lost
         return None
     if not skipped:
         try:
+            untouched = request._read_started is False
+        except AttributeError:  # not a request Django made: no stream of Django's to give back
+            untouched = False
+        try:
             flight.body_error = preload_request_body(request, rules)
+            if untouched and (request._read_started or flight.body_error is not None):
+                _give_back_wsgi_input(request)  # the body was read here, before the view
         except Exception as exc:
             _report(exc)
     return flight
+
+
+def _give_back_wsgi_input(request: Any) -> None:
+    """After the body was read before the view: a ``wsgi.input`` that reads what the server's would have.
+
+    The body was read from the server's stream, so a view reading ``request.META["wsgi.input"]`` would get
+    nothing. Reading lazily instead (on the view's first read) is not possible: the record must show a body
+    that a framework reads through ``request.stream``, which never passes through the middleware again. So
+    the environ gets Django's own stream back: after ``request.body``, the in-memory copy of the bytes read
+    (at most ``MAX_BODY_BYTES``); after a failed read, the stream raising the server's error. It is the very
+    object ``request.read()`` and ``request.stream`` read, so, as without the audit, whatever reads first
+    consumes the bytes for the other. Only the environ's entry changes: servers drain and close the stream
+    object they made, never the one in the environ.
+    """
+    meta = request.META
+    stream = request.__dict__.get("_stream")
+    if "wsgi.input" in meta and type(stream) in (io.BytesIO, _FailedStream):  # not ASGI, and Django's
+        meta["wsgi.input"] = stream
 
 
 def _finish(
@@ -176,17 +212,38 @@ def _finish(
     request: Any,
     response: Any,
     exc: BaseException | None,
-    actor: Actor | Callable[[], Actor],
+    actor: Actor | None,
 ) -> None:
-    """After the view, inside the request's scope: echo the id, build and emit the record. Never raises."""
+    """After the view, inside the request's scope: echo the id, build and emit the record. Never raises.
+
+    ``actor`` None: read it now (:func:`_actor_after_view`). A failure that costs the record is reported as
+    one record lost; one that does not (echoing the id) is reported without loss.
+    """
     try:
         if response is not None and flight.rules.request_id_header not in response:
             response[flight.rules.request_id_header] = flight.request_id
-        if flight.skipped:
-            return
-        emit_request(_record(flight, request, response, exc or flight.exception, actor))
     except Exception as failure:
         _report(failure)
+    if flight.skipped:
+        return
+    try:
+        emit_request(_record(flight, request, response, exc or flight.exception, actor))
+    except Exception as failure:
+        _report(failure, lost=1)
+
+
+def _actor_after_view() -> Actor:
+    """The request's actor, read now, after the view. Never raises: a failure gives :func:`unknown_actor`,
+    reported once."""
+    try:
+        return resolve_actor(after_view=True)
+    except Exception as exc:
+        return _actor_unknown(exc)
+
+
+def _actor_unknown(exc: BaseException) -> Actor:
+    pipeline.reporter.problem("ACTOR_UNKNOWN", _SOURCE, error=f"{type(exc).__name__}: {exc}")
+    return unknown_actor(exc)
 
 
 def _record(
@@ -194,11 +251,11 @@ def _record(
     request: Any,
     response: Any,
     exc: BaseException | None,
-    actor: Actor | Callable[[], Actor],
+    actor: Actor | None,
 ) -> dict[str, Any]:
     rules = flight.rules
     elapsed = time.perf_counter() - flight.started
-    who = actor() if callable(actor) else actor
+    who = _actor_after_view() if actor is None else actor
     keeps_body = rules.keeps_body(request.method, request.path)
     meta = request.META
     copier = Snapshotter(rules.limits)
@@ -239,6 +296,8 @@ def _record(
         route=route_of(request),
         actor=who.name,
     )
+    if who.error is not None:
+        record["actor_error"] = who.error
     sensitive = getattr(request, "sensitive_post_parameters", None)
     if sensitive:
         record["sensitive_post_parameters"] = copier.copy(sensitive)
@@ -254,20 +313,21 @@ def _text_of(value: Any, copier: Snapshotter) -> Any:
     return copier.copy(value)
 
 
-async def _actor_after_async_view(flight: _InFlight, request: Any) -> Actor | Callable[[], Actor]:
+async def _actor_after_async_view(flight: _InFlight, request: Any) -> Actor | None:
     """The actor for the record, without a synchronous database query on the event loop. Never raises.
 
     A user the view never looked at is read as :func:`~activity_audit.actor.authenticated_user_async` does,
-    which leaves the session's ``accessed`` flag (and so the response's ``Vary``) as the view left it.
+    which leaves the session as the view left it (its ``accessed`` flag, and so the response's ``Vary``, too).
+    None when nothing needs reading (no record, or an explicit actor): the record resolves it then.
+    A failure gives :func:`~activity_audit.actor.unknown_actor`, reported once.
     """
     if flight.skipped or current().actor is not None:
-        return resolve_actor  # no record, or the user does not matter: nothing to read
+        return None
     try:
         user = await authenticated_user_async(request)
+        return ANONYMOUS_ACTOR if user is None else actor_from_user(user)
     except Exception as exc:
-        _report(exc)
-        return ANONYMOUS_ACTOR
-    return ANONYMOUS_ACTOR if user is None else actor_from_user(user)
+        return _actor_unknown(exc)
 
 
 def _stream_in_request_context(response: Any) -> None:
@@ -327,5 +387,5 @@ async def _async_steps(iterator: AsyncIterator[Any], steps: StepContext) -> Asyn
                 await close()
 
 
-def _report(exc: BaseException) -> None:
-    pipeline.reporter.problem("CAPTURE_FAILED", _SOURCE, error=f"{type(exc).__name__}: {exc}")
+def _report(exc: BaseException, lost: int = 0) -> None:
+    pipeline.reporter.problem("CAPTURE_FAILED", _SOURCE, lost=lost, error=f"{type(exc).__name__}: {exc}")
