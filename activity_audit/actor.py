@@ -240,6 +240,22 @@ def resolve_actor(context: AuditContext | None = None, after_view: bool = False)
     return _system_actor(context.source or process_source())
 
 
+def actor_or_unknown(
+    reporter_source: str, context: AuditContext | None = None, after_view: bool = False
+) -> Actor:
+    """:func:`resolve_actor`, but never raising: a user that cannot be read (the session store or the
+    database is down) gives :func:`unknown_actor`, and is reported as ``ACTOR_UNKNOWN`` from
+    ``reporter_source``. The record goes on with actor ``unknown``: losing it would cost more than the
+    user."""
+    try:
+        return resolve_actor(context, after_view)
+    except Exception as exc:
+        from .dispatch import pipeline
+
+        pipeline.reporter.problem("ACTOR_UNKNOWN", reporter_source, error=f"{type(exc).__name__}: {exc}")
+        return unknown_actor(exc)
+
+
 def _system_actor(source: str) -> Actor:
     actor = _system_actors.get(source)
     if actor is None:

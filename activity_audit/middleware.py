@@ -33,8 +33,8 @@ from .actor import (
     ANONYMOUS_ACTOR,
     Actor,
     actor_from_user,
+    actor_or_unknown,
     authenticated_user_async,
-    resolve_actor,
     unknown_actor,
 )
 from .context import StepContext, current, pop, push, request_scope
@@ -235,10 +235,7 @@ def _finish(
 def _actor_after_view() -> Actor:
     """The request's actor, read now, after the view. Never raises: a failure gives :func:`unknown_actor`,
     reported once."""
-    try:
-        return resolve_actor(after_view=True)
-    except Exception as exc:
-        return _actor_unknown(exc)
+    return actor_or_unknown(_SOURCE, after_view=True)
 
 
 def _actor_unknown(exc: BaseException) -> Actor:

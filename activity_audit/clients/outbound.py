@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..actor import resolve_actor
+from ..actor import Actor, actor_or_unknown
 from ..context import current
 from ..dispatch import pipeline
 from ..emit import emit_request
@@ -48,11 +48,15 @@ def record_call(
                 error_message=error_message,
                 execution_time=execution_time,
                 request_id=current().request_id,
-                actor=resolve_actor().name,
+                **_actor_fields(actor_or_unknown(f"{protocol}:{service_name}")),
             )
         )
     except Exception as exc:
         pipeline.reporter.problem("CAPTURE_FAILED", f"{protocol}:{service_name}", error=describe_error(exc))
+
+
+def _actor_fields(actor: Actor) -> dict[str, Any]:
+    return {"actor": actor.name} if actor.error is None else {"actor": actor.name, "actor_error": actor.error}
 
 
 def describe_error(exc: BaseException) -> str:

@@ -12,7 +12,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
 
-from ..actor import actor_from_user, resolve_actor
+from ..actor import actor_from_user, actor_or_unknown
 from ..context import current
 from ..dispatch import pipeline
 from ..encoding import snapshot
@@ -52,7 +52,7 @@ def _emit(event_type: str, user: Any, request: Any, username: Any) -> None:
         user_model = user.__class__ if user is not None else get_user_model()
         pk = getattr(user, "pk", None)
         # The user logging in or out is the actor; without one (a failure) it is whoever is current.
-        actor = actor_from_user(user) if pk is not None else resolve_actor()
+        actor = actor_from_user(user) if pk is not None else actor_or_unknown("crud:auth")
         when = Moment(now(), actor, current().request_id)
         record = crud_record(
             event_type,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from ..actor import Actor, resolve_actor
+from ..actor import Actor, actor_or_unknown
 from ..context import current
 from ..records import now
 
@@ -48,7 +48,7 @@ class Moment(NamedTuple):
 def moment() -> Moment:
     """The time, actor and request of the current thread or task, now."""
     context = current()
-    return Moment(now(), resolve_actor(context), context.request_id)
+    return Moment(now(), actor_or_unknown("crud", context), context.request_id)
 
 
 def crud_record(
@@ -79,6 +79,8 @@ def crud_record(
         "actor": when.actor.name,
         "db": db,
     }
+    if when.actor.error is not None:
+        record["actor_error"] = when.actor.error
     if fields:
         record.update(fields)
     return record
