@@ -1,9 +1,10 @@
 """``AuditLoggingMiddleware``: one ``audit.request`` record per incoming request.
 
-Add it to ``MIDDLEWARE`` after ``AuthenticationMiddleware`` (so the user is known)::
+Add it to ``MIDDLEWARE`` first, so that it sees every request and every response, also those other
+middleware answer or refuse; the user is read when the record needs it, whichever middleware set it::
 
-    MIDDLEWARE = [..., "django.contrib.auth.middleware.AuthenticationMiddleware",
-                  "activity_audit.middleware.AuditLoggingMiddleware", ...]
+    MIDDLEWARE = ["activity_audit.middleware.AuditLoggingMiddleware",
+                  "django.middleware.security.SecurityMiddleware", ...]
 
 It runs natively in WSGI and ASGI stacks (no thread switch). For the duration of the request it binds the
 request, its id and the client address to the audit context (:mod:`activity_audit.context`), so every CRUD
