@@ -9,6 +9,7 @@ from decimal import Decimal
 
 import pytest
 from django.db import connection
+from django.test import override_settings
 
 from tests.crud_helpers import book_values, bulk, crud, record
 from tests.testapp.models import Author, Book, Device
@@ -138,3 +139,18 @@ def test_json_with_a_custom_encoder_is_recorded_as_that_encoder_stores_it(audit_
     assert Device.objects.get(pk=SERIAL).readings == stored
     (created,) = crud(audit_records)
     assert created["changes"]["readings"] == {"old": None, "new": stored}
+
+
+@pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="the other databases refuse aware datetimes here"
+)
+def test_without_use_tz_an_aware_datetime_is_recorded_as_the_local_time_stored(audit_records):
+    with override_settings(USE_TZ=False):
+        Device.objects.create(serial=SERIAL, seen_at=dt.datetime(2026, 1, 1, 21, 4, 5))
+        loaded = Device.objects.get(pk=SERIAL)
+        loaded.seen_at = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)  # 21:04:05 in Chicago
+        loaded.save()
+
+        assert Device.objects.get(pk=SERIAL).seen_at == dt.datetime(2026, 1, 1, 21, 4, 5)
+    (created,) = crud(audit_records)
+    assert created["changes"]["seen_at"] == {"old": None, "new": "2026-01-01T21:04:05"}

@@ -5,7 +5,8 @@ Some values already have the field's type and are stored differently all the sam
 the row holds, so a value just saved is passed through the field's *normaliser*:
 
 * ``DateTimeField`` under ``USE_TZ``: a naive datetime is taken in the default time zone (as Django does,
-  with a warning) and shown in UTC, as a datetime loaded from the database is;
+  with a warning) and shown in UTC, as a datetime loaded from the database is; without ``USE_TZ``, an aware
+  one is the naive local time of ``TIME_ZONE`` (what PostgreSQL keeps; the other databases refuse it);
 * ``GenericIPAddressField``: IPv6 addresses compressed and lower-cased (IPv4-mapped ones unpacked with
   ``unpack_ipv4``), and a blank address stored as NULL;
 * ``BinaryField``: a ``bytearray`` or ``memoryview`` copied to ``bytes`` (a snapshot must not share a buffer
@@ -33,7 +34,7 @@ Normaliser = Callable[[Any], Any]
 def normaliser_for(field: models.Field[Any, Any]) -> Normaliser | None:
     """The normaliser of ``field``, or None when its values are stored as they are."""
     if isinstance(field, models.DateTimeField):
-        return _aware_datetime
+        return _stored_datetime
     if isinstance(field, models.GenericIPAddressField):
         return _ip_address(field)
     if isinstance(field, models.BinaryField):
@@ -43,13 +44,18 @@ def normaliser_for(field: models.Field[Any, Any]) -> Normaliser | None:
     return None
 
 
-def _aware_datetime(value: Any) -> Any:
-    if type(value) is not dt.datetime or value.tzinfo is not None or not settings.USE_TZ:
+def _stored_datetime(value: Any) -> Any:
+    if type(value) is not dt.datetime:
         return value
     try:
-        return timezone.make_aware(value, timezone.get_default_timezone()).astimezone(dt.timezone.utc)
+        if value.tzinfo is None:
+            if settings.USE_TZ:
+                return timezone.make_aware(value, timezone.get_default_timezone()).astimezone(dt.timezone.utc)
+        elif not settings.USE_TZ:  # PostgreSQL keeps it as the local time of TIME_ZONE (others refuse it)
+            return timezone.make_naive(value, timezone.get_default_timezone())
     except Exception:
         return value
+    return value
 
 
 def _ip_address(field: models.GenericIPAddressField[Any, Any]) -> Normaliser:
