@@ -238,29 +238,28 @@ def _plugins(key: str, value: Any) -> dict[str, dict[str, Any]]:
 
 
 def _patterns(key: str, value: Any) -> tuple[str, ...]:
-    import re
-
     patterns = _names(key, value)
     for pattern in patterns:
-        try:
-            re.compile(pattern)
-        except re.error as exc:
-            raise _bad(key, f"a list of valid regular expressions ({exc})", pattern) from exc
+        _compiles(key, pattern, "a list of valid regular expressions")
     return patterns
+
+
+def _compiles(key: str, pattern: str, expected: str) -> None:
+    """Raise the setting ``key``'s error (``expected``, and why) when ``pattern`` is no regular expression."""
+    import re
+
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise _bad(key, f"{expected} ({exc})", pattern) from exc
 
 
 def _path_patterns(key: str, value: Any) -> tuple[str, ...]:
     """URL path prefixes (``"/static/"``) or, starting with ``^``, regular expressions."""
-    import re
-
     patterns = _names(key, value)
     for pattern in patterns:
         if pattern.startswith("^"):
-            try:
-                re.compile(pattern)
-            except re.error as exc:
-                expected = f"a list of path prefixes or '^' regular expressions ({exc})"
-                raise _bad(key, expected, pattern) from exc
+            _compiles(key, pattern, "a list of path prefixes or '^' regular expressions")
         elif not pattern.startswith("/"):
             expected = "a list of path prefixes starting with '/' or regular expressions starting with '^'"
             raise _bad(key, expected, pattern)
@@ -269,15 +268,10 @@ def _path_patterns(key: str, value: Any) -> tuple[str, ...]:
 
 def _skip_paths(key: str, value: Any) -> tuple[str, ...]:
     """``SKIP_PATHS``: the forms of :mod:`activity_audit.paths`; a ``*`` only at the end, for a prefix."""
-    import re
-
     patterns = _names(key, value)
     for pattern in patterns:
         if pattern.startswith("^"):
-            try:
-                re.compile(pattern)
-            except re.error as exc:
-                raise _bad(key, f"a list of paths or '^' regular expressions ({exc})", pattern) from exc
+            _compiles(key, pattern, "a list of paths or '^' regular expressions")
         elif not pattern.startswith("/") or "*" in pattern[:-1]:
             expected = (
                 "a list of paths starting with '/' ('/health' also skips '/health/live' but not "
