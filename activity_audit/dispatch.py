@@ -392,42 +392,59 @@ class Pipeline:
         """
         if not self.enabled:
             return False
-        if self._stopped:
-            return self._deliver_late(channel, record)
-        if self._worker is None:
+        if self._worker is None and not self._stopped:
             self._ensure_worker()  # so that PIPELINE_STARTED is the first record of the stream
         queue = self._queue
-        with self._submit_lock:
-            seq = next(self._seq)
-            record["event_id"] = f"{self._event_prefix}{seq:012x}"
-            record["stream_id"] = self.stream_id
-            record["seq"] = seq
-            if len(queue) < self._maxsize:
-                queue.append((channel, record))
-                self.submitted += 1
-                if len(queue) == self._batch_size:
-                    self._wakeup.set()
+        seq = 0
+        handed = False  # queued or delivered: from then on the record is the worker's or the sinks'
+        try:
+            with self._submit_lock:
+                # _stopped is read under the lock shutdown sets it under: a record is either queued before
+                # the last drain of the queue, or delivered late, never left in a queue nobody reads.
+                seq = self._stamp(record)
+                stopped = self._stopped
+                if not stopped and len(queue) < self._maxsize:
+                    queue.append((channel, record))
+                    handed = True
+                    if len(queue) == self._batch_size:
+                        self._wakeup.set()
+            if handed:
                 return True
-        if not self._wait_for_room():
-            self._count_drop(seq)
-            return False
-        with self._submit_lock:
-            queue.append((channel, record))
-            self.submitted += 1
-        return True
+            if not stopped:
+                if not self._wait_for_room():
+                    handed = True  # counted as dropped just below
+                    self._count_drop(seq)
+                    return False
+                with self._submit_lock:
+                    stopped = self._stopped
+                    if not stopped:
+                        queue.append((channel, record))
+                        handed = True
+                        return True
+            handed = True
+            return self._deliver_late(channel, record)
+        except BaseException:
+            # SystemExit from a SIGTERM handler, KeyboardInterrupt: a seq spent on a record that is neither
+            # queued nor delivered is declared dropped rather than left as an unexplained gap.
+            if seq and not handed:
+                self._count_drop(seq)
+            raise
+
+    def _stamp(self, record: Record) -> int:
+        """Spend the next seq on ``record`` and write its envelope. The caller holds ``_submit_lock``."""
+        seq = next(self._seq)
+        record["event_id"] = f"{self._event_prefix}{seq:012x}"
+        record["stream_id"] = self.stream_id
+        record["seq"] = seq
+        self.submitted += 1
+        return seq
 
     def _deliver_late(self, channel: str, record: Record) -> bool:
         """A record submitted after the pipeline stopped (an ``atexit`` handler of the application's that runs
-        after the drain, a daemon thread still working at exit): redacted, formatted and handed to every sink
-        at once, on this thread, one at a time, so that no record accepted is lost. Returns True when queued
-        (the sinks count and report their own failures)."""
+        after the drain, a daemon thread still working at exit), already stamped: redacted, formatted and
+        handed to every sink at once, on this thread, one at a time, so that no record accepted is lost.
+        Returns True when handed over (the sinks count and report their own failures)."""
         with self._late_lock:
-            with self._submit_lock:
-                seq = next(self._seq)
-                record["event_id"] = f"{self._event_prefix}{seq:012x}"
-                record["stream_id"] = self.stream_id
-                record["seq"] = seq
-                self.submitted += 1
             try:
                 entries = self._format([(channel, record)])
                 for runner in self._runners.values():
@@ -471,10 +488,13 @@ class Pipeline:
 
     def _count_drop(self, seq: int) -> None:
         with self._drop_lock:
+            # Threads count their drops in any order: the range is the lowest and highest seq dropped.
             if not self._dropped:
-                self._dropped_first_seq = seq
+                self._dropped_first_seq = self._dropped_last_seq = seq
+            else:
+                self._dropped_first_seq = min(self._dropped_first_seq, seq)
+                self._dropped_last_seq = max(self._dropped_last_seq, seq)
             self._dropped += 1
-            self._dropped_last_seq = seq
             self.dropped_total += 1
 
     def flush(self, timeout: float = 5.0) -> bool:
@@ -723,7 +743,8 @@ class Pipeline:
             self._stopping = True
             self._wakeup.set()
             worker.join(max(deadline - time.monotonic(), 0.0))
-        self._stopped = True
+        with self._submit_lock:  # see submit(): no record may be queued after the last drain below
+            self._stopped = True
         clean = worker is None or not worker.is_alive()
         if clean:
             self._deliver_leftovers()  # queued as the worker made its last check: written here

@@ -166,3 +166,13 @@ def test_records_submitted_after_the_drain_are_written_at_once(tmp_path: Path) -
     assert all(r["seq"] > stopped["seq"] for r in late)  # after the stop, in order, none missing
     assert finished.result["stats"]["sinks"]["activity_audit.plugins.file_sink"]["lost"] == 0
     assert finished.stderr == ""
+
+
+def test_a_record_submitted_while_the_exit_drain_runs_is_written(tmp_path: Path) -> None:
+    finished = run_scenario("submitted_during_the_drain", tmp_path, {"before": 50}, **ROOMY)
+
+    assert finished.returncode == 0, finished.stderr
+    assert finished.result == {"clean": True, "queued": 0}
+    written = read_written(tmp_path)
+    assert_streams_complete(written)  # no seq left in a queue nobody reads any more
+    assert written.origins() == {"before": 50, "racer": 1}

@@ -31,6 +31,7 @@ import contextlib
 import fcntl
 import os
 import re
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -99,8 +100,17 @@ class FileSink:
         self.fsync_interval: float | None = 1.0
         self._files: dict[str, _OpenFile] = {}
         self._last_fsync = time.monotonic()
+        # Held while files are opened, written, synced or closed: the sink thread writes, but so does a
+        # thread whose record came after shutdown (delivered on that thread), while another closes the files
+        # at ``audit_shutdown``. Without it such a write could go to a descriptor closed, or already reused
+        # for an unrelated file. Reentrant: a write syncs.
+        self._lock = threading.RLock()
 
     def configure(self, settings: AuditSettings) -> None:
+        with self._lock:
+            self._configure(settings)
+
+    def _configure(self, settings: AuditSettings) -> None:
         self.close()
         self.directory = settings.LOG_DIR
         self.file_mode, self.dir_mode = settings.FILE_MODE, settings.DIR_MODE
@@ -143,6 +153,10 @@ class FileSink:
         Raises :class:`PartialDelivery` with the number of records stored when any file failed: a file
         that fails costs only its own records, the other files of the batch are still written.
         """
+        with self._lock:
+            self._write(entries)
+
+    def _write(self, entries: Sequence[Entry]) -> None:
         by_channel: dict[str, list[bytes]] = {}
         for entry in entries:
             by_channel.setdefault(entry.channel, []).append(entry.line)
@@ -226,8 +240,11 @@ class FileSink:
 
     def sync(self, written: int = 0) -> None:
         """fsync every file written since the last sync."""
+        with self._lock:
+            self._sync(written)
+
+    def _sync(self, written: int) -> None:
         self._last_fsync = time.monotonic()
-        # A copy: a reload (audit_configure on another thread) may close files while the sink thread syncs.
         for opened in list(self._files.values()):
             if opened.dirty:
                 opened.dirty = False
@@ -243,15 +260,17 @@ class FileSink:
                 os.close(opened.fd)
 
     def close(self) -> None:
-        for channel in list(self._files):
-            opened = self._files[channel]
-            if opened.dirty and self.fsync_interval is not None:
-                with contextlib.suppress(OSError):
-                    os.fsync(opened.fd)
-            self._close_one(channel)
+        with self._lock:
+            for channel in list(self._files):
+                opened = self._files[channel]
+                if opened.dirty and self.fsync_interval is not None:
+                    with contextlib.suppress(OSError):
+                        os.fsync(opened.fd)
+                self._close_one(channel)
 
     def forget(self) -> None:
         """Drop descriptors inherited through fork (they share the parent's file offset and locks)."""
+        self._lock = threading.RLock()  # another thread of the parent may have held it at the fork
         for channel in list(self._files):
             self._close_one(channel)
 

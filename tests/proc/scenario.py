@@ -83,6 +83,33 @@ def after_the_drain(args: Args) -> None:
 
 
 @scenario
+def submitted_during_the_drain(args: Args) -> None:
+    """A thread submits while the exit drain runs: it is held just before the pipeline's submit lock until
+    the drain is over, the widest form of the race between a submit and the last drain of the queue."""
+    emit("before", args["before"])
+    real_lock, racer_waits, release = pipeline._submit_lock, threading.Event(), threading.Event()
+
+    class HoldsTheRacer:
+        def __enter__(self) -> Any:
+            if threading.current_thread().name == "racer":
+                racer_waits.set()
+                release.wait(20.0)
+            return real_lock.__enter__()
+
+        def __exit__(self, *exc: Any) -> Any:
+            return real_lock.__exit__(*exc)
+
+    pipeline._submit_lock = HoldsTheRacer()  # type: ignore[assignment]
+    racer = threading.Thread(target=lambda: emit("racer", 1), name="racer")
+    racer.start()
+    racer_waits.wait(20.0)
+    clean = pipeline.shutdown()
+    release.set()
+    racer.join(20.0)
+    result(clean=clean, queued=pipeline.stats()["queued"])
+
+
+@scenario
 def fork(args: Args) -> None:
     """The parent emits, forks; the child emits and leaves through ``sys.exit``; the parent emits again."""
     emit("parent-before", args["parent_before"])
