@@ -65,6 +65,9 @@ _STUB_KEYS = ("timestamp", "level", "name", "event_type", "event_id", "stream_id
 # Problems the trail already holds exact records of (RECORDS_DROPPED, one per worker cycle, with seq ranges):
 # the reporter only rate-limits their stderr lines.
 _RECORDED_BY_THEMSELVES = frozenset({"RECORDS_DROPPED"})
+# Why a record was dropped, as RECORDS_DROPPED says it.
+_QUEUE_FULL = "queue full"
+_INTERRUPTED = "interrupted while being queued"
 
 
 class FlushBarrier:
@@ -357,6 +360,7 @@ class Pipeline:
         self._dropped = 0
         self._dropped_first_seq = 0
         self._dropped_last_seq = 0
+        self._drop_causes: set[str] = set()
         self.submitted = 0
         self.dropped_total = 0
         interval = self.settings.REPORT_INTERVAL if self.settings else 60.0
@@ -396,23 +400,27 @@ class Pipeline:
             self._ensure_worker()  # so that PIPELINE_STARTED is the first record of the stream
         queue = self._queue
         seq = 0
-        handed = False  # queued or delivered: from then on the record is the worker's or the sinks'
+        handed = False  # queued, delivered or counted dropped: the record is accounted for
         try:
             with self._submit_lock:
                 # _stopped is read under the lock shutdown sets it under: a record is either queued before
                 # the last drain of the queue, or delivered late, never left in a queue nobody reads.
-                seq = self._stamp(record)
+                seq = next(self._seq)
+                record["event_id"] = f"{self._event_prefix}{seq:012x}"
+                record["stream_id"] = self.stream_id
+                record["seq"] = seq
                 stopped = self._stopped
                 if not stopped and len(queue) < self._maxsize:
                     queue.append((channel, record))
                     handed = True
+                    self.submitted += 1
                     if len(queue) == self._batch_size:
                         self._wakeup.set()
             if handed:
                 return True
             if not stopped:
                 if not self._wait_for_room():
-                    handed = True  # counted as dropped just below
+                    handed = True
                     self._count_drop(seq)
                     return False
                 with self._submit_lock:
@@ -420,24 +428,18 @@ class Pipeline:
                     if not stopped:
                         queue.append((channel, record))
                         handed = True
+                        self.submitted += 1
                         return True
+            with self._submit_lock:
+                self.submitted += 1
             handed = True
             return self._deliver_late(channel, record)
         except BaseException:
             # SystemExit from a SIGTERM handler, KeyboardInterrupt: a seq spent on a record that is neither
             # queued nor delivered is declared dropped rather than left as an unexplained gap.
             if seq and not handed:
-                self._count_drop(seq)
+                self._count_drop(seq, _INTERRUPTED)
             raise
-
-    def _stamp(self, record: Record) -> int:
-        """Spend the next seq on ``record`` and write its envelope. The caller holds ``_submit_lock``."""
-        seq = next(self._seq)
-        record["event_id"] = f"{self._event_prefix}{seq:012x}"
-        record["stream_id"] = self.stream_id
-        record["seq"] = seq
-        self.submitted += 1
-        return seq
 
     def _deliver_late(self, channel: str, record: Record) -> bool:
         """A record submitted after the pipeline stopped (an ``atexit`` handler of the application's that runs
@@ -486,8 +488,9 @@ class Pipeline:
             finally:
                 self._blocked -= 1
 
-    def _count_drop(self, seq: int) -> None:
+    def _count_drop(self, seq: int, cause: str = _QUEUE_FULL) -> None:
         with self._drop_lock:
+            self._drop_causes.add(cause)
             # Threads count their drops in any order: the range is the lowest and highest seq dropped.
             if not self._dropped:
                 self._dropped_first_seq = self._dropped_last_seq = seq
@@ -651,7 +654,9 @@ class Pipeline:
     def _check_drops(self) -> None:
         with self._drop_lock:
             count, first, last = self._dropped, self._dropped_first_seq, self._dropped_last_seq
+            causes = ", ".join(sorted(self._drop_causes))
             self._dropped = 0
+            self._drop_causes = set()
         if not count:
             return
         policy = "block" if self._block else "drop"
@@ -660,13 +665,13 @@ class Pipeline:
             "RECORDS_DROPPED",
             "queue",
             lost=count,
-            error=f"queue full ({self._maxsize} records, policy {policy})",
+            error=f"{causes} ({self._maxsize} records, policy {policy})",
         )
         if not self._stopped:
             self._submit_internal(
                 rec.pipeline_event(
                     "RECORDS_DROPPED",
-                    f"{count} audit records dropped: queue full",
+                    f"{count} audit records dropped: {causes}",
                     level="ERROR",
                     count=count,
                     first_seq=first,

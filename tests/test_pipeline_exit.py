@@ -176,3 +176,33 @@ def test_a_record_submitted_while_the_exit_drain_runs_is_written(tmp_path: Path)
     written = read_written(tmp_path)
     assert_streams_complete(written)  # no seq left in a queue nobody reads any more
     assert written.origins() == {"before": 50, "racer": 1}
+
+
+class InterruptedStamp(dict):
+    """A record whose ``seq`` cannot be written: what a SIGTERM handler raising ``SystemExit`` between the
+    moment a seq is spent and the moment the record is queued looks like to the pipeline."""
+
+    def __setitem__(self, key: str, value: object) -> None:
+        if key == "seq":
+            raise KeyboardInterrupt
+        super().__setitem__(key, value)
+
+
+def test_an_interrupt_after_a_seq_was_spent_declares_it_dropped(audit_records) -> None:
+    from activity_audit.dispatch import pipeline
+    from activity_audit.records import CHANNEL_AUDIT, PIPELINE_LOGGER, new_record
+
+    record = InterruptedStamp(new_record("AUDIT", "tests.interrupt", "never queued"))
+    with pytest.raises(KeyboardInterrupt):
+        pipeline.submit(CHANNEL_AUDIT, record)
+    pipeline.submit(CHANNEL_AUDIT, new_record("AUDIT", "tests.interrupt", "queued after"))
+    assert pipeline.flush(10)
+    pipeline._check_drops()  # the worker does this every REPORT_INTERVAL; now, for the test
+    assert pipeline.flush(10)
+
+    spent = record["event_id"]
+    [declared] = audit_records.of(PIPELINE_LOGGER, event_type="RECORDS_DROPPED")
+    seq = int(spent[-12:], 16)
+    assert (declared["count"], declared["first_seq"], declared["last_seq"]) == (1, seq, seq)
+    assert declared["message"] == "1 audit records dropped: interrupted while being queued"
+    assert [r["message"] for r in audit_records.of("tests.interrupt")] == ["queued after"]
