@@ -28,6 +28,8 @@ becomes ``{"type": ..., "size": ..., "error": "<exception class>"}``.
 from __future__ import annotations
 
 import codecs
+import functools
+import re
 from collections.abc import Iterable, Mapping
 from typing import IO, Any
 from urllib.parse import parse_qsl
@@ -134,7 +136,7 @@ def _summarize(content_type: str | None, body: Any, max_bytes: int, size: int | 
         if not complete and isinstance(summary, dict):
             summary.update(truncated=True, size=full_size)
         return summary
-    charset = media_type(content_type)[1].get("charset", "utf-8")
+    charset = text_charset(media_type(content_type)[1].get("charset", "utf-8"), data)
     if not complete or len(data) > max_bytes:
         head = data[: clean_cut(data, max_bytes)]
         return {"truncated": True, "size": full_size, "text": safe_text(head, charset, cut=True)[0]}
@@ -194,6 +196,37 @@ def _seekable(reader: Any) -> bool:
     try:
         return bool(reader.seekable())
     except Exception:
+        return False
+
+
+def text_charset(declared: str, data: bytes) -> str:
+    """The charset to decode ``data`` with: ``declared``, unless that would hide ASCII text from the redactor.
+
+    A charset that does not encode ASCII as ASCII (UTF-16/32, UTF-7, EBCDIC code pages such as ``cp500``)
+    turns plain ASCII bytes into unrelated characters (``access_token=...`` labelled ``utf-16-le`` reads as
+    CJK), which the redactor cannot match but which encode back to the original bytes. When the declared
+    charset is such a one and ``data`` is printable UTF-8 (no NUL or other control bytes besides tab, CR
+    and LF: genuine text in those charsets almost never is), ``"utf-8"`` is returned instead. An unknown
+    charset is returned as it is (:func:`safe_text` falls back to UTF-8 for it).
+    """
+    if _ascii_compatible(declared) or _UNPRINTABLE.search(data) is not None:
+        return declared
+    return "utf-8" if _decodes(data, "utf-8") else declared
+
+
+# Bytes no printable text in an ASCII-compatible charset holds: C0 controls but tab/LF/CR, and DEL.
+_UNPRINTABLE = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_PRINTABLE_ASCII = bytes(range(0x20, 0x7F)) + b"\t\r\n"
+
+
+@functools.lru_cache(maxsize=64)
+def _ascii_compatible(charset: str) -> bool:
+    """True when ``charset`` encodes and decodes printable ASCII as the same bytes (unknown: True)."""
+    try:
+        return _PRINTABLE_ASCII.decode(charset) == _PRINTABLE_ASCII.decode("ascii")
+    except LookupError:
+        return True
+    except (UnicodeDecodeError, ValueError):
         return False
 
 

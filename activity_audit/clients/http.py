@@ -12,11 +12,15 @@ would have used, so adapters with retries or custom TLS keep working)::
 
     session = audit_session(requests.Session(), "billing")  # an existing session, without subclassing
 
-Each exchange (each redirect hop is one) gives a record with ``protocol: "http"``, ``request_repr``
-``{method, url, params, headers, body}`` and ``response_repr`` ``{status_code, headers, body}``, or
-``response_repr: null`` and ``error_message`` when no response came (connection refused, timeout, TLS
-error); the exception is then raised unchanged, as ``requests`` raises it. ``execution_time`` is in seconds,
-from sending the request to having the whole body (or only the headers, for ``stream=True``).
+Each exchange (each redirect hop is one, and so is a request an auth handler resends through
+``response.connection``, which is the auditing adapter) gives a record with ``protocol: "http"``,
+``request_repr`` ``{method, url, params, headers, body}`` and ``response_repr`` ``{status_code, headers,
+body}``, or ``response_repr: null`` and ``error_message`` when no response came (connection refused,
+timeout, TLS error, or ``KeyboardInterrupt`` and any other ``BaseException``); the exception is then raised
+unchanged, as ``requests`` raises it. Attempts urllib3 retried before the response are listed in
+``retries`` (see :func:`retry_history`): urllib3 retries inside the transport adapter, so they are one
+exchange here. ``execution_time`` is in seconds, from sending the request to having the whole body (or only
+the headers, for ``stream=True``).
 
 On the calling thread the client only copies what was sent and received, bounded by the body cap: headers
 as sent (``Authorization`` included: the ``redact`` plugin masks it on the worker thread), the query string
@@ -26,7 +30,9 @@ A streamed response (``stream=True``) is never read: its body is ``{"streamed": 
 ``size`` being ``Content-Length`` or ``null``. An upload from a file or generator is never read either.
 A body that cannot be read is ``{"unreadable": "<ExceptionClass>"}`` and ``error_message`` names the error,
 which is then left to ``requests``: auditing never changes what a call does (see :func:`_read_body`).
-A copy or an unpickled copy of an audited session stays audited.
+A copy or an unpickled copy of an audited session stays audited. The body is read before ``requests`` runs
+the ``response`` hooks, so a hook that reads ``r.raw`` gets ``b""`` (``r.content`` has the body); see
+docs/outbound.md, "Known difference".
 
 The current request id (from the incoming request, or :class:`~activity_audit.audit_context`) is sent on as
 ``X-Request-ID`` unless the caller set that header.
@@ -85,23 +91,40 @@ class AuditingAdapter(BaseAdapter):
         cert: _Cert = None,
         proxies: Mapping[str, str] | None = None,
     ) -> Response:
+        """Send through ``inner``; record the exchange (also when it ends in any exception, which is then
+        raised unchanged). The response's ``connection`` is this adapter, so that a request resent through
+        it (``HTTPDigestAuth`` answering a 401) is an exchange of its own, recorded too."""
         _forward_request_id(request)
+        options: dict[str, Any] = {
+            "stream": stream,
+            "timeout": timeout,
+            "verify": verify,
+            "cert": cert,
+            "proxies": proxies,
+        }
         if not auditing_enabled():
-            return self.inner.send(
-                request, stream=stream, timeout=timeout, verify=verify, cert=cert, proxies=proxies
-            )
+            return self._through_here(self.inner.send(request, **options))
         started = time.perf_counter()
         try:
-            response = self.inner.send(
-                request, stream=stream, timeout=timeout, verify=verify, cert=cert, proxies=proxies
-            )
-        except Exception as exc:
+            response = self._through_here(self.inner.send(request, **options))
+        except BaseException as exc:  # KeyboardInterrupt and SystemExit too: recorded, then raised
             elapsed = time.perf_counter() - started
             self._record(request, None, None, elapsed, _error_without_query(exc, request.url))
             raise
-        body = None if stream else _read_body(response)
-        error = _error_without_query(body, request.url) if isinstance(body, Exception) else None
+        try:
+            body = None if stream else _read_body(response)
+        except BaseException as exc:  # only what _read_body leaves to the caller: KeyboardInterrupt ...
+            elapsed = time.perf_counter() - started
+            self._record(request, response, exc, elapsed, _error_without_query(exc, request.url))
+            raise
+        error = _error_without_query(body, request.url) if isinstance(body, BaseException) else None
         self._record(request, response, body, time.perf_counter() - started, error)
+        return response
+
+    def _through_here(self, response: Response) -> Response:
+        """``response``, its ``connection`` set to this adapter (``HTTPAdapter`` sets it to itself)."""
+        # requests' stubs type it HTTPAdapter; requests only ever calls send() on it.
+        response.connection = self  # type: ignore[assignment]
         return response
 
     def close(self) -> None:
@@ -111,15 +134,19 @@ class AuditingAdapter(BaseAdapter):
         self,
         request: PreparedRequest,
         response: Response | None,
-        body: bytes | Exception | None,
+        body: bytes | BaseException | None,
         execution_time: float,
         error_message: str | None,
     ) -> None:
-        """Record the exchange; ``body`` is what :func:`_read_body` gave, None for a streamed response."""
+        """Record the exchange; ``body`` is what :func:`_read_body` gave (or the exception that interrupted
+        it), None for a streamed response. Attempts urllib3 made before ``response`` are listed as
+        ``retries`` (see :func:`retry_history`); the field is absent when there were none."""
+        retries: list[dict[str, Any]] = []
         try:
             max_bytes = _max_body_bytes()
             request_repr = describe_request(request, max_bytes)
             response_repr = describe_response(response, body, max_bytes) if response is not None else None
+            retries = retry_history(response, request.url) if response is not None else []
         except Exception as exc:  # never let a capture problem reach the caller
             request_repr = {"method": request.method, "capture_error": describe_error(exc)}
             response_repr = None
@@ -130,6 +157,7 @@ class AuditingAdapter(BaseAdapter):
             error_message,
             request_repr=request_repr,
             response_repr=response_repr,
+            **({"retries": retries} if retries else {}),
         )
 
 
@@ -208,7 +236,38 @@ def describe_request(request: PreparedRequest, max_bytes: int) -> dict[str, Any]
     }
 
 
-def describe_response(response: Response, body: bytes | Exception | None, max_bytes: int) -> dict[str, Any]:
+def retry_history(response: Response, url: str | None) -> list[dict[str, Any]]:
+    """The attempts urllib3 made and retried before ``response`` (``Retry`` in the adapter), oldest first.
+
+    urllib3 retries inside the transport adapter, so they are one exchange to ``requests`` and one record
+    here; this list, read from ``response.raw.retries.history``, says what the earlier attempts got:
+    ``{"status": 503}`` for a response it retried, ``{"error": "<ExceptionClass>: <message>"}`` for an
+    attempt that got no response, ``"redirect"`` (the ``Location``, without its query) for a redirect it
+    followed. Empty when there was no retry, or the response did not come from urllib3.
+    """
+    retries = getattr(getattr(response, "raw", None), "retries", None)
+    history = getattr(retries, "history", None)
+    if not isinstance(history, tuple):
+        return []
+    return [_attempt(entry, url) for entry in history]
+
+
+def _attempt(entry: Any, url: str | None) -> dict[str, Any]:
+    """One urllib3 ``RequestHistory`` entry (``method, url, error, status, redirect_location``)."""
+    attempt: dict[str, Any] = {}
+    if entry.status is not None:
+        attempt["status"] = entry.status
+    if entry.error is not None:
+        attempt["error"] = _error_without_query(entry.error, url)
+    if entry.redirect_location:
+        scheme, netloc, path, _query, _fragment = urlsplit(str(entry.redirect_location))
+        attempt["redirect"] = urlunsplit((scheme, netloc, path, "", ""))
+    return attempt
+
+
+def describe_response(
+    response: Response, body: bytes | BaseException | None, max_bytes: int
+) -> dict[str, Any]:
     """``{status_code, headers, body}`` of a response whose body was read as ``body`` (never read here).
 
     ``body`` is None for a streamed response (described as ``{"streamed": true, "type", "size"}``), or the
@@ -219,7 +278,7 @@ def describe_response(response: Response, body: bytes | Exception | None, max_by
     summary: Any
     if body is None:
         summary = {"streamed": True, "type": content_type, "size": _content_length(headers)}
-    elif isinstance(body, Exception):
+    elif isinstance(body, BaseException):
         summary = {"unreadable": type(body).__name__}
     else:
         encoding = _still_encoded(response.headers.get("Content-Encoding"))

@@ -10,7 +10,9 @@
 Every operation (``connect``, ``upload``, ``download``, ``list``, ``remove``) gives a record with
 ``protocol: "sftp"``, ``operation``, ``host``, ``port``, ``username``, ``remote_path``, ``bytes`` (moved so
 far, also when the operation failed), ``execution_time`` (seconds), and ``error_message`` (``null`` on
-success). Passwords, private keys and passphrases never appear in a record, a message or ``repr``.
+success). An operation interrupted by ``KeyboardInterrupt`` (any ``BaseException``) is recorded with
+``error_message: "KeyboardInterrupt"``, the connection is closed, and the exception goes on unchanged.
+Passwords, private keys and passphrases never appear in a record, a message or ``repr``.
 
 Host keys are checked against ``known_hosts`` (read as OpenSSH reads it: see :mod:`.ssh`) right after the
 key exchange, before authentication: an unknown host raises :class:`UnknownHostKeyError`, a key that none of
@@ -51,6 +53,7 @@ from .ssh import (
     authenticate,
     blob_fingerprint,
     host_entry_name,
+    load_private_key,
     prefer_known_key_types,
 )
 
@@ -115,8 +118,10 @@ class _Progress:
 class SFTPClient:
     """An SFTP connection whose operations are audited under ``service_name``.
 
-    Authenticate with ``password``, with ``private_key`` (a path to an OpenSSH/PEM private key, or a loaded
-    ``paramiko.PKey``; ``private_key_passphrase`` if it is encrypted), or both (the key is tried first).
+    Authenticate with ``password``, with ``private_key`` (an OpenSSH/PEM private key: the path of its file,
+    the key text itself (``-----BEGIN ...``, as read from a secret store), or a loaded ``paramiko.PKey``;
+    ``private_key_passphrase`` if it is encrypted; see :func:`~.ssh.load_private_key`), or both (the key is
+    tried first; a key that cannot be loaded is then passed over, see :meth:`_usable_private_key`).
     ``known_hosts`` defaults to ``~/.ssh/known_hosts``. Relative remote paths are joined to ``base_dir``
     with POSIX rules (``base_dir="/inbox"``: ``"a/b.csv"`` -> ``"/inbox/a/b.csv"``; an absolute path is
     kept as it is). ``timeout`` (seconds) bounds connecting, authenticating and every wait for the server.
@@ -277,8 +282,9 @@ class SFTPClient:
             started = time.perf_counter()
             try:
                 result = action(self._connection(), progress)
-            except Exception as exc:
+            except BaseException as exc:  # KeyboardInterrupt, SystemExit too: recorded, then raised
                 self._record(operation, remote_path, progress, time.perf_counter() - started, exc)
+                self._drop_if_interrupted(exc)
                 raise
             self._record(operation, remote_path, progress, time.perf_counter() - started, None)
             return result
@@ -292,11 +298,17 @@ class SFTPClient:
         started = time.perf_counter()
         try:
             self._transport, self._sftp = self._open(progress)
-        except Exception as exc:
+        except BaseException as exc:  # _open closed what it opened
             self._record("connect", None, progress, time.perf_counter() - started, exc)
             raise
         self._record("connect", None, progress, time.perf_counter() - started, None)
         return self._sftp
+
+    def _drop_if_interrupted(self, error: BaseException) -> None:
+        """Close the connection after an interruption (``KeyboardInterrupt`` ...): it may have come in the
+        middle of an SFTP exchange, leaving replies unread; the next operation opens a new connection."""
+        if not isinstance(error, Exception):
+            self.close()
 
     def _open(self, progress: _Progress) -> tuple[paramiko.Transport, paramiko.SFTPClient]:
         known = KnownHosts.read(self.known_hosts).keys_for(self.host, self.port)
@@ -313,7 +325,7 @@ class SFTPClient:
             offered = transport.get_remote_server_key()
             progress.details["host_key_fingerprint"] = key_fingerprint(offered)
             self._verify_host_key(offered, known)
-            progress.details["auth"] = self._authenticate(transport)
+            progress.details["auth"] = self._authenticate(transport, progress)
             sftp = paramiko.SFTPClient.from_transport(transport)
             if sftp is None:
                 raise paramiko.SSHException("the server refused to start the sftp subsystem")
@@ -362,17 +374,27 @@ class SFTPClient:
             fingerprint,
         )
 
-    def _authenticate(self, transport: paramiko.Transport) -> str:
+    def _authenticate(self, transport: paramiko.Transport, progress: _Progress) -> str:
         """Authenticate with the key, then the password; returns the method that worked."""
-        key = self._load_private_key() if self.__private_key is not None else None
-        return authenticate(transport, self.username, key, self.__password)
+        return authenticate(transport, self.username, self._usable_private_key(progress), self.__password)
 
-    def _load_private_key(self) -> paramiko.PKey:
+    def _usable_private_key(self, progress: _Progress) -> paramiko.PKey | None:
+        """The private key to offer, None without one.
+
+        A key that cannot be loaded (missing file, wrong passphrase, not a key) is an error when there is no
+        password; with a password it is passed over, as OpenSSH passes over an unusable identity, and the
+        connect record says why in ``key_error``. Neither names the key text nor the passphrase.
+        """
         key = self.__private_key
-        if isinstance(key, paramiko.PKey):
+        if key is None or isinstance(key, paramiko.PKey):
             return key
-        assert key is not None
-        return paramiko.PKey.from_path(Path(key).expanduser(), self.__passphrase)
+        try:
+            return load_private_key(key, self.__passphrase)
+        except (paramiko.SSHException, OSError) as exc:
+            if self.__password is None:
+                raise
+            progress.details["key_error"] = describe_error(exc)
+            return None
 
     def _record(
         self,

@@ -24,13 +24,20 @@ import builtins
 import enum
 import hashlib
 import hmac
+import io
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import paramiko
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 REVOKED_MARKER = "@revoked"
+KEY_TEXT_PREFIX = "-----BEGIN"
+OPENSSH_KEY_HEADER = b"-----BEGIN OPENSSH PRIVATE KEY-----"
+CERT_SUFFIX = "-cert.pub"
 HASHED_PREFIX = "|1|"
 
 
@@ -182,6 +189,87 @@ def authenticate(
         raise ValueError("authenticate needs a private key or a password")
     transport.auth_password(username, password)
     return "password"
+
+
+def is_key_text(value: str) -> bool:
+    """True when ``value`` is key material, not a path: it starts with ``-----BEGIN`` or spans lines."""
+    return value.lstrip().startswith(KEY_TEXT_PREFIX) or "\n" in value
+
+
+def load_private_key(source: str | os.PathLike[str], passphrase: str | None = None) -> paramiko.PKey:
+    """The private key in ``source``: key text (see :func:`is_key_text`) or the path of a key file.
+
+    OpenSSH (``-----BEGIN OPENSSH PRIVATE KEY-----``: RSA, ECDSA, Ed25519) and PEM (PKCS#1 ``RSA``, ``EC``,
+    PKCS#8) keys, encrypted or not; ``passphrase`` is a ``str`` (encoded as UTF-8) and is ignored for a key
+    that is not encrypted, as OpenSSH ignores it. A key file's ``<path>-cert.pub`` is loaded with it, as
+    ``paramiko.PKey.from_path`` does.
+
+    Raises ``paramiko.PasswordRequiredException`` (encrypted, no passphrase), ``paramiko.SSHException``
+    (wrong passphrase, or not a key), ``OSError`` (a path that cannot be read; its message names the
+    path). No message ever holds the key text or the passphrase.
+    """
+    from_text = isinstance(source, str) and is_key_text(source)
+    path = None if from_text else Path(source).expanduser()
+    data = str(source).strip().encode("utf-8") if path is None else path.read_bytes()
+    key = _private_key_from_bytes(data, passphrase)
+    if path is not None and Path(f"{path}{CERT_SUFFIX}").exists():
+        key.load_certificate(f"{path}{CERT_SUFFIX}")
+    return key
+
+
+def _private_key_from_bytes(data: bytes, passphrase: str | None) -> paramiko.PKey:
+    """Decrypt and parse ``data`` with ``cryptography``, then build the matching paramiko key."""
+    secret = passphrase.encode("utf-8") if passphrase is not None else None
+    try:
+        loaded = _load_with_cryptography(data, secret)
+    except Exception as exc:
+        raise _key_error(exc, secret is not None) from None
+    if isinstance(loaded, rsa.RSAPrivateKey):
+        return paramiko.RSAKey(key=loaded)
+    if isinstance(loaded, ec.EllipticCurvePrivateKey):
+        return paramiko.ECDSAKey(vals=(loaded, loaded.public_key()))
+    if isinstance(loaded, ed25519.Ed25519PrivateKey):
+        return _ed25519_key(loaded)
+    kind = type(loaded).__name__
+    raise paramiko.SSHException(f"private_key holds a {kind}, not an RSA, ECDSA or Ed25519 key")
+
+
+def _load_with_cryptography(data: bytes, secret: bytes | None) -> object:
+    """The key object; a passphrase given for a key that is not encrypted is dropped (TypeError says so)."""
+    load = (
+        serialization.load_ssh_private_key
+        if data.lstrip().startswith(OPENSSH_KEY_HEADER)
+        else serialization.load_pem_private_key
+    )
+    try:
+        return load(data, secret)
+    except TypeError as exc:
+        if secret is None or "not encrypted" not in str(exc):
+            raise
+    return load(data, None)
+
+
+def _ed25519_key(loaded: ed25519.Ed25519PrivateKey) -> paramiko.PKey:
+    """paramiko's Ed25519Key only reads OpenSSH key text: write the (decrypted) key as that, in memory."""
+    text = loaded.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
+    ).decode("ascii")
+    return paramiko.Ed25519Key.from_private_key(io.StringIO(text))
+
+
+def _key_error(exc: Exception, with_passphrase: bool) -> paramiko.SSHException:
+    """A message of our own for a key that did not load (the library's could one day quote its input);
+    ``exc`` only tells which one."""
+    if isinstance(exc, TypeError) and not with_passphrase:
+        return paramiko.PasswordRequiredException(
+            "private_key is encrypted: give private_key_passphrase to decrypt it"
+        )
+    if with_passphrase:
+        return paramiko.SSHException(
+            "private_key could not be decrypted with private_key_passphrase: "
+            "the passphrase is wrong, or the key is corrupt"
+        )
+    return paramiko.SSHException("private_key could not be read: it is not an OpenSSH or PEM private key")
 
 
 def _parse_line(line: str) -> KnownHostLine | None:
