@@ -84,8 +84,10 @@ class SftpConfig:
 def _load_key(options: PluginOptions, path: Path) -> Any:
     import paramiko
 
+    from activity_audit.clients.ssh import load_private_key
+
     try:
-        return paramiko.PKey.from_path(path, password=options.text("private_key_passphrase"))
+        return load_private_key(path, options.text("private_key_passphrase"))
     except paramiko.PasswordRequiredException as exc:
         raise options.error(
             "private_key",

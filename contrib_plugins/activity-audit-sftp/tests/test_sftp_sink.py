@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -91,13 +92,26 @@ def test_a_wrong_setting_stops_start_up_naming_it(sshd_server: SshdServer, tmp_p
 
 
 # --- delivery ---------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("credential", ["password", "private_key"])
+@pytest.mark.parametrize("credential", ["password", "private_key", "encrypted_private_key"])
 def test_normal_operation_delivers_every_record_exactly_once(
-    sshd_server: SshdServer, remote_dir: Path, log_dir: Path, credential: str
+    sshd_server: SshdServer, remote_dir: Path, log_dir: Path, tmp_path: Path, credential: str
 ) -> None:
     options = sftp_options(sshd_server, str(remote_dir))
     if credential == "private_key":
         options = {**options, "password": None, "private_key": str(sshd_server.private_key_path)}
+    elif credential == "encrypted_private_key":
+        encrypted = tmp_path / "id_encrypted"
+        encrypted.write_bytes(sshd_server.private_key_path.read_bytes())
+        encrypted.chmod(0o600)
+        subprocess.run(
+            ["ssh-keygen", "-q", "-p", "-P", "", "-N", "open sesame", "-f", str(encrypted)], check=True
+        )
+        options = {
+            **options,
+            "password": None,
+            "private_key": str(encrypted),
+            "private_key_passphrase": "open sesame",
+        }
     with override_settings(ACTIVITY_AUDIT=audit_settings(log_dir, sftp=options)):
         ids = emit_marked(250, "normal")
         assert flush(10)
