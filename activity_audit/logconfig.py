@@ -47,8 +47,15 @@ _UTC = dt.timezone.utc
 def _message(record: logging.LogRecord) -> str:
     try:
         return record.getMessage()
-    except Exception:  # a bad %-format must not lose the line
-        return f"{record.msg!r} % {record.args!r}"
+    except Exception:  # a bad %-format, or a message whose str() raises, must not lose the line
+        return f"{_safe_repr(record.msg)} % {_safe_repr(record.args)}"
+
+
+def _safe_repr(value: Any) -> str:
+    try:
+        return repr(value)
+    except Exception as exc:
+        return f"<{type(value).__name__} whose repr() raised {type(exc).__name__}>"
 
 
 def _extras(record: logging.LogRecord, copier: Snapshotter, skip: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -89,7 +96,8 @@ class JSONFormatter(logging.Formatter):
 
     Fields: ``timestamp`` (UTC, ISO-8601), ``level``, ``name``, ``path``, ``module``, ``function``,
     ``message``, ``exception`` (the formatted traceback or ""), ``request`` (the current request id or ""),
-    ``extra_fields`` (what the caller passed in ``extra=``, copied at the time of the call).
+    ``extra_fields`` (what the caller passed in ``extra=``, copied at the time of the call), and
+    ``stack_info`` when the call asked for it (``stack_info=True``).
     """
 
     def to_record(self, record: logging.LogRecord) -> dict[str, Any]:
@@ -112,6 +120,8 @@ class JSONFormatter(logging.Formatter):
             "request": current().request_id or "",
             "extra_fields": _extras(record, copier),
         }
+        if record.stack_info:
+            out["stack_info"] = copier.copy(record.stack_info)
         if copier.truncated:
             out["truncated"] = True
         return out
@@ -126,7 +136,8 @@ class APIJSONFormatter(JSONFormatter):
     """The request-log JSON of the original package, for records a project logs itself at level ``API``.
 
     The request fields (``service_name``, ``request_type``, ``protocol``, ``request_repr``,
-    ``response_repr``, ``error_message``, ``execution_time``) are taken from ``extra=``.
+    ``response_repr``, ``error_message``, ``execution_time``) are taken from ``extra=``; ``exception`` and
+    ``stack_info`` are there when the call passed ``exc_info`` or ``stack_info``.
     """
 
     def to_record(self, record: logging.LogRecord) -> dict[str, Any]:
@@ -143,6 +154,10 @@ class APIJSONFormatter(JSONFormatter):
         extra = _extras(record, copier, skip=_API_FIELDS)
         if extra:
             out["extra_fields"] = extra
+        if record.exc_info or record.exc_text:
+            out["exception"] = record.exc_text or self.formatException(record.exc_info)  # type: ignore[arg-type]
+        if record.stack_info:
+            out["stack_info"] = copier.copy(record.stack_info)
         if copier.truncated:
             out["truncated"] = True
         return out
@@ -232,7 +247,7 @@ def get_api_file_handler(
     """Handler config that sends records logged at level ``API`` to ``LOG_DIR/api.log``."""
     return {
         "class": "activity_audit.logconfig.PipelineHandler",
-        "level": logging.getLevelName(level) if isinstance(level, int) else level,
+        "level": level,  # a number or a name: logging.config takes both
         "formatter": formatter,
         "channel": CHANNEL_API,
         "filename": filename,
