@@ -362,12 +362,13 @@ def build(raw: Mapping[str, Any], django_settings: Any) -> AuditSettings:
     """Validate ``raw`` (the ``ACTIVITY_AUDIT`` dict) and fill in the defaults that depend on the project."""
     if not isinstance(raw, Mapping):
         raise ImproperlyConfigured(f"ACTIVITY_AUDIT must be a dict, got {type(raw).__name__}.")
-    unknown = sorted(set(raw) - set(VALIDATORS))
+    unknown = sorted((key for key in raw if key not in VALIDATORS), key=repr)  # keys may be of any type
     if unknown:
         key = unknown[0]
-        near = difflib.get_close_matches(str(key), VALIDATORS, n=1)
+        near = [key.upper()] if isinstance(key, str) and key.upper() in VALIDATORS else []
+        near = near or difflib.get_close_matches(str(key), VALIDATORS, n=1)
         hint = f" Did you mean '{near[0]}'?" if near else ""
-        raise ImproperlyConfigured(f"ACTIVITY_AUDIT['{key}'] is not a setting of activity_audit.{hint}")
+        raise ImproperlyConfigured(f"ACTIVITY_AUDIT[{key!r}] is not a setting of activity_audit.{hint}")
     values = {key: VALIDATORS[key](key, value) for key, value in raw.items()}
     values.setdefault("LOG_DIR", _default_log_dir(django_settings))
     values.setdefault("SERVICE_NAME", _default_service_name(django_settings))

@@ -181,6 +181,15 @@ def test_an_unknown_key_is_an_error_with_the_nearest_name() -> None:
     with pytest.raises(ImproperlyConfigured) as error:
         build({"COMPLETELY_ELSE": 1}, PROJECT)
     assert str(error.value) == "ACTIVITY_AUDIT['COMPLETELY_ELSE'] is not a setting of activity_audit."
+    with pytest.raises(ImproperlyConfigured) as error:
+        build({"log_dir": "/tmp/x"}, PROJECT)  # names are upper case
+    assert (
+        str(error.value)
+        == "ACTIVITY_AUDIT['log_dir'] is not a setting of activity_audit. Did you mean 'LOG_DIR'?"
+    )
+    with pytest.raises(ImproperlyConfigured) as error:
+        build({1: 2, "FOO": 3}, PROJECT)  # keys of mixed types: still a clear error, not a TypeError
+    assert str(error.value) == "ACTIVITY_AUDIT['FOO'] is not a setting of activity_audit."
 
 
 def test_the_setting_must_be_a_dict() -> None:
