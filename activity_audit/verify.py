@@ -15,6 +15,7 @@ Memory grows with the number of records read, never with the values of ``seq``.
 
 from __future__ import annotations
 
+import gzip
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TypeGuard
@@ -121,11 +122,14 @@ def verify_lines(lines: Iterable[bytes], *, require_closed: bool = False) -> Ver
 
 
 def verify_files(paths: Iterable[str], *, require_closed: bool = False) -> VerifyReport:
-    """:func:`verify_lines` over every line of the files; ``OSError`` for a file that cannot be read."""
+    """:func:`verify_lines` over every line of the files; ``OSError`` for a file that cannot be read.
+
+    A file whose name ends in ``.gz`` (rotated and compressed by logrotate) is read through gzip.
+    """
 
     def lines() -> Iterable[bytes]:
         for path in paths:
-            with open(path, "rb") as handle:
+            with gzip.open(path, "rb") if str(path).endswith(".gz") else open(path, "rb") as handle:
                 yield from handle
 
     return verify_lines(lines(), require_closed=require_closed)

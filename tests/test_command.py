@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import subprocess
@@ -117,6 +118,17 @@ def test_verify_accepts_a_complete_trail_spread_over_files(tmp_path: Path) -> No
         "open (still running, or killed)\n"
         "unreadable lines: 0\n"
         f"warning: 1 open stream(s): records after the last one found cannot be checked{OPEN_ADVICE}\n"
+        "OK\n"
+    )
+
+
+def test_verify_reads_files_rotated_and_compressed_by_logrotate(tmp_path: Path) -> None:
+    rotated = tmp_path / "audit.log.1.gz"
+    rotated.write_bytes(gzip.compress(f"{line(STREAM, 1)}\n{line(STREAM, 2)}\n".encode()))
+    current = write(tmp_path / "audit.log", line(STREAM, 3), stopped(STREAM, 4))
+    assert run("verify", str(rotated), current) == (
+        f"stream {STREAM}: 4 records, seq 1..4, 0 missing, 0 repeated, 0 declared dropped, stopped\n"
+        "unreadable lines: 0\n"
         "OK\n"
     )
 
