@@ -385,8 +385,20 @@ class Pipeline:
         self._apply_limits()
         self._callers = _HookCallers()
         self._refresh_hooks()
+        if not self.enabled and self._worker is None:
+            self._discard_early_records()
         if self._queue:
             self._ensure_worker()
+
+    def _discard_early_records(self) -> None:
+        """With ``ENABLED`` False, what was logged before the settings were read (during ``django.setup()``)
+        is not written either: auditing off writes nothing, not even the pipeline's start and stop."""
+        with self._submit_lock:
+            early = list(self._queue)
+            self._queue.clear()
+        for item in early:
+            if isinstance(item, FlushBarrier):
+                item.done.set()
 
     # --- caller side ----------------------------------------------------------------------------------------
     def submit(self, channel: str, record: Record) -> bool:

@@ -427,6 +427,25 @@ def test_flush_with_auditing_off_returns_at_once_and_writes_nothing(tmp_path: Pa
     assert not logs.exists()  # not even the directory
 
 
+def test_records_logged_before_setup_are_not_written_with_auditing_off(tmp_path: Path) -> None:
+    program = (
+        "import logging, logging.config\n"
+        "from activity_audit import get_json_formatter, get_json_handler\n"
+        "logging.config.dictConfig({'version': 1, 'formatters': {'json': get_json_formatter()},\n"
+        "    'handlers': {'file': get_json_handler(formatter='json')},\n"
+        "    'root': {'level': 'INFO', 'handlers': ['file']}})\n"
+        "logging.getLogger('early').info('logged before the settings were read')\n"
+        "import django; django.setup()\n"
+        "import activity_audit\n"
+        "print(activity_audit.flush(5))\n"
+    )
+    logs = tmp_path / "logs"
+    result = run_django(tmp_path, {"LOG_DIR": str(logs), "ENABLED": False}, "-c", program)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "True\n"
+    assert not logs.exists()  # nothing written: not the early record, nor the pipeline's start and stop
+
+
 # --- audit verify ---------------------------------------------------------------------------------------
 
 STREAM = "2b1f3c9e-0000-4000-8000-000000000001"
