@@ -15,6 +15,7 @@ Memory grows with the number of records read, never with the values of ``seq``.
 
 from __future__ import annotations
 
+import bisect
 import gzip
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -127,12 +128,67 @@ def verify_files(paths: Iterable[str], *, require_closed: bool = False) -> Verif
     A file whose name ends in ``.gz`` (rotated and compressed by logrotate) is read through gzip.
     """
 
-    def lines() -> Iterable[bytes]:
-        for path in paths:
-            with gzip.open(path, "rb") if str(path).endswith(".gz") else open(path, "rb") as handle:
-                yield from handle
+    paths = list(paths)
+    report = verify_lines(_lines_of(paths), require_closed=require_closed)
+    _look_again_for_missing(report, paths)
+    return report
 
-    return verify_lines(lines(), require_closed=require_closed)
+
+def _lines_of(paths: list[str]) -> Iterator[bytes]:
+    for path in paths:
+        with gzip.open(path, "rb") if str(path).endswith(".gz") else open(path, "rb") as handle:
+            yield from handle
+
+
+def _look_again_for_missing(report: VerifyReport, paths: list[str]) -> None:
+    """Read the files once more for the seqs an open stream misses, and keep only those still missing.
+
+    A process still running writes while the files are read one after another: a record may reach a file
+    already read, after a later one of the same stream was found in the next file. Such a record is there on
+    the second reading; a seq missing from both was really lost (or is still on its way, at the very end).
+    """
+    gaps = {
+        stream_id: stream.missing_ranges
+        for stream_id, stream in report.streams.items()
+        if not stream.stopped and stream.missing_ranges
+    }
+    if not gaps:
+        return
+    found: dict[str, set[int]] = {stream_id: set() for stream_id in gaps}
+    starts = {stream_id: [first for first, _ in ranges] for stream_id, ranges in gaps.items()}
+    for raw in _lines_of(paths):
+        try:
+            record = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            continue
+        if not isinstance(record, dict):
+            continue
+        stream_id, seq = record.get("stream_id"), record.get("seq")
+        if not isinstance(stream_id, str) or stream_id not in gaps or not _is_count(seq):
+            continue
+        ranges = gaps[stream_id]
+        index = bisect.bisect_right(starts[stream_id], seq) - 1
+        if index >= 0 and seq <= ranges[index][1]:
+            found[stream_id].add(seq)
+    for stream_id, seqs in found.items():
+        if seqs:
+            stream = report.streams[stream_id]
+            stream.missing_ranges = _without(stream.missing_ranges, seqs)
+            stream.count += len(seqs)
+
+
+def _without(ranges: list[tuple[int, int]], seqs: set[int]) -> list[tuple[int, int]]:
+    """``ranges`` (first and last included) without the numbers in ``seqs``."""
+    out: list[tuple[int, int]] = []
+    for first, last in ranges:
+        start = first
+        for seq in sorted(seq for seq in seqs if first <= seq <= last):
+            if seq > start:
+                out.append((start, seq - 1))
+            start = seq + 1
+        if start <= last:
+            out.append((start, last))
+    return out
 
 
 def _is_count(value: object) -> TypeGuard[int]:

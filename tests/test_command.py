@@ -133,6 +133,32 @@ def test_verify_reads_files_rotated_and_compressed_by_logrotate(tmp_path: Path) 
     )
 
 
+def test_verify_of_a_live_trail_looks_again_for_what_was_written_meanwhile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from activity_audit import verify
+
+    api = write(tmp_path / "api.log", line(STREAM, 1))
+    app = write(tmp_path / "app.log", line(STREAM, 3))  # seq 2 reaches api.log only after it was read
+    first_reading = verify._lines_of
+
+    def lines_of(paths: list[str]) -> Iterator[bytes]:
+        yield from first_reading(paths)
+        if not (tmp_path / "late").exists():
+            (tmp_path / "late").touch()
+            with open(api, "a") as late:
+                late.write(line(STREAM, 2) + "\n")
+
+    monkeypatch.setattr(verify, "_lines_of", lines_of)
+    assert run("verify", api, app) == (
+        f"stream {STREAM}: 3 records, seq 1..3, 0 missing, 0 repeated, 0 declared dropped, "
+        "open (still running, or killed)\n"
+        "unreadable lines: 0\n"
+        f"warning: 1 open stream(s): records after the last one found cannot be checked{OPEN_ADVICE}\n"
+        "OK\n"
+    )
+
+
 def verify_failure(*files: str) -> str:
     out = StringIO()
     with pytest.raises(CommandError) as error:
