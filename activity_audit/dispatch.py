@@ -719,6 +719,9 @@ class Pipeline:
                 source=source,
                 occurrences=occurrences,
                 lost=lost,
+                # Since the stream began: a report lost with the records it tells of (a full disk) is made
+                # good by the next one written.
+                lost_in_stream=self.reporter.totals.get((kind, source), lost),
                 error=error,
                 **details,
             )

@@ -59,6 +59,10 @@ def _check_loss_accounting(finished, log_dir: Path, error_text: str) -> None:
     ]
     assert in_trail and _is_subsequence(in_trail, reports)
     assert all(error_text in r["error"] for r in written.events("SINK_FAILED"))
+    # Each report also counts every loss of the stream so far: the last one written makes good those lost.
+    last = [r for r in written.events("SINK_FAILED") if r["source"] == FILE_SINK][-1]
+    position = max(i for i, report in enumerate(reports) if report == (last["occurrences"], last["lost"]))
+    assert last["lost_in_stream"] == sum(lost for _, lost in reports[: position + 1])
 
 
 def _is_subsequence(part: list, whole: list) -> bool:

@@ -54,8 +54,10 @@ def test_raising_sink(tmp_path: Path) -> None:
         "source": name,
         "occurrences": 1,
         "lost": reports[0][1],
+        "lost_in_stream": reports[0][1],
         "error": f"RuntimeError: broken sink refused {reports[0][1]} records",
     }
+    assert in_trail[1]["lost_in_stream"] == reports[0][1] + reports[1][1]
 
 
 def test_hanging_sink(tmp_path: Path) -> None:
