@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import enum
+import itertools
 import math
 import re
 import uuid
@@ -111,10 +112,12 @@ class Snapshotter:
         try:
             if isinstance(value, Mapping):
                 return self._mapping(value, depth)
-            items = value
             if isinstance(value, (set, frozenset)):
-                items = sorted(value, key=_sort_key)
-            return self._sequence(items, depth)
+                # Sorted so that equal sets give equal records; a set over the cap is first cut to it (which
+                # items stay is then the set's own order), as sorting a million items would take a second.
+                kept = sorted(itertools.islice(value, self.limits.max_items), key=_sort_key)
+                return self._sequence(kept, depth, len(value))
+            return self._sequence(value, depth, len(value))
         finally:
             self._active.discard(marker)
 
@@ -141,12 +144,13 @@ class Snapshotter:
             out[name] = self.copy(item, depth + 1)
         return out
 
-    def _sequence(self, value: Any, depth: int) -> list[Any]:
+    def _sequence(self, value: Any, depth: int, size: int) -> list[Any]:
+        """The first ``max_items`` items of ``value`` (whose full length is ``size``), copied."""
         limit = self.limits.max_items
-        out = [self.copy(item, depth + 1) for index, item in enumerate(value) if index < limit]
-        if len(value) > limit:
+        out = [self.copy(item, depth + 1) for item in itertools.islice(value, limit)]
+        if size > limit:
             self.truncated = True
-            out.append(f"…[truncated: {len(value)} items]")
+            out.append(f"…[truncated: {size} items]")
         return out
 
     def _scalar(self, value: Any, depth: int) -> Any:
@@ -183,8 +187,8 @@ class Snapshotter:
         if len(value) <= limit:
             return value.decode("utf-8", errors="backslashreplace")
         self.truncated = True
-        text = value[: clean_cut(value, limit)].decode("utf-8", errors="backslashreplace")
-        return f"{text}…[truncated: {len(value)} bytes]"
+        head = _without_split_character(value[: clean_cut(value, limit)])
+        return f"{head.decode('utf-8', errors='backslashreplace')}…[truncated: {len(value)} bytes]"
 
 
 _DIGITS = "0123456789"
@@ -195,18 +199,64 @@ _DOUBLE_SEPARATORS = ("  ", " -", "- ", "--")
 
 
 def clean_cut(value: str | bytes, limit: int) -> int:
-    """Where to cut ``value`` to keep at most ``limit`` characters (bytes) without splitting a run of digits.
+    """Where to cut ``value`` to keep at most ``limit`` characters (bytes) without keeping part of a secret.
 
-    A run is ASCII digits with at most one space or dash between two of them: the shape of a payment card
-    number. The redactor masks a card number only when it sees all of it (Luhn check), so a cut inside one
-    would keep most of its digits readable. When the cut at ``limit`` falls inside a run, the cut moves back
-    to the start of that run; otherwise it stays at ``limit``. ``value`` as bytes is read as ASCII.
+    Values are cut before the redactor sees them, and it recognises a secret only whole: a card number by
+    all its digits (Luhn check), a URL password by the ``@`` after it, a token by where it ends. So a cut
+    never splits
 
-    Cheap: only the two characters either side of the cut are looked at, and when they are part of one run,
-    the run itself (``rstrip`` in C).
+    - a run of ASCII digits with at most one space or dash between two of them (a payment card number): the
+      cut moves back to the start of the run;
+    - a word, that is a stretch without whitespace, quotes, brackets or ``, ; : = & | < >``: the cut moves
+      back to just after the last of those, so ``postgres://app:Secr…`` keeps ``postgres://app:`` and
+      ``Bearer abc…`` keeps ``Bearer ``. It moves back :data:`WORD_LOOKBACK` characters at most: of a longer
+      word (a base64 blob) the head is kept, and the last ``WORD_LOOKBACK`` characters before the cut are
+      dropped, so a secret that long loses its end at least.
+
+    ``value`` as bytes is read as ASCII. Cheap: only the characters either side of the cut are looked at,
+    then a backward search in C when they are part of one run or word.
     """
     if len(value) <= limit:
         return len(value)
+    cut = _outside_digit_run(value, limit)
+    return _outside_word(value, cut)
+
+
+def _without_split_character(head: bytes) -> bytes:
+    """``head`` without the start of a UTF-8 character that a cut split (it would be written as escapes)."""
+    for back in range(1, min(4, len(head)) + 1):
+        byte = head[-back]
+        if byte < 0x80:
+            return head  # ASCII: nothing split
+        if byte >= 0xC0:  # the lead byte of a character of 2, 3 or 4 bytes
+            needed = 2 if byte < 0xE0 else 3 if byte < 0xF0 else 4
+            return head[:-back] if needed > back else head
+    return head
+
+
+# What ends a word for clean_cut, and how far back it looks for one (see there).
+_WORD_ENDS = " \t\n\r\f\v\"'`{}[](),;:=&|<>"
+_WORD_END_BYTES = _WORD_ENDS.encode()
+WORD_LOOKBACK = 512
+
+
+def _outside_word(value: str | bytes, cut: int) -> int:
+    if cut <= 0 or cut >= len(value):
+        return cut
+    floor = max(cut - WORD_LOOKBACK, 0)
+    if isinstance(value, str):
+        if value[cut - 1] in _WORD_ENDS or value[cut] in _WORD_ENDS:
+            return cut
+        end = max(value.rfind(end, floor, cut) for end in _WORD_ENDS)
+    else:
+        if value[cut - 1] in _WORD_END_BYTES or value[cut] in _WORD_END_BYTES:
+            return cut
+        end = max(value.rfind(bytes((end,)), floor, cut) for end in _WORD_END_BYTES)
+    return end + 1 if end >= 0 else floor
+
+
+def _outside_digit_run(value: str | bytes, limit: int) -> int:
+    """The cut at ``limit``, moved back to the start of a digit run it would split (see :func:`clean_cut`)."""
     start = max(limit - 2, 0)
     window = value[start : limit + 2]
     around = window if isinstance(window, str) else window.decode("latin-1")

@@ -116,7 +116,7 @@ def binary(request):
 
 
 def big_text(request):
-    return HttpResponse("x" * 200_000, content_type="text/plain")
+    return HttpResponse("x " * 100_000, content_type="text/plain")
 
 
 def chunked_text(request):

@@ -55,27 +55,29 @@ def test_shapes(content_type, body, expected):
 
 
 def test_over_the_cap_keeps_the_start_and_the_original_size():
-    body = b'{"k": "' + b"v" * 1000 + b'"}'
+    body = b'{"k": "' + b"v " * 500 + b'"}'
     assert summarize_body("application/json", body, max_bytes=10) == {
         "truncated": True,
         "size": len(body),
-        "text": '{"k": "vvv',
+        "text": '{"k": "v v',
     }
 
 
 def test_a_character_cut_by_the_cap_is_dropped_not_escaped():
-    assert summarize_body("text/plain", "ab€".encode(), max_bytes=4) == {
+    # A cut stays inside a character only in a word longer than WORD_LOOKBACK (512), where it falls at
+    # 598 - 512 = 86 bytes: after 28 "€" (3 bytes each) and 2 bytes of the 29th.
+    assert summarize_body("text/plain", "€".encode() * 200, max_bytes=598) == {
         "truncated": True,
-        "size": 5,
-        "text": "ab",
+        "size": 600,
+        "text": "€" * 28,
     }
 
 
 def test_a_reader_is_read_only_up_to_the_cap_and_put_back():
-    reader = io.BytesIO(b"x" * 10_000)
+    reader = io.BytesIO(b"x " * 5_000)
     reader.seek(10)
     summary = summarize_body("text/plain", reader, max_bytes=100, size=9990)
-    assert summary == {"truncated": True, "size": 9990, "text": "x" * 100}
+    assert summary == {"truncated": True, "size": 9990, "text": "x " * 50}
     assert reader.tell() == 10
 
 

@@ -11,6 +11,7 @@ import datetime as dt
 import decimal
 import enum
 import json
+import logging
 import uuid
 from pathlib import Path, PurePosixPath
 from typing import Any, NamedTuple
@@ -25,7 +26,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import activity_audit
-from activity_audit.encoding import Limits, Snapshotter, dumps_line, one_line, snapshot
+from activity_audit.bodies import summarize_body
+from activity_audit.encoding import (
+    WORD_LOOKBACK,
+    Limits,
+    Snapshotter,
+    clean_cut,
+    dumps_line,
+    one_line,
+    snapshot,
+)
+from activity_audit.logconfig import JSONFormatter, PipelineHandler
 from activity_audit.records import CHANNEL_AUDIT, new_record
 from tests.testapp.models import Author
 
@@ -210,8 +221,9 @@ CASES: dict[str, Case] = {
     "list_cycle": same(_cycle_list(), [1, "[circular reference]"]),
     "dict_cycle": same(_cycle_dict(), {"a": 1, "self": "[circular reference]"}),
     "shared_not_a_cycle": same([SHARED, SHARED], [[1], [1]]),
-    "long_string": Case("x" * 10_000, "x" * 8192 + "…[truncated: 10000 chars]", "x" * 10_000, truncated=True),
-    "long_bytes": same(b"y" * 9000, "y" * 8192 + "…[truncated: 9000 bytes]", truncated=True)._replace(
+    # words of one letter: the cut at MAX_FIELD_CHARS (8192) falls at a word end and stays there
+    "long_string": Case("x " * 5000, "x " * 4096 + "…[truncated: 10000 chars]", "x " * 5000, truncated=True),
+    "long_bytes": same(b"y " * 4500, "y " * 4096 + "…[truncated: 9000 bytes]", truncated=True)._replace(
         raw_truncated=True
     ),
     "many_items": Case(
@@ -284,13 +296,13 @@ def test_a_raw_cycle_through_the_pipeline_is_written_not_lost(audit_records: Any
 
 
 def test_a_record_over_max_bytes_is_cut_with_a_marker_not_dropped(log_dir: Path) -> None:
-    record = new_record("AUDIT", "tests.encoding", "huge", value="y" * 3_000_000)
+    record = new_record("AUDIT", "tests.encoding", "huge", value="y " * 1_500_000)
     assert written_line(log_dir, record) == {
         "timestamp": record["timestamp"].isoformat(),
         "level": "AUDIT",
         "name": "tests.encoding",
         "message": "huge",
-        "value": "y" * 2048 + "…[truncated: 3000000 chars]",
+        "value": "y " * 1024 + "…[truncated: 3000000 chars]",
         "event_id": record["event_id"],
         "stream_id": record["stream_id"],
         "seq": record["seq"],
@@ -325,8 +337,8 @@ def test_nesting_deeper_than_the_encoder_allows_is_cut_and_marked() -> None:
 
 def test_tighter_limits_cut_earlier() -> None:
     copier = Snapshotter(Limits(max_chars=3, max_items=2, max_depth=2))
-    assert copier.copy({"s": "abcdef", "l": [1, 2, 3], "d": {"x": {"y": 1}}}) == {
-        "s": "abc…[truncated: 6 chars]",
+    assert copier.copy({"s": "abc def", "l": [1, 2, 3], "d": {"x": {"y": 1}}}) == {
+        "s": "abc…[truncated: 7 chars]",
         "l": [1, 2, "…[truncated: 3 items]"],
         "…truncated": "1 more keys",
     }
@@ -352,6 +364,146 @@ def test_one_line_accepts_escapes_unicode_breakers_and_refuses_ascii_breaks() ->
     assert one_line('{"a":"x\u2028y\u2029z\x85"}'.encode()) == b'{"a":"x\\u2028y\\u2029z\\u0085"}'
     for raw in (b"\n", b"\r", b"\x0b", b"\x0c", b"\x1c", b"\x1d", b"\x1e"):
         assert one_line(b'{"a":"' + raw + b'"}') is None
+
+
+# --- a cut never splits a word ------------------------------------------------------------------------------
+# Values are cut before the redactor sees them, and it knows a secret only whole: a cut moves back to just
+# after the last whitespace, quote, bracket or , ; : = & | < > before it, WORD_LOOKBACK (512) characters at
+# most; with none in that window it falls at cut - 512.
+
+WORD_ENDS = list(" \t\n\r\f\v\"'`{}[](),;:=&|<>")  # written out, not imported from the code
+NOT_WORD_ENDS = ["-", "_", ".", "/", "@", "+", "%", "#", "!", "?", "*", "~", "\\", "$"]
+LONG_WORD = "k" * 1000
+
+
+@pytest.mark.parametrize(
+    ("text", "limit", "cut"),
+    [
+        ("connect postgres://app:SuperSecret@db", 28, 23),  # "connect postgres://app:"
+        ("connect postgres://app:SuperSecret@db", 24, 23),  # one character of the password: still dropped
+        ("connect postgres://app:SuperSecret@db", 35, 23),  # "@" ends no word: "...Secret@d" goes whole
+        ("Authorization: Bearer abcdef", 25, 22),  # "Authorization: Bearer "
+        ('{"password": "hunter2"}', 17, 14),  # '{"password": "'
+        ("password=hunter2&next=/", 12, 9),  # "password="
+        # at a word end the cut stays where it is
+        ("connect postgres://app:SuperSecret@db", 23, 23),  # just after ":"
+        ("connect postgres://app:SuperSecret@db", 7, 7),  # just before " "
+        ("Authorization: Bearer abcdef", 21, 21),  # "Authorization: Bearer", before " "
+        ('{"password": "hunter2"}', 21, 21),  # just before the closing quote
+        # the word ends nearest the cut wins
+        ("a b c d-e-f-g", 11, 6),  # back to "a b c "
+        ("url(https://x.example/a.png)", 20, 10),  # "url(https:"
+        # a word longer than WORD_LOOKBACK: the cut moves back 512 characters, no further
+        ("id " + LONG_WORD, 900, 388),
+        ("id " + LONG_WORD, 514, 3),  # the space 512 characters back is still found: "id "
+        ("id " + LONG_WORD, 516, 4),  # 514 back it is not: cut - 512, "id k"
+        (LONG_WORD, 300, 0),  # cut - 512 is below the start
+        ("k" * 300 + " " + "k" * 700, 800, 301),  # a word end 500 characters back is found
+        # with a digit run: first back to the start of the run, then to the start of its word
+        ("pan=4111111111111111", 12, 4),
+        ("ref x4111111111111111 y", 12, 4),
+        ("ref 4111 1111 1111 1111", 12, 4),
+        # short enough already; a limit of 0
+        ("Bearer abcdef", 13, 13),
+        ("Bearer abcdef", 0, 0),
+    ],
+)
+def test_a_cut_moves_back_to_the_end_of_the_word_it_would_split(text: str, limit: int, cut: int) -> None:
+    assert WORD_LOOKBACK == 512
+    assert clean_cut(text, limit) == cut
+    assert clean_cut(text.encode(), limit) == cut
+
+
+@pytest.mark.parametrize("end", WORD_ENDS)
+def test_each_word_end_ends_a_word(end: str) -> None:
+    text = f"ab{end}cdefgh"
+    assert clean_cut(text, 5) == 3
+    assert clean_cut(text.encode(), 5) == 3
+    assert clean_cut(text, 3) == 3  # just after it
+    assert clean_cut(text, 2) == 2  # just before it
+
+
+@pytest.mark.parametrize("inside", NOT_WORD_ENDS)
+def test_other_punctuation_is_part_of_the_word(inside: str) -> None:
+    text = f"ab{inside}cdefgh"
+    assert clean_cut(text, 5) == 0
+    assert clean_cut(text.encode(), 5) == 0
+
+
+@pytest.mark.parametrize(
+    ("data", "limit", "cut"),
+    [
+        ("clé: sécrét".encode(), 9, 6),  # "clé: " is 6 bytes; "sé" (3 bytes) is dropped
+        ("clé: sécrét".encode(), 6, 6),
+        ("é".encode() * 600, 1000, 488),  # non-ASCII bytes are never a word end
+        (b"Authorization: Bearer abcdef", 25, 22),
+        (b'{"password": "hunter2"}', 17, 14),
+    ],
+)
+def test_bytes_are_cut_at_a_word_end_too(data: bytes, limit: int, cut: int) -> None:
+    assert clean_cut(data, limit) == cut
+
+
+@pytest.mark.parametrize(
+    ("value", "limit", "expected"),
+    [
+        ("connect postgres://app:SuperSecret@db", 28, "connect postgres://app:…[truncated: 37 chars]"),
+        ("Authorization: Bearer abcdef", 25, "Authorization: Bearer …[truncated: 28 chars]"),
+        ('{"password": "hunter2"}', 17, '{"password": "…[truncated: 23 chars]'),
+        (b"connect postgres://app:SuperSecret@db", 28, "connect postgres://app:…[truncated: 37 bytes]"),
+        (b"Authorization: Bearer abcdef", 25, "Authorization: Bearer …[truncated: 28 bytes]"),
+        ("id " + LONG_WORD, 900, "id " + "k" * 385 + "…[truncated: 1003 chars]"),
+    ],
+)
+def test_a_value_over_max_chars_keeps_no_part_of_a_split_word(value: Any, limit: int, expected: str) -> None:
+    copier = Snapshotter(Limits(max_chars=limit))
+    assert copier.copy(value) == expected
+    assert copier.truncated is True
+
+
+@pytest.mark.parametrize(
+    ("body", "max_bytes", "text"),
+    [
+        (b'{"user": "ada", "password": "hunter2secret"}', 35, '{"user": "ada", "password": "'),
+        (b"user=ada&password=hunter2secret&next=%2F", 25, "user=ada&password="),
+        (b"GET /db?dsn=postgres://app:SuperSecret@db HTTP/1.1", 33, "GET /db?dsn=postgres://app:"),
+        (b"token " + b"A" * 1000, 700, "token " + "A" * 182),  # a word over 512 bytes: 700 - 512 = 188
+    ],
+)
+def test_a_body_over_max_body_bytes_keeps_no_part_of_a_split_word(
+    body: bytes, max_bytes: int, text: str
+) -> None:
+    assert summarize_body("text/plain", body, max_bytes=max_bytes) == {
+        "truncated": True,
+        "size": len(body),
+        "text": text,
+    }
+
+
+def test_a_log_message_cut_inside_a_url_password_writes_no_part_of_it(log_dir: Path) -> None:
+    logger = logging.getLogger("tests.encoding.word_cut")
+    handler = PipelineHandler()
+    handler.setFormatter(JSONFormatter())
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    # 8170 characters, then the URL: its password starts at 8185 and MAX_FIELD_CHARS (8192) falls after
+    # "SuperSe"
+    message = "x " * 4085 + "postgres://app:SuperSecretPw123456@db/app"
+    try:
+        logger.info(message)
+    finally:
+        logger.removeHandler(handler)
+    assert activity_audit.flush(10)
+    [written] = [
+        line.decode()
+        for line in (log_dir / "app.log").read_bytes().split(b"\n")
+        if b'"tests.encoding.word_cut"' in line
+    ]
+    expected = "x " * 4085 + "postgres://app:…[truncated: 8211 chars]"
+    assert strict_loads(written.encode())["message"] == expected
+    # what a cut can keep of the password is its start: not even "Su" is written
+    assert [n for n in range(2, 14) if "SuperSecretPw"[:n] in written] == []
 
 
 # --- property tests --------------------------------------------------------------------------------------
@@ -412,3 +564,8 @@ def test_the_byte_cap_counts_the_escapes_of_line_separators() -> None:
     line = dumps_line(record, cap)
     assert len(line) <= cap
     assert orjson.loads(line)["truncated"] is True and "\u2028".encode() not in line
+
+
+def test_bytes_cut_inside_a_character_drop_it_rather_than_escape_it() -> None:
+    # 300 "é" (600 bytes) are one word: the cut falls 512 bytes back from 599, at 87, inside the 44th "é"
+    assert Snapshotter(Limits(max_chars=599)).copy("é".encode() * 300) == "é" * 43 + "…[truncated: 600 bytes]"

@@ -182,7 +182,7 @@ def test_a_small_text_body_is_kept_and_the_streaming_view_still_reads_it(http, a
 
 
 def test_a_large_body_the_view_read_is_truncated_with_its_size(http, audit_records):
-    payload = json.dumps({"items": ["x" * 100] * 1000})  # about 104 kB
+    payload = json.dumps({"note": "x " * 60_000})  # 120 kB; both cuts below fall at a word end
     http.post("/echo/", data=payload, content_type="application/json")
     body = only_record(audit_records)["request_repr"]["body"]
     # the first MAX_BODY_BYTES are kept, and then cut to MAX_FIELD_CHARS like every string of a record
@@ -217,7 +217,7 @@ def test_response_bodies_binary_large_and_in_chunks(http, audit_records):
     bodies = [r["response_repr"]["body"] for r in audit_records.of("audit.request")]
     assert bodies == [
         {"type": "image/png", "size": 8 + 1024},
-        {"truncated": True, "size": 200_000, "text": "x" * 8192 + "…[truncated: 65536 chars]"},
+        {"truncated": True, "size": 200_000, "text": "x " * 4096 + "…[truncated: 65536 chars]"},
         {"a": "y" * 100},
     ]
 
@@ -313,10 +313,10 @@ def test_headers_and_query_are_recorded_as_they_were_when_the_view_answered(http
 
 
 def test_an_oversized_header_is_cut_and_marks_the_record_truncated(http, audit_records):
-    http.get("/whoami/", HTTP_X_HUGE="h" * 20_000, HTTP_USER_AGENT="u" * 9000)
+    http.get("/whoami/", HTTP_X_HUGE="h " * 10_000, HTTP_USER_AGENT="u;" * 4500)
     record = only_record(audit_records)
-    assert record["request_repr"]["headers"]["X-Huge"] == "h" * 8192 + "…[truncated: 20000 chars]"
-    assert record["user_agent"] == "u" * 8192 + "…[truncated: 9000 chars]"
+    assert record["request_repr"]["headers"]["X-Huge"] == "h " * 4096 + "…[truncated: 20000 chars]"
+    assert record["user_agent"] == "u;" * 4096 + "…[truncated: 9000 chars]"
     assert record["truncated"] is True
 
 

@@ -42,9 +42,9 @@ def only_record(audit_records) -> dict:
         ("ab 4111 x", 7, 7),  # the run ends before the cut ("4111" then " x")
         ("ab 4111  1111", 8, 8),  # a double space ends a run
         ("ab 4111  1111", 9, 9),
-        ("12 -4111 1111", 10, 4),  # " -" ends the run "12"
+        ("12 -4111 1111", 10, 3),  # " -" ends the run "12"; the word "-4111" goes too (a dash ends no word)
         ("4111111111111111", 8, 0),
-        ("x.4111111111111111", 8, 2),
+        ("x.4111111111111111", 8, 0),  # "x." starts the word the run is part of: nothing before it ends one
         ("1111-2222-3333-4444-4111-1111-1111-1111", 30, 0),  # a run longer than a card: all of it goes
         ("short", 10, 5),
         ("abc", 0, 0),
@@ -74,12 +74,12 @@ def test_a_text_body_over_max_field_chars_cut_inside_a_card_number(http, audit_r
 def test_a_body_over_max_body_bytes_cut_inside_a_card_number(http, audit_records, settings):
     settings.ACTIVITY_AUDIT = {**settings.ACTIVITY_AUDIT, "MAX_BODY_BYTES": 1000}
     card = "5555555555554444"
-    body = '{"note": "' + "x" * 978 + card + '"}'  # the cut at 1000 bytes falls after 12 digits
+    body = '{"note": "' + "x " * 489 + card + '"}'  # the cut at 1000 bytes falls after 12 digits
     http.post("/echo/", data=body, content_type="application/json")  # the view reads request.body
     assert only_record(audit_records)["request_repr"]["body"] == {
         "truncated": True,
         "size": len(body),
-        "text": '{"note": "' + "x" * 978,
+        "text": '{"note": "' + "x " * 489,
     }
 
 
@@ -213,10 +213,12 @@ def test_a_complete_body_ending_in_an_invalid_byte_keeps_it(http, audit_records,
 
 
 def test_a_body_cut_inside_a_character_drops_only_that_character():
-    assert summarize_body("text/plain", "é".encode() * 3, max_bytes=5) == {
+    # A cut moves back to a word end, which is never inside a character; it stays inside one only in a word
+    # longer than WORD_LOOKBACK (512): cut at 599 - 512 = 87 bytes, inside the 44th "é" (bytes 86 and 87).
+    assert summarize_body("text/plain", "é".encode() * 300, max_bytes=599) == {
         "truncated": True,
-        "size": 6,
-        "text": "éé",
+        "size": 600,
+        "text": "é" * 43,
     }
 
 

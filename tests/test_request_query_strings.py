@@ -98,16 +98,21 @@ def test_a_repeated_key_keeps_at_most_max_items_values(client, audit_records):
 
 
 def test_a_query_key_over_max_field_chars_is_cut_like_a_value(client, audit_records):
-    client.get(f"/ok/?{'k' * 50_000}=1&a=2")
+    client.get(f"/ok/?{'k+' * 25_000}=1&a=2")  # the key reads "k k k ... k "
     record = only_record(audit_records)
-    assert record["request_repr"]["query_params"] == {"k" * 8192 + "…[truncated: 50000 chars]": "1", "a": "2"}
+    assert record["request_repr"]["query_params"] == {
+        "k " * 4096 + "…[truncated: 50000 chars]": "1",
+        "a": "2",
+    }
     assert record["truncated"] is True
 
 
 def test_a_header_name_over_max_field_chars_is_cut_like_a_value(client, audit_records):
     client.get("/ok/", **{"HTTP_" + "X" * 20_000: "1"})
     record = only_record(audit_records)
-    cut = "X" + "x" * 8191 + "…[truncated: 20000 chars]"  # Django's header name: "Xxxx..."
+    # Django's header name: "Xxxx...", one word (a header name holds no word end), so the cut that never
+    # splits a word gives up after WORD_LOOKBACK characters: at MAX_FIELD_CHARS - 512 = 7680.
+    cut = "X" + "x" * 7679 + "…[truncated: 20000 chars]"
     assert {name: value for name, value in record["request_repr"]["headers"].items() if len(name) > 100} == {
         cut: "1"
     }
@@ -116,8 +121,8 @@ def test_a_header_name_over_max_field_chars_is_cut_like_a_value(client, audit_re
 
 def test_keys_cut_to_the_same_text_are_kept_apart():
     copier = Snapshotter(Limits(max_chars=4))
-    cut = "abcd…[truncated: 6 chars]"
-    source = {"abcdef": 1, "abcdXY": 2, "ab": 3, 5: "v", "5": "w"}
+    cut = "abcd…[truncated: 7 chars]"  # both cut at a word end, after "abcd"
+    source = {"abcd ef": 1, "abcd XY": 2, "ab": 3, 5: "v", "5": "w"}
     assert copier.copy(source) == {cut: 1, f"{cut} (2)": 2, "ab": 3, "5": "v", "5 (2)": "w"}
     assert copier.truncated is True
 
