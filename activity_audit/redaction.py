@@ -3,17 +3,28 @@
 :class:`Redactor` walks a record (plain JSON values) in place. It keeps every key and replaces values:
 
 - the value of a **sensitive key**, at any depth, whatever its type (``None``, booleans and empty strings are
-  left alone: they hide nothing). Keys are compared case-insensitively with ``-``, ``_``, spaces and a
-  trailing number ignored, so ``X-Api-Key``, ``api_key``, ``apiKey`` and ``API-KEY`` are one key, and
-  ``password2`` is ``password``. A key is sensitive when it is in :data:`SENSITIVE_KEYS` (or
-  ``REDACT_KEYS``) or ends with one of :data:`SENSITIVE_SUFFIXES` (``new_password``, ``github_token``).
-  Percent escapes are decoded first (``pass%77ord``), and a nested-form key (``user[password]``,
-  ``items[0][api_key]``) is sensitive when one of its bracketed parts is, or the whole without brackets.
-- inside any string: JSON Web Tokens, PEM private keys, ``Bearer``/``Basic`` credentials, the password of
-  ``scheme://user:password@host``, payment card numbers, whatever ``REDACT_PATTERNS`` match, and the value
-  next to a sensitive key in ``key=value`` pairs (query strings and fragments, form text, signed URLs),
-  ``"key": value`` pairs (JSON text, e.g. a truncated body; a list or object value is masked whole),
-  database errors (``Key (api_token)=(...)``) and XML (``<password>...</password>``, ``password="..."``).
+  left alone: they hide nothing). Keys are compared case-insensitively with ``-``, ``_``, ``.``, spaces and a
+  trailing number ignored, so ``X-Api-Key``, ``api_key``, ``apiKey``, ``api.key`` and ``API-KEY`` are one key,
+  and ``password2`` is ``password``. A key is sensitive when it is in :data:`SENSITIVE_KEYS` (or
+  ``REDACT_KEYS``) or ends with one of :data:`SENSITIVE_SUFFIXES` (``new_password``, ``github_token``), also
+  once a last word of :data:`_QUALIFIER_WORDS` is dropped (``password_confirmation``, ``password_hash``), or
+  when its last words are ``pass``, ``pwd``, ``auth``, ``access key`` or ``auth key`` (``db_pass``,
+  ``MYSQL_PWD``, ``basic_auth``; not ``bypass``, ``author``). Percent escapes are decoded first
+  (``pass%77ord``), and a nested-form key (``user[password]``, ``items[0][api_key]``) is sensitive when one
+  of its bracketed parts is, or the whole without brackets.
+- the value of a named value whose name is a sensitive key: ``{"name": "DB_PASSWORD", "value": ...}``
+  (also ``key``/``value``, ``Name``/``Value``, ``Key``/``Value``) and, in a list of pairs,
+  ``["Authorization", ...]``.
+- inside any string: JSON Web Tokens, PEM private keys, GitHub, Stripe and Slack tokens (their prefix kept),
+  ``Bearer``/``Basic``/``Digest`` credentials (every Digest parameter), the password of
+  ``scheme://user:password@host`` (one with a raw quote, backslash or ``<`` too), a token-like user name of
+  ``scheme://user@host``, payment card numbers, whatever ``REDACT_PATTERNS`` match, the value of a sensitive
+  header line (``Authorization: Token x``, ``X-Api-Key: x``), and the value next to a sensitive key in
+  ``key=value`` pairs (query strings and fragments, form text, signed URLs), ``"key": value`` pairs (JSON
+  text, e.g. a truncated body, also JSON held in a JSON string, its quotes escaped; a list or object value is
+  masked whole), database errors (``Key (api_token)=(...)``) and XML (``<password>...</password>``,
+  ``password="..."``). A string holding percent escapes is also searched decoded, and what is found there is
+  masked in the encoded text.
 - secret-shaped text in a dict **key** (``{"<JWT>": ""}`` from a bare query string): the key is replaced by
   its masked text; keys that become equal are kept apart with a suffix (``[REDACTED] (2)``).
 - integers that are payment card numbers (values and keys).
@@ -30,13 +41,13 @@ Each masked place is reported as a path (``request_repr.headers.Authorization``,
 reader knows what was hidden.
 
 Speed: the walk runs on every record, so a string is handed to a regular expression only when a test done in
-C says that pattern could match it: a character or word every match must contain (``=``, ``@``, ``<``,
-``)=(``, ``eyJ``, ``PRIVATE KEY``, ``bearer``/``basic``/``digest`` in any case) and the minimum length of a
-match; for card numbers, a run of 13 digits with nothing but spaces or dashes between them; for XML, a
-sensitive name among the distinct tag and attribute names of the text (so an HTML page costs no Python call
-per tag). ``REDACT_PATTERNS`` have no such test: with any configured, every string of five characters or more
-is searched. Dict keys pass the same tests as values, once per distinct key: a key found harmless is
-remembered.
+C says that pattern could match it: a character or word every match must contain (``=``, ``@``, ``<``, ``%``,
+``)=(``, ``eyJ``, ``PRIVATE KEY``, ``bearer``/``basic``/``digest`` in any case, a vendor prefix) and the
+minimum length of a match; for card numbers, a run of 13 digits with nothing but spaces or dashes between
+them; for XML and header lines, a sensitive name among the distinct tag and attribute names, or names before a
+colon, of the text (so an HTML page costs no Python call per tag). ``REDACT_PATTERNS`` have no such test:
+with any configured, every string of five characters or more is searched. Dict keys pass the same tests as
+values, once per distinct key: a key found harmless is remembered.
 """
 
 from __future__ import annotations
@@ -120,6 +131,21 @@ SENSITIVE_SUFFIXES = (
     "cardnumber",
     "authorization",
 )
+# A key is also sensitive when a word of it names what the value is derived from or compared with
+# (password_confirmation, passwordConfirm, password_digest, apiKeyValue, code_verifier): these words are
+# dropped from its end before it is judged again.
+_QUALIFIER_WORDS = frozenset(
+    {"confirmation", "confirm", "repeat", "again", "verify", "verification", "verifier"}
+    | {"hash", "hashed", "digest", "value", "plain", "plaintext", "raw", "encrypted"}
+)
+# Endings judged by whole words, because as plain text endings they would catch ordinary words: "db_pass"
+# and "dbPass" but not "bypass" or "compass", "basic_auth" but not "oauth", "access_key" but not the HTML
+# attribute "accesskey", "MYSQL_PWD" but not "OLDPWD" (a directory).
+_SECRET_WORD_ENDINGS = frozenset({("pass",), ("pwd",), ("auth",), ("access", "key"), ("auth", "key")})
+_WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+")
+# Header names whose value is a credential even without a "-" in the name (see _HEADER_LINE_START).
+_SINGLE_WORD_HEADERS = frozenset({"authorization", "proxyauthorization", "cookie", "setcookie"})
+_AUTHORIZATION_HEADERS = frozenset({"authorization", "proxyauthorization"})
 
 _JWT = re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*")
 _PEM_PRIVATE_KEY = re.compile(
@@ -131,21 +157,79 @@ _AUTH_SCHEME = re.compile(
     r"\b(Bearer|Basic|Digest)(\s+)(?:(?=[A-Za-z]*[0-9._~+/=-])[A-Za-z0-9._~+/=-]{8,}|[A-Za-z]{20,})",
     re.IGNORECASE,
 )
+# A JSON string whose quotes are escaped, inside JSON text (``\"a\\\"b\"`` is the string ``a"b``): plain
+# characters, escapes of the outer text (``\n``), and escapes of the inner string (``\\`` and what follows).
+# Each alternative starts differently, so it is read once; without its closing ``\"`` it runs to the end.
+_ESCAPED_STRING = r"""\\"(?:[^"\\]|\\[^"\\]|\\\\(?:\\.|[^"\\]))*(?:\\")?"""
+# Digest credentials (RFC 7616) are a list of auth-params, "response" among them: the whole list is masked,
+# its parameters separated by commas or, as some logs print them, spaces. The first name must be a Digest
+# parameter, so that "digest count=5" in prose stays.
+_AUTH_PARAM_VALUE = rf"""(?:"(?:[^"\\]|\\.)*"?|{_ESCAPED_STRING}|[^\s,"\\]*)"""
+_DIGEST_PARAMS = re.compile(
+    r"\b(Digest)(\s+)(?=(?:username\*?|realm|nonce|uri|response|algorithm|cnonce|opaque|qop|nc|userhash)=)"
+    rf"[\w*-]+={_AUTH_PARAM_VALUE}(?:(?:\s*,\s*|\s+)[\w*-]+={_AUTH_PARAM_VALUE})*",
+    re.IGNORECASE,
+)
+# Vendor tokens, recognisable anywhere by their prefix, which stays visible: GitHub, Stripe secret and
+# restricted keys, Slack.
+_VENDOR_TOKEN = re.compile(
+    r"(?<![A-Za-z0-9])(?:(gh[pousr]_)[A-Za-z0-9]{36,}|(github_pat_)[A-Za-z0-9_]{22,}"
+    r"|([sr]k_(?:live|test)_)[A-Za-z0-9]{16,}|(xox[abprs]-)[0-9]+-[A-Za-z0-9-]{8,})"
+)
+_GITHUB_TOKEN_PREFIX = re.compile(r"gh[pousr]_")  # a literal start, which the regex engine searches for fast
+# Django's stored password hashes ("pbkdf2_sha256$<iterations>$<salt>$<hash>" ...), which the SQL debug log of
+# django.db.backends shows in its statements and parameters; the algorithm stays visible.
+_PASSWORD_HASH = re.compile(
+    r"(?<![A-Za-z0-9_])((?:pbkdf2_sha256|pbkdf2_sha1|argon2|bcrypt_sha256|bcrypt|scrypt)\$)[^\s'\")\]]+"
+)
+_PASSWORD_HASH_MARKERS = ("pbkdf2_sha", "argon2$", "bcrypt", "scrypt$")
+# What may follow the "@" of a URL's user information: a host, then the end of the URL.
+_URL_HOST_FOLLOWS = r"""(?=[^\s@/?#"'<>\\]*(?:[/?#\s"'<>\\]|$))"""
 # The password runs to the last "@" that a host follows (a raw "@" or "/" may be part of it), unless it starts
-# like a port and a path ("https://host:8080/@ada" has no password).
+# like a port and a path ("https://host:8080/@ada" has no password). Failing that, a password holding a raw
+# quote, backslash or "<" runs to the first "@", without "/" or "@"; see _is_url_password for its quotes.
 _URL_PASSWORD = re.compile(
-    r"""(://[^/\s:@\[\]]*:)(?!\d*/)([^\s"'<>\\]{1,256})(@)(?=[^\s@/?#"'<>\\]*(?:[/?#\s"'<>\\]|$))"""
+    rf"""(://[^/\s:@\[\]]*:)(?!\d*/)([^\s"'<>\\]{{1,256}}|[^\s@/>]{{1,256}})(@){_URL_HOST_FOLLOWS}"""
+)
+# A quote followed by what ends a quoted string in JSON or Python text: '"https://h:8080", "mail": "a@b.c"'
+# holds no password.
+_QUOTE_THAT_ENDS = re.compile(r"""["'](?:[\s,:;}\])>]|$)""")
+# The user name of a scheme URL, with no password or a masked one, when it looks like a token (see
+# _looks_like_token): "https://<token>@github.com/org/repo.git".
+_URL_TOKEN_USER = re.compile(
+    rf"""(://)([A-Za-z0-9_~+=.-]{{16,256}})((?::{re.escape(MASK)})?@){_URL_HOST_FOLLOWS}"""
 )
 # Its lead is a character set (no "^" alternative), which the regex engine searches for fast; a pair at the
-# very start of a text gets a space as its lead (see _mask_key_value_pairs).
-_KEY_EQUALS_VALUE = re.compile(r"""([?&;#\s])([A-Za-z0-9_.%\-\[\]]{1,64})=([^&#;\s"'<>]+)""")
+# very start of a text gets a space as its lead (see _mask_key_value_pairs). The value, up to _VALUE_END, is
+# read only for a sensitive key: a value that is kept is searched again for pairs, and reading it each time
+# would make "?a=?a=?a=..." quadratic.
+_KEY_EQUALS = re.compile(r"""[?&;#\s]([A-Za-z0-9_.%\-\[\]]{1,64})=""")
+_VALUE_END = re.compile(r"""[&#;\s"'<>]""")
 # A quoted key, its colon, and the start of its value: a whole string or number, or the opening bracket of a
 # list or object (masked up to its closing bracket, see _closing_bracket).
 _QUOTED_KEY_VALUE = re.compile(
     r"""(["'])([^"'\\\n]{1,64})\1(\s*:\s*)("(?:[^"\\]|\\.)*"?|'(?:[^'\\]|\\.)*'?|-?\d[\d.eE+-]*|[\[{])"""
 )
+# The same inside a JSON string that holds JSON (``"raw": "{\"password\": \"x\"}"``): the quotes escaped.
+_ESCAPED_KEY_VALUE = re.compile(
+    rf"""(\\")([^"'\\\n]{{1,64}})\\"(\s*:\s*)({_ESCAPED_STRING}|-?\d[\d.eE+-]*|[\[{{])"""
+)
 # What _closing_bracket steps over: quoted strings (maybe cut), brackets, and runs of anything else.
 _BRACKET_TOKENS = re.compile(r""""(?:[^"\\]|\\.)*"?|'(?:[^'\\]|\\.)*'?|[\[{\]}]|[^"'\[\]{}]+""")
+# The same for escaped JSON; a bare quote is the end of the JSON string that holds it.
+_ESCAPED_BRACKET_TOKENS = re.compile(_ESCAPED_STRING + r"""|[\[{\]}]|"|[^"\\\[\]{}]+|\\""")
+# An HTTP header line in text ("Authorization: Token x", "X-Api-Key: x"): the name, its colon, and the value
+# to the end of the line or to a quote or backslash (the end of the string in JSON or Python text). Only a
+# name spelt like a header counts, with a "-" or in _SINGLE_WORD_HEADERS: "code: 200" and "token: expired" in
+# prose stay. The names are first read backwards from their colon, a search done in C (_may_hide_header_line).
+_HEADER_LINE_START = re.compile(r"(?<![\w-])([A-Za-z][A-Za-z0-9-]{0,63})(:[ \t]*)")
+_HEADER_VALUE_END = re.compile(r"""[\r\n"'\\]""")
+# Backwards, a name ends with a letter (its first): the digits before the colons of a time are no name.
+_REVERSED_HEADER_NAME = re.compile(r":([A-Za-z0-9-]{0,63}[A-Za-z])(?![\w-])")
+_AUTHORIZATION_SCHEME = re.compile(r"[A-Za-z][\w.-]*[ \t]+(?=\S)")
+# Runs of percent escapes, decoded together (a UTF-8 character may take several). Written with a literal
+# start, which the regex engine searches for fast.
+_PERCENT_RUN = re.compile(r"%[0-9A-Fa-f]{2}(?:%[0-9A-Fa-f]{2})*")
 # PostgreSQL's "Key (api_token)=(tok_123) already exists.", also composite: "Key (a, b)=(1, 2)". The value may
 # hold one level of parentheses; a cut message has no closing one.
 _DB_KEY_VALUE = re.compile(r"\(([^()\n]{1,256})\)=\(((?:[^()\n]|\([^()\n]*\)?)*)(\)?)")
@@ -170,7 +254,12 @@ _KEY_ROOTS = frozenset(
     {"pass", "pwd", "secret", "token", "key", "authoriz", "cookie", "session", "code", "sig", "credential"}
     | {"card", "cvv", "cvc", "cvn", "otp", "pin", "private", "ccnum", "cc_num", "cc-num", "cc num"}
 )
-_VALUE_MARKERS = frozenset({"eyj", "private key", "bearer", "basic", "digest"})
+_VALUE_MARKERS = frozenset(
+    {"eyj", "private key", "bearer", "basic", "digest", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"}
+    | {"sk_live_", "rk_live_", "sk_test_", "rk_test_", "xox", *_PASSWORD_HASH_MARKERS}
+)
+# The keys "auth", "basic_auth", "auth2" but not "author" (a key with "authKey" has the root "key").
+_AUTH_WORD_BYTES = re.compile(rb"auth(?![a-z])")
 _NOTHING: frozenset[str] = frozenset()
 # Deeper than this, a value is masked whole rather than walked (no secret can hide in what is not written).
 _MAX_WALK_DEPTH = 64
@@ -186,10 +275,15 @@ _ASCII_DIGITS = b"0123456789"
 _DIGITS_AS_ONES = bytes(0x31 if 0x30 <= code <= 0x39 else 0x78 for code in range(256))
 _CARD_SEPARATORS = b" -"
 _SHORTEST_CARD_RUN = b"1" * _MIN_CARD_DIGITS
-_NORMALISE = str.maketrans("", "", "-_ ")
+_NORMALISE = str.maketrans("", "", "-_ .")
 _BRACKETS = re.compile(r"[\[\]]+")
 # Values that hide nothing, whatever their key (as written in JSON text, whitespace removed).
-_EMPTY_VALUES = frozenset({'""', "''", "[]", "{}"})
+_EMPTY_VALUES = frozenset({'""', "''", "[]", "{}", '\\"\\"'})
+# {"name": "DB_PASSWORD", "value": "x"}: the dict of a list of named values (Kubernetes and ECS environments,
+# HAR headers, AWS tags), whose value is masked when its name is a sensitive key.
+_NAMED_VALUE_KEYS = (("name", "value"), ("key", "value"), ("Name", "Value"), ("Key", "Value"))
+# ["Authorization", "Token x"]: a pair in a list of pairs; its name is at most this long.
+_MAX_PAIR_NAME_CHARS = 64
 
 # Where a value sits in a record: None for the record itself, else (where its container sits, its key or
 # index, True when that is a list index).
@@ -212,25 +306,39 @@ class Redactor:
         self._key_cache: dict[str, bool] = {}
         # Keys of records known to be harmless (most keys of most records): one set lookup per value walked.
         self._harmless_keys: set[Any] = set()
+        # Names before a colon, written backwards, and whether they are sensitive header names.
+        self._header_names: dict[str, bool] = {}
         extra_roots = {_longest_word(key) for key in extra_keys}
         self._roots = tuple(
             root.encode() for root in sorted(_KEY_ROOTS | _VALUE_MARKERS | extra_roots) if root
         )
-        self._mask_pair = _pair_masker(self.is_sensitive_key)
 
     # --- keys ----------------------------------------------------------------------------------------------
     def is_sensitive_key(self, key: str) -> bool:
         """True when the value under ``key`` must be masked (see the module docstring)."""
         cached = self._key_cache.get(key)
         if cached is None:
-            cached = any(self._is_sensitive_name(normalise_key(name)) for name in _key_names(key))
+            cached = any(self._is_sensitive_name(name) for name in _key_names(key))
             if len(self._key_cache) >= _KEY_CACHE_LIMIT:
                 self._key_cache.clear()
             self._key_cache[key] = cached
         return cached
 
     def _is_sensitive_name(self, name: str) -> bool:
-        return name in self.keys or name.endswith(SENSITIVE_SUFFIXES)
+        """True when ``name`` (one part of a key, see :func:`_key_names`) is sensitive: once normalised it is
+        a sensitive key or ends with a sensitive suffix, maybe before a last word of :data:`_QUALIFIER_WORDS`,
+        or its words end with one of :data:`_SECRET_WORD_ENDINGS`."""
+        if self._is_sensitive_normal(normalise_key(name)):
+            return True
+        words = [word.lower() for word in _WORD.findall(name)]
+        if len(words) > 1 and words[-1] in _QUALIFIER_WORDS:
+            words.pop()
+            if self._is_sensitive_normal("".join(words)):
+                return True
+        return tuple(words[-1:]) in _SECRET_WORD_ENDINGS or tuple(words[-2:]) in _SECRET_WORD_ENDINGS
+
+    def _is_sensitive_normal(self, normal: str) -> bool:
+        return normal in self.keys or normal.endswith(SENSITIVE_SUFFIXES)
 
     def _judge_walked_key(self, key: Any) -> bool | str:
         """The verdict on a key met in a walk (any type), which is not known to be harmless.
@@ -262,7 +370,7 @@ class Redactor:
         size = len(text)
         return size >= _MIN_SHAPED_SECRET_CHARS or (
             size >= _MIN_SECRET_CHARS
-            and ("=" in text or ":" in text or "<" in text or self._custom is not None)
+            and ("=" in text or ":" in text or "<" in text or "%" in text or self._custom is not None)
         )
 
     # --- whole records -----------------------------------------------------------------------------------
@@ -291,7 +399,9 @@ class Redactor:
             lowered += b"\n" + unquote_to_bytes(lowered).lower()
         if any(root in lowered for root in self._roots):
             return True
-        if b"@" in line and _URL_PASSWORD.search(line.decode("utf-8", "replace")) is not None:
+        if b"auth" in lowered and _AUTH_WORD_BYTES.search(lowered) is not None:
+            return True
+        if b"@" in line and _has_url_secret(line.decode("utf-8", "replace")):
             return True
         if _CARD_CANDIDATE_BYTES.search(line) is not None:
             return True
@@ -340,9 +450,10 @@ class Redactor:
     # container type, the type tests inline, and the location of a value kept as a chain of
     # ``(parent, key, is_index)`` tuples that is turned into a path string only for what gets masked.
     # A string is handed to scrub_text only when some pattern could match it: under 13 characters only
-    # key=value, scheme://user:password@, "key": value and the XML patterns fit, and each needs a "=", a ":"
-    # or a "<" (REDACT_PATTERNS may match anything of 5 characters or more). A key is judged once: after
-    # that it is in the harmless set, or it is sensitive (a cached look-up).
+    # key=value, scheme://user:password@, "key": value, header lines and the XML patterns fit, and each needs
+    # a "=", a ":" or a "<", or a "%" to be decoded into one (REDACT_PATTERNS may match anything of 5
+    # characters or more). A key is judged once: after that it is in the harmless set, or it is sensitive (a
+    # cached look-up).
 
     def _walk_dict(
         self, value: dict[Any, Any], at: _Location, found: list[str], skip: frozenset[str], depth: int
@@ -350,6 +461,8 @@ class Redactor:
         harmless = self._harmless_keys
         scan_all = self._custom is not None
         renamed: dict[Any, str] | None = None
+        if at is not None and ("value" in value or "Value" in value):  # not the record's own "name"
+            self._mask_named_value(value, at, found)
         for key, item in value.items():
             if skip and key in skip:
                 continue
@@ -371,7 +484,8 @@ class Redactor:
             if kind is str:
                 size = len(item)
                 if size >= _MIN_SHAPED_SECRET_CHARS or (
-                    size >= _MIN_SECRET_CHARS and ("=" in item or ":" in item or "<" in item or scan_all)
+                    size >= _MIN_SECRET_CHARS
+                    and ("=" in item or ":" in item or "<" in item or "%" in item or scan_all)
                 ):
                     clean = self.scrub_text(item)
                     if clean is not None:
@@ -394,6 +508,29 @@ class Redactor:
         if renamed:
             _rename_keys(value, renamed)
 
+    def _mask_named_value(self, value: dict[Any, Any], at: _Location, found: list[str]) -> None:
+        """Mask the value of a ``{"name": ..., "value": ...}`` dict (see :data:`_NAMED_VALUE_KEYS`) whose name
+        is a sensitive key, in place."""
+        for name_key, value_key in _NAMED_VALUE_KEYS:
+            name = value.get(name_key)
+            if value_key in value and type(name) is str and self._is_pair_name(name):
+                item = value[value_key]
+                if _hides_something(item):
+                    value[value_key] = masked_value(item)
+                    found.append(_path(at, value_key, False))
+                return
+
+    def _mask_pair_in_list(self, pair: list[Any], at: _Location, found: list[str]) -> None:
+        """Mask the second item of ``pair``, an item of a list, when the first is a sensitive key
+        (``[["Authorization", "Token x"]]``, ``requests``' ``params=[("password", "x")]``), in place."""
+        name, item = pair
+        if type(name) is str and self._is_pair_name(name) and _hides_something(item):
+            pair[1] = masked_value(item)
+            found.append(_path(at, 1, True))
+
+    def _is_pair_name(self, name: str) -> bool:
+        return len(name) <= _MAX_PAIR_NAME_CHARS and self.is_sensitive_key(name)
+
     def _scan_keys_of_masked(self, masked: Any, at: _Location, found: list[str], depth: int) -> None:
         """Walk a dict or list that :func:`masked_value` returned: only keys can still hold secrets."""
         if type(masked) is dict:
@@ -408,7 +545,8 @@ class Redactor:
             if kind is str:
                 size = len(item)
                 if size >= _MIN_SHAPED_SECRET_CHARS or (
-                    size >= _MIN_SECRET_CHARS and ("=" in item or ":" in item or "<" in item or scan_all)
+                    size >= _MIN_SECRET_CHARS
+                    and ("=" in item or ":" in item or "<" in item or "%" in item or scan_all)
                 ):
                     clean = self.scrub_text(item)
                     if clean is not None:
@@ -421,6 +559,8 @@ class Redactor:
                 elif kind is dict:
                     self._walk_dict(item, (at, index, True), found, _NOTHING, depth + 1)
                 else:
+                    if len(item) == 2:
+                        self._mask_pair_in_list(item, (at, index, True), found)
                     self._walk_list(item, (at, index, True), found, depth + 1)
             elif kind is int and item >= _MIN_CARD_INT:
                 masked = mask_card_number(str(item))
@@ -435,19 +575,34 @@ class Redactor:
         Each pattern runs only when its gate (see the module docstring) lets it; most strings of a record
         (names, paths, content types, timestamps, UUIDs) pass a handful of substring tests and no regex.
         """
-        original = text
+        clean = self._scrub(text)
+        if "%" in clean:
+            clean = _scrub_percent_encoded(clean, self._scrub)
+        return None if clean == text else clean
+
+    def _scrub(self, text: str) -> str:
+        """``text`` with every secret-shaped part masked (the work of :meth:`scrub_text` but decoding)."""
         long_enough = len(text) >= _MIN_SHAPED_SECRET_CHARS
         if long_enough:
             if "PRIVATE KEY" in text:
                 text = _PEM_PRIVATE_KEY.sub(MASK, text)
             if "eyJ" in text:
                 text = _JWT.sub(MASK, text)
-            if _may_name_auth_scheme(text):
+            if _may_hold_vendor_token(text):
+                text = _VENDOR_TOKEN.sub(_mask_vendor_token, text)
+            if "$" in text and any(marker in text for marker in _PASSWORD_HASH_MARKERS):
+                text = _PASSWORD_HASH.sub(_mask_vendor_token, text)
+        if (long_enough or "=" in text) and _may_name_auth_scheme(text):  # "Digest nc=x" is 11 characters
+            text = _DIGEST_PARAMS.sub(rf"\1\2{MASK}", text)
+            if long_enough:
                 text = _AUTH_SCHEME.sub(rf"\1\2{MASK}", text)
         if "@" in text and "://" in text:
-            text = _URL_PASSWORD.sub(rf"\1{MASK}\3", text)
+            text = _URL_PASSWORD.sub(_mask_url_password, text)
+            text = _URL_TOKEN_USER.sub(_mask_token_user, text)
+        if ":" in text and self._may_hide_header_line(text):
+            text = self._mask_header_lines(text)
         if "=" in text:
-            text = _mask_key_value_pairs(text, self._mask_pair)
+            text = _mask_key_value_pairs(text, self.is_sensitive_key)
             if ")=(" in text:
                 text = _DB_KEY_VALUE.sub(self._mask_db_pair, text)
             if ('"' in text or "'" in text) and self._may_hide_xml_attribute(text):
@@ -460,7 +615,49 @@ class Redactor:
             text = _CARD_CANDIDATE.sub(_mask_card_match, text)
         if self._custom is not None:
             text = self._custom.sub(MASK, text)
-        return None if text == original else text
+        return text
+
+    def _may_hide_header_line(self, text: str) -> bool:
+        """False when no name before a colon in ``text`` is a sensitive header name (read backwards, in C)."""
+        known = self._header_names
+        for reversed_name in _REVERSED_HEADER_NAME.findall(text[::-1]):
+            verdict = known.get(reversed_name)
+            if verdict is None:
+                if len(known) >= _KEY_CACHE_LIMIT:
+                    known.clear()
+                verdict = known[reversed_name] = self._is_sensitive_header(reversed_name[::-1])
+            if verdict:
+                return True
+        return False
+
+    def _is_sensitive_header(self, name: str) -> bool:
+        return ("-" in name or normalise_key(name) in _SINGLE_WORD_HEADERS) and self.is_sensitive_key(name)
+
+    def _mask_header_lines(self, text: str) -> str:
+        """``text`` with the value of every sensitive header line masked (see :data:`_HEADER_LINE_START`); an
+        ``Authorization`` value keeps its scheme word (``Authorization: Token [REDACTED]``)."""
+        pieces: list[str] = []
+        done = position = 0
+        while (match := _HEADER_LINE_START.search(text, position)) is not None:
+            position = match.end()
+            name = match.group(1)
+            if not self._is_sensitive_header(name):
+                continue
+            end = _HEADER_VALUE_END.search(text, position)
+            value_end = len(text) if end is None else end.start()
+            shown = ""
+            if normalise_key(name) in _AUTHORIZATION_HEADERS:
+                scheme = _AUTHORIZATION_SCHEME.match(text, position, value_end)
+                if scheme is not None:
+                    shown, position = scheme.group(), scheme.end()
+            if text[position:value_end].strip() not in ("", MASK):
+                pieces += (text[done : match.end()], shown, MASK)
+                done = value_end
+            position = value_end
+        if not pieces:
+            return text
+        pieces.append(text[done:])
+        return "".join(pieces)
 
     def _mask_db_pair(self, match: re.Match[str]) -> str:
         """``(a, api_token)=(x, tok_1)`` -> ``(a, api_token)=(x, [REDACTED])``; every value when they cannot
@@ -521,44 +718,62 @@ def _key_names(key: str) -> list[str]:
     return [*parts, _BRACKETS.sub("", key)]
 
 
-def _pair_masker(is_sensitive: Callable[[str], bool]) -> Callable[[re.Match[str]], str]:
-    """The :data:`_KEY_EQUALS_VALUE` callback that masks the value of a pair whose key ``is_sensitive``."""
-
-    def mask(match: re.Match[str]) -> str:
-        lead, key, value = match.groups()
-        if value == MASK or not is_sensitive(key):
-            return match.group(0)
-        return f"{lead}{key}={MASK}"
-
-    return mask
-
-
-def _mask_key_value_pairs(text: str, mask: Callable[[re.Match[str]], str]) -> str:
-    """:data:`_KEY_EQUALS_VALUE` applied to ``text`` with ``mask``, a pair at its very start included."""
-    return _KEY_EQUALS_VALUE.sub(mask, " " + text)[1:]
+def _mask_key_value_pairs(text: str, is_sensitive: Callable[[str], bool]) -> str:
+    """``text`` with the value of every ``key=value`` pair whose key ``is_sensitive`` masked, a pair at its
+    very start included. A value that is kept is searched too: ``?next=/cb?token=x`` holds ``token=x``."""
+    text = " " + text
+    pieces: list[str] = []
+    done = position = 0
+    while (match := _KEY_EQUALS.search(text, position)) is not None:
+        position = match.end()
+        if not is_sensitive(match.group(1)):
+            continue
+        end = _VALUE_END.search(text, position)
+        value_end = len(text) if end is None else end.start()
+        if value_end > position and text[position:value_end] != MASK:
+            pieces += (text[done:position], MASK)
+            done = value_end
+        position = value_end
+    if not pieces:
+        return text[1:]
+    pieces.append(text[done:])
+    return "".join(pieces)[1:]
 
 
 def _mask_quoted_pairs(text: str, is_sensitive: Callable[[str], bool]) -> str:
-    """``text`` with the value of every ``"key": value`` pair whose key ``is_sensitive`` masked.
+    """``text`` with the value of every ``"key": value`` pair whose key ``is_sensitive`` masked, also where
+    the quotes are escaped (JSON text held in a string of JSON text: ``"raw": "{\\"password\\": \\"x\\"}"``).
 
     A list or object value is masked whole, up to its closing bracket, or to the end of ``text`` when it was
     cut (``{"token": {"a": "b"`` -> ``{"token": "[REDACTED]"``).
     """
+    text = _mask_pairs_of(text, is_sensitive, _QUOTED_KEY_VALUE, _BRACKET_TOKENS)
+    if '\\"' in text:
+        text = _mask_pairs_of(text, is_sensitive, _ESCAPED_KEY_VALUE, _ESCAPED_BRACKET_TOKENS)
+    return text
+
+
+def _mask_pairs_of(
+    text: str, is_sensitive: Callable[[str], bool], pairs: re.Pattern[str], tokens: re.Pattern[str]
+) -> str:
+    """:func:`_mask_quoted_pairs` for one quoting: ``pairs`` finds them (groups: quote, key, colon, value),
+    ``tokens`` steps over a list or object value (see :func:`_closing_bracket`)."""
     pieces: list[str] = []
     done = position = 0
-    while (match := _QUOTED_KEY_VALUE.search(text, position)) is not None:
+    while (match := pairs.search(text, position)) is not None:
         quote, key, colon, value = match.groups()
         if not is_sensitive(key):
             position = match.end()  # inside a list or object, pairs are still looked at
             continue
         end = match.end()
         if value == "[" or value == "{":  # looked for only here: a masked value is skipped whole, so linear
-            end = _closing_bracket(text, match.start(4))
+            end = _closing_bracket(text, match.start(4), tokens)
             value = "".join(text[match.start(4) : end].split())
         if value in _EMPTY_VALUES:
             position = match.end()
             continue
-        pieces += (text[done : match.start()], f'{quote}{key}{quote}{colon}"{MASK}"')
+        value_quote = '"' if len(quote) == 1 else quote  # a Python repr's 'key' gets a JSON string too
+        pieces += (text[done : match.start()], f"{quote}{key}{quote}{colon}{value_quote}{MASK}{value_quote}")
         done = position = end
     if not pieces:
         return text
@@ -566,14 +781,17 @@ def _mask_quoted_pairs(text: str, is_sensitive: Callable[[str], bool]) -> str:
     return "".join(pieces)
 
 
-def _closing_bracket(text: str, start: int) -> int:
+def _closing_bracket(text: str, start: int, tokens: re.Pattern[str] = _BRACKET_TOKENS) -> int:
     """The index just past the bracket closing the one at ``text[start]``, or ``len(text)`` when it is cut.
 
-    Brackets inside quoted strings do not count.
+    Brackets inside quoted strings do not count. With :data:`_ESCAPED_BRACKET_TOKENS`, a bare quote ends
+    the escaped JSON (the string holding it closes): the index of that quote.
     """
     depth = 0
-    for token in _BRACKET_TOKENS.finditer(text, start):
+    for token in tokens.finditer(text, start):
         bracket = token.group()
+        if bracket == '"':
+            return token.start()
         if bracket == "[" or bracket == "{":
             depth += 1
         elif bracket == "]" or bracket == "}":
@@ -592,7 +810,7 @@ def _mask_named_pairs(text: str, wanted: set[str]) -> str | None:
 
     clean = text
     if "=" in clean:
-        clean = _mask_key_value_pairs(clean, _pair_masker(is_wanted))
+        clean = _mask_key_value_pairs(clean, is_wanted)
     if ":" in clean and ('"' in clean or "'" in clean):
         clean = _mask_quoted_pairs(clean, is_wanted)
     return None if clean == text else clean
@@ -675,6 +893,117 @@ def _path(at: _Location, key: Any, is_index: bool) -> str:
         f"[{step}]" if step_is_index else f".{step}" if position else str(step)
         for position, (step, step_is_index) in enumerate(steps)
     )
+
+
+def _scrub_percent_encoded(text: str, scrub: Callable[[str], str]) -> str:
+    """``text`` with what ``scrub`` masks in its percent-decoded form masked in place, the rest kept encoded.
+
+    ``https%3A%2F%2Fapp%2Fcb%3Ftoken%3Dx`` -> ``https%3A%2F%2Fapp%2Fcb%3Ftoken%3D[REDACTED]``. What changed in
+    the decoded text is one stretch, from its first change to its last (secrets between two others go with
+    them); it replaces the encoded characters it came from, widened to whole runs of escapes.
+    """
+    decoded = _PERCENT_RUN.sub(_decode_percent_run, text)
+    if decoded == text:  # no escape
+        return text
+    masked = scrub(decoded)
+    if masked == decoded:
+        return text
+    pieces: list[tuple[int, int, str]] = []  # (start in text, end in text, decoded), in order
+    position = 0
+    for run in _PERCENT_RUN.finditer(text):
+        if run.start() > position:
+            pieces.append((position, run.start(), text[position : run.start()]))
+        pieces.append((run.start(), run.end(), _decode_percent_run(run)))
+        position = run.end()
+    if position < len(text):
+        pieces.append((position, len(text), text[position:]))
+    head = _common_prefix_length(decoded, masked)
+    tail = _common_prefix_length(decoded[head:][::-1], masked[head:][::-1])
+    start = _encoded_offset(pieces, head, towards_start=True)
+    end = _encoded_offset(pieces, len(decoded) - tail, towards_start=False)
+    return text[:start] + masked[head : len(masked) - tail] + text[end:]
+
+
+def _decode_percent_run(run: re.Match[str]) -> str:
+    return bytes.fromhex(run.group().replace("%", "")).decode("utf-8", "replace")
+
+
+def _common_prefix_length(first: str, second: str) -> int:
+    length = min(len(first), len(second))
+    if first[:length] == second[:length]:
+        return length
+    low, high = 0, length  # the answer is in [low, high): halve it, comparing slices in C
+    while high - low > 1:
+        middle = (low + high) // 2
+        if first[:middle] == second[:middle]:
+            low = middle
+        else:
+            high = middle
+    return low
+
+
+def _encoded_offset(pieces: list[tuple[int, int, str]], offset: int, towards_start: bool) -> int:
+    """Where decoded ``offset`` falls in the encoded text that ``pieces`` decoded (see
+    :func:`_scrub_percent_encoded`); inside a run of escapes, its start or end."""
+    decoded_start = 0
+    for start, end, decoded in pieces:
+        decoded_end = decoded_start + len(decoded)
+        if offset == decoded_start:
+            return start
+        if offset < decoded_end:
+            if end - start == len(decoded):  # plain text: one character each
+                return start + offset - decoded_start
+            return start if towards_start else end
+        decoded_start = decoded_end
+    return pieces[-1][1]
+
+
+def _mask_vendor_token(match: re.Match[str]) -> str:
+    """A vendor token (:data:`_VENDOR_TOKEN`) or password hash (:data:`_PASSWORD_HASH`) masked, its prefix
+    kept: ``ghp_[REDACTED]``, ``pbkdf2_sha256$[REDACTED]``."""
+    return f"{match.group(match.lastindex or 0)}{MASK}"
+
+
+def _may_hold_vendor_token(text: str) -> bool:
+    """False when :data:`_VENDOR_TOKEN` cannot match (a few substring searches in C)."""
+    return "xox" in text or (
+        "_" in text
+        and (
+            "k_live_" in text
+            or "k_test_" in text
+            or "github_pat_" in text
+            or _GITHUB_TOKEN_PREFIX.search(text) is not None
+        )
+    )
+
+
+def _looks_like_token(text: str) -> bool:
+    """True for a user name that is rather a token: letters and digits both (``ghp_1a2b...``, a hex key)."""
+    return any(char.isdigit() for char in text) and any(char.isalpha() for char in text)
+
+
+def _is_url_password(password: str) -> bool:
+    """False for what :data:`_URL_PASSWORD` found that ends a quoted string inside (no password then)."""
+    return ('"' not in password and "'" not in password) or _QUOTE_THAT_ENDS.search(password) is None
+
+
+def _mask_url_password(match: re.Match[str]) -> str:
+    """The :data:`_URL_PASSWORD` callback: ``://user:[REDACTED]@``."""
+    start, password, at = match.groups()
+    return f"{start}{MASK}{at}" if _is_url_password(password) else match.group(0)
+
+
+def _mask_token_user(match: re.Match[str]) -> str:
+    """The :data:`_URL_TOKEN_USER` callback: ``://[REDACTED]@`` when the user name looks like a token."""
+    scheme, user, rest = match.groups()
+    return f"{scheme}{MASK}{rest}" if _looks_like_token(user) else match.group(0)
+
+
+def _has_url_secret(text: str) -> bool:
+    """True when the URL patterns would mask something in ``text``."""
+    if any(_is_url_password(match.group(2)) for match in _URL_PASSWORD.finditer(text)):
+        return True
+    return any(_looks_like_token(match.group(2)) for match in _URL_TOKEN_USER.finditer(text))
 
 
 def _may_name_auth_scheme(text: str) -> bool:

@@ -250,6 +250,7 @@ def test_hook_redact(audit_records: CapturedRecords) -> None:
         "source": "tests.faulty",
         "occurrences": 1,
         "lost": 0,
+        "lost_in_stream": 0,
         "error": "ValueError",  # the type only: the message might quote the secret it choked on
     }
 

@@ -52,6 +52,13 @@ CASES = [
     ("github_token", "ghp_abc", M),
     ("otp", 123456, M),
     ("private_key", "k", M),
+    ("password_confirmation", "hunter2", M),
+    ("password_hash", "pbkdf2_sha256$hunter2", M),
+    ("pass", "hunter2", M),
+    ("db_pass", "hunter2", M),
+    ("MYSQL_PWD", "hunter2", M),
+    ("access_key", "hunter2", M),
+    ("auth", "hunter2", M),
     # --- nothing to hide --------------------------------------------------------------------------------
     ("passphrase", "", ""),
     ("pwd", None, None),
@@ -63,6 +70,11 @@ CASES = [
     ("secretary", "Bob", "Bob"),
     ("keyword", "tokenization basics", "tokenization basics"),
     ("summary", "password reset instructions", "password reset instructions"),
+    ("authority", "ca.example", "ca.example"),
+    ("passenger", "Ada", "Ada"),
+    ("compass", "north", "north"),
+    ("bypass", "cache", "cache"),
+    ("password_changed_at", "2024-01-15", "2024-01-15"),
     # --- secrets inside strings --------------------------------------------------------------------------
     ("note01", JWT, M),
     ("note02", f"token is {JWT}.", f"token is {M}."),
@@ -81,6 +93,15 @@ CASES = [
     ("note15", "a=1&password=hunter2&b=2", f"a=1&password={M}&b=2"),
     ("note16", "{'api_key': 'k-123'}", f"{{'api_key': \"{M}\"}}"),
     ("note17", 4111111111111111, "411111******1111"),
+    ("note18", 'Digest username="bob", response="6629fae4939"', f"Digest {M}"),
+    ("note19", "ghp_" + "Ab1" * 12, f"ghp_{M}"),
+    ("note33", "Authorization: Token hunter2", f"Authorization: Token {M}"),
+    (
+        "note34",
+        "https%3A%2F%2Fa.example%2Fcb%3Ftoken%3Dhunter2",
+        f"https%3A%2F%2Fa.example%2Fcb%3Ftoken%3D{M}",
+    ),
+    ("note35", "postgres://app:pa'ss@db/app", f"postgres://app:{M}@db/app"),
     # --- look-alike strings that stay --------------------------------------------------------------------
     ("note20", "1718000000000", "1718000000000"),
     ("note21", 1718000000000, 1718000000000),
@@ -95,6 +116,12 @@ CASES = [
     ("note30", "eyJ is how base64 JSON starts", "eyJ is how base64 JSON starts"),
     ("note31", "total=15&count=3", "total=15&count=3"),
     ("note32", "the token expired", "the token expired"),
+    (
+        "note36",
+        "https%3A%2F%2Fa.example%2Fsearch%3Fq%3Dtokenizer",
+        "https%3A%2F%2Fa.example%2Fsearch%3Fq%3Dtokenizer",
+    ),
+    ("note37", "the weekly digest count=5", "the weekly digest count=5"),
 ]
 HEADER_CASES = [
     ("Authorization", "Bearer abc.def.ghi", M),

@@ -95,9 +95,14 @@ def expected(
     }
 
 
-def connected(server: SshdServer, auth: str = "password") -> dict[str, Any]:
+def connected(server: SshdServer, auth_method: str = "password") -> dict[str, Any]:
     return expected(
-        server, "connect", None, None, host_key_fingerprint=server.host_key_fingerprint, auth=auth
+        server,
+        "connect",
+        None,
+        None,
+        host_key_fingerprint=server.host_key_fingerprint,
+        auth_method=auth_method,
     )
 
 
@@ -162,7 +167,7 @@ def test_key_authentication_from_a_path_and_from_a_loaded_key(
     assert (
         stable(audit_records.of("audit.request"))
         == [
-            connected(sshd_server, auth="publickey"),
+            connected(sshd_server, auth_method="publickey"),
             expected(sshd_server, "upload", target, 6),
         ]
         * 2
@@ -461,7 +466,7 @@ def test_the_key_is_tried_then_the_password(
     assert (remote_dir / "fallback.txt").read_bytes() == b"by password"
     log = sshd_server.read_log(mark)
     assert "Failed publickey" in log and "Accepted password" in log
-    assert stable(audit_records.of("audit.request"))[0] == connected(sshd_server, auth="password")
+    assert stable(audit_records.of("audit.request"))[0] == connected(sshd_server, auth_method="password")
 
 
 def test_download_to_a_path_gets_the_mode_open_would_give_it(

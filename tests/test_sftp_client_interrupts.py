@@ -119,7 +119,12 @@ def record(
 
 def connected(server: SshdServer) -> dict[str, Any]:
     return record(
-        server, "connect", None, None, host_key_fingerprint=server.host_key_fingerprint, auth="password"
+        server,
+        "connect",
+        None,
+        None,
+        host_key_fingerprint=server.host_key_fingerprint,
+        auth_method="password",
     )
 
 

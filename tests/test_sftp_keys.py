@@ -129,7 +129,7 @@ def test_an_encrypted_key_file_authenticates_with_its_passphrase(
 
     fingerprint = sshd_server.host_key_fingerprint
     assert records(audit_records) == [
-        record(sshd_server, "connect", host_key_fingerprint=fingerprint, auth="publickey"),
+        record(sshd_server, "connect", host_key_fingerprint=fingerprint, auth_method="publickey"),
         record(sshd_server, "list", entries=len(list(sshd_server.root_dir.iterdir()))),
     ]
     assert_nothing_secret(all_lines(audit_records), encrypted_key, PASSPHRASE)
@@ -144,7 +144,7 @@ def test_an_encrypted_key_given_as_text_authenticates_from_memory(
     with client(sshd_server, private_key=key_text, private_key_passphrase=PASSPHRASE) as sftp:
         sftp.list()
 
-    assert [(r["operation"], r.get("auth"), r["error_message"]) for r in records(audit_records)] == [
+    assert [(r["operation"], r.get("auth_method"), r["error_message"]) for r in records(audit_records)] == [
         ("connect", "publickey", None),
         ("list", None, None),
     ]
@@ -156,7 +156,7 @@ def test_an_unencrypted_key_given_as_text_authenticates(sshd_server: SshdServer,
         sftp.list()
 
     assert records(audit_records)[0] == record(
-        sshd_server, "connect", host_key_fingerprint=sshd_server.host_key_fingerprint, auth="publickey"
+        sshd_server, "connect", host_key_fingerprint=sshd_server.host_key_fingerprint, auth_method="publickey"
     )
 
 
@@ -224,7 +224,7 @@ def test_with_a_password_a_key_that_cannot_be_decrypted_is_passed_over(
         "connect",
         host_key_fingerprint=sshd_server.host_key_fingerprint,
         key_error=WRONG_MESSAGE,
-        auth="password",
+        auth_method="password",
     )
 
 
@@ -241,6 +241,6 @@ def test_with_a_password_an_encrypted_key_the_server_refuses_falls_back_to_it(
         sftp.list()
 
     assert records(audit_records)[0] == record(
-        sshd_server, "connect", host_key_fingerprint=sshd_server.host_key_fingerprint, auth="password"
+        sshd_server, "connect", host_key_fingerprint=sshd_server.host_key_fingerprint, auth_method="password"
     )
     assert any("publickey" in line for line in sshd_server.auth_attempts(since))  # the key was offered first

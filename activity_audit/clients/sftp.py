@@ -325,7 +325,7 @@ class SFTPClient:
             offered = transport.get_remote_server_key()
             progress.details["host_key_fingerprint"] = key_fingerprint(offered)
             self._verify_host_key(offered, known)
-            progress.details["auth"] = self._authenticate(transport, progress)
+            progress.details["auth_method"] = self._authenticate(transport, progress)
             sftp = paramiko.SFTPClient.from_transport(transport)
             if sftp is None:
                 raise paramiko.SSHException("the server refused to start the sftp subsystem")

@@ -18,8 +18,10 @@ from ..redaction import MASK, Redactor
 
 # Fields the package writes itself, from its own names or the schema (envelope, model labels, database
 # alias, the URL pattern of the URLconf), never holding user data. Not ``request_id``: it may come from a
-# request header. ``route`` is the pattern, not the path: ``reset/<uidb64>/<token>/`` is no XML element, and
-# what ``<token>`` captured is masked in the path (see ``activity_audit.deferred.RouteWithSecrets``).
+# request header. Not ``service_name``, ``request_type`` and ``protocol``: a project logging its own calls
+# through the ``API`` level writes them, and they are short (most are never handed to a pattern). ``route`` is
+# the pattern, not the path: ``reset/<uidb64>/<token>/`` is no XML element, and what ``<token>`` captured is
+# masked in the path (see ``activity_audit.deferred.RouteWithSecrets``).
 _NOT_SCANNED = frozenset(
     {
         "timestamp",
@@ -32,9 +34,6 @@ _NOT_SCANNED = frozenset(
         "event_id",
         "stream_id",
         "seq",
-        "service_name",
-        "request_type",
-        "protocol",
         "execution_time",
         "redacted",
         "sensitive_post_parameters",
