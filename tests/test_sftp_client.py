@@ -25,6 +25,7 @@ from activity_audit.clients.sftp import (
     temporary_name,
 )
 from tests.support.remote_archive import wait_until
+from tests.support.sftp_records import sftp_record as expected
 
 if TYPE_CHECKING:
     from tests.support.sshd import SshdServer
@@ -65,34 +66,6 @@ def stable(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for record in records:
         assert isinstance(record["execution_time"], float) and record["execution_time"] >= 0
     return [{k: v for k, v in record.items() if k not in VOLATILE} for record in records]
-
-
-def expected(
-    server: SshdServer,
-    operation: str,
-    remote_path: str | None,
-    transferred: int | None,
-    error_message: str | None = None,
-    **details: Any,
-) -> dict[str, Any]:
-    return {
-        "level": "API",
-        "name": "audit.request",
-        "message": "Audit External Service",
-        "service_name": "bank",
-        "request_type": "external",
-        "protocol": "sftp",
-        "operation": operation,
-        "host": server.host,
-        "port": server.port,
-        "username": server.username,
-        "remote_path": remote_path,
-        "bytes": transferred,
-        **details,
-        "error_message": error_message,
-        "request_id": None,
-        "actor": "system:tests",
-    }
 
 
 def connected(server: SshdServer, auth_method: str = "password") -> dict[str, Any]:

@@ -18,6 +18,7 @@ import pytest
 
 from activity_audit import audit_context
 from activity_audit.clients.sftp import SFTPClient
+from tests.support.sftp_records import sftp_record as record
 
 if TYPE_CHECKING:
     from tests.support.sshd import SshdServer
@@ -87,34 +88,6 @@ def client(server: SshdServer, base_dir: Path) -> SFTPClient:
         known_hosts=server.known_hosts_path,
         base_dir=str(base_dir),
     )
-
-
-def record(
-    server: SshdServer,
-    operation: str,
-    path: str | None,
-    moved: int | None,
-    error: str | None = None,
-    **extra: Any,
-) -> dict[str, Any]:
-    return {
-        "level": "API",
-        "name": "audit.request",
-        "message": "Audit External Service",
-        "service_name": "bank",
-        "request_type": "external",
-        "protocol": "sftp",
-        "operation": operation,
-        "host": server.host,
-        "port": server.port,
-        "username": server.username,
-        "remote_path": path,
-        "bytes": moved,
-        **extra,
-        "error_message": error,
-        "request_id": None,
-        "actor": "system:tests",
-    }
 
 
 def connected(server: SshdServer) -> dict[str, Any]:

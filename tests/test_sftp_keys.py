@@ -18,6 +18,7 @@ import pytest
 
 from activity_audit import audit_context
 from activity_audit.clients.sftp import SFTPClient
+from tests.support.sftp_records import sftp_record
 
 if TYPE_CHECKING:
     from tests.support.sshd import SshdServer
@@ -83,24 +84,7 @@ def client(server: SshdServer, **options: Any) -> SFTPClient:
 
 
 def record(server: SshdServer, operation: str, error: str | None = None, **details: Any) -> dict[str, Any]:
-    return {
-        "level": "API",
-        "name": "audit.request",
-        "message": "Audit External Service",
-        "service_name": "bank",
-        "request_type": "external",
-        "protocol": "sftp",
-        "operation": operation,
-        "host": server.host,
-        "port": server.port,
-        "username": server.username,
-        "remote_path": None if operation == "connect" else ".",
-        "bytes": None,
-        **details,
-        "error_message": error,
-        "request_id": None,
-        "actor": "system:tests",
-    }
+    return sftp_record(server, operation, None if operation == "connect" else ".", None, error, **details)
 
 
 def records(audit_records: Any) -> list[dict[str, Any]]:
