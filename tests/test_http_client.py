@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 import copy
-import gzip
 import importlib
 import io
 import json
 import pickle
 import socket
 import sys
-import threading
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -24,143 +19,19 @@ from activity_audit import audit_context
 from activity_audit.bodies import DEFAULT_MAX_BODY_BYTES
 from activity_audit.clients.http import HTTPClient, audit_session
 from activity_audit.context import process_source
+from tests.support.outbound_http import (
+    FIXED_DATE,
+    GZIPPED_TOKEN,
+    NOT_GZIP,
+    TOKEN,
+    OutboundServer,
+    response_headers,
+)
 
-FIXED_DATE = "Sat, 28 Nov 2026 10:00:00 GMT"
 VOLATILE = ("timestamp", "event_id", "stream_id", "seq", "execution_time")
 SENT_BY_REQUESTS = dict(requests.utils.default_headers())
-NOT_GZIP = b"this is not gzip"
-TOKEN = "tok_live_9f8e7d6c5b4a3928"
-GZIPPED_TOKEN = gzip.compress(json.dumps({"access_token": TOKEN, "expires_in": 3600}).encode(), mtime=0)
 
-
-@dataclass
-class Received:
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: bytes
-
-
-@dataclass
-class Server:
-    base_url: str
-    received: list[Received] = field(default_factory=list)
-    release_slow: threading.Event = field(default_factory=threading.Event)
-
-
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: Any
-
-    def version_string(self) -> str:
-        return "test-server"
-
-    def date_time_string(self, timestamp: float | None = None) -> str:
-        return FIXED_DATE
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def do_GET(self) -> None:
-        self.handle_any()
-
-    do_POST = do_PUT = do_DELETE = do_GET
-
-    def handle_any(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
-        state: Server = self.server.state
-        state.received.append(Received(self.command, self.path, dict(self.headers.items()), body))
-        route = self.path.split("?", 1)[0]
-        if route == "/json":
-            self.reply(200, "application/json", b'{"items": [1, 2]}')
-        elif route == "/echo":
-            self.reply(201, self.headers.get("Content-Type", "application/octet-stream"), body)
-        elif route.startswith("/status/"):
-            code = int(route.rsplit("/", 1)[1])
-            self.reply(code, "text/plain; charset=utf-8", f"status {code}".encode())
-        elif route == "/large":
-            self.reply(200, "text/plain", b"a " * 50_000)
-        elif route == "/binary":
-            self.reply(200, "image/png", bytes(range(256)) * 4)
-        elif route == "/slow":
-            state.release_slow.wait(10)
-            self.reply(200, "text/plain", b"late")
-        elif route == "/redirect":
-            self.send_response(302)
-            self.send_header("Location", "/json")
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-        elif route == "/redirect-bad-gzip":  # declared gzip, is not: requests ignores a redirect hop's body
-            self.send_response(302)
-            self.send_header("Location", "/json")
-            self.send_header("Content-Encoding", "gzip")
-            self.send_header("Content-Length", str(len(NOT_GZIP)))
-            self.end_headers()
-            self.wfile.write(NOT_GZIP)
-        elif route == "/bad-gzip":
-            self.send_response(200)
-            self.send_header("Content-Type", "text/plain")
-            self.send_header("Content-Encoding", "gzip")
-            self.send_header("Content-Length", str(len(NOT_GZIP)))
-            self.end_headers()
-            self.wfile.write(NOT_GZIP)
-        elif route in ("/gzip-token", "/br-token"):
-            # br: urllib3 cannot decode it without brotli, so the bytes reach the caller as sent
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Encoding", "gzip" if route == "/gzip-token" else "br")
-            self.send_header("Content-Length", str(len(GZIPPED_TOKEN)))
-            self.end_headers()
-            self.wfile.write(GZIPPED_TOKEN)
-        elif route == "/cut-off":  # promises 100 bytes, sends 10, hangs up
-            self.send_response(200)
-            self.send_header("Content-Type", "text/plain")
-            self.send_header("Content-Length", "100")
-            self.end_headers()
-            self.wfile.write(b"0123456789")
-            self.wfile.flush()
-            self.close_connection = True
-        elif route == "/chunked":
-            self.send_response(200)
-            self.send_header("Content-Type", "text/plain")
-            self.send_header("Transfer-Encoding", "chunked")
-            self.end_headers()
-            for piece in (b"first ", b"second"):
-                self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
-            self.wfile.write(b"0\r\n\r\n")
-        else:
-            self.reply(404, "text/plain", b"no route")
-
-    def reply(self, status: int, content_type: str, body: bytes) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[Server]:
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    httpd.daemon_threads = True
-    state = Server(f"http://127.0.0.1:{httpd.server_address[1]}")
-    httpd.state = state  # type: ignore[attr-defined]
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield state
-    finally:
-        state.release_slow.set()
-        httpd.shutdown()
-        httpd.server_close()
-
-
-@pytest.fixture
-def http(server: Server) -> Server:
-    server.received.clear()
-    server.release_slow.clear()
-    return server
+pytest_plugins = ["tests.support.outbound_http_fixtures"]  # the server fixture
 
 
 class Catalogue(HTTPClient):
@@ -197,15 +68,6 @@ def outbound(
     }
 
 
-def response_headers(content_type: str, length: int) -> dict[str, str]:
-    return {
-        "Server": "test-server",
-        "Date": FIXED_DATE,
-        "Content-Type": content_type,
-        "Content-Length": str(length),
-    }
-
-
 def only_record(audit_records: Any) -> dict[str, Any]:
     records = audit_records.of("audit.request")
     assert len(records) == 1, records
@@ -213,14 +75,16 @@ def only_record(audit_records: Any) -> dict[str, Any]:
 
 
 @audit_context(actor="system:tests")
-def test_get_records_method_url_params_headers_and_parsed_json(http: Server, audit_records: Any) -> None:
-    response = Catalogue().get(f"{http.base_url}/json", params={"q": "a b", "tag": ["x", "y"]})
+def test_get_records_method_url_params_headers_and_parsed_json(
+    server: OutboundServer, audit_records: Any
+) -> None:
+    response = Catalogue().get(f"{server.base_url}/json", params={"q": "a b", "tag": ["x", "y"]})
 
     assert response.json() == {"items": [1, 2]}
     assert only_record(audit_records) == outbound(
         {
             "method": "GET",
-            "url": f"{http.base_url}/json",
+            "url": f"{server.base_url}/json",
             "params": {"q": "a b", "tag": ["x", "y"]},
             "headers": SENT_BY_REQUESTS,
             "body": None,
@@ -233,22 +97,22 @@ def test_get_records_method_url_params_headers_and_parsed_json(http: Server, aud
     )
 
 
-def test_actor_defaults_to_the_process(http: Server, audit_records: Any) -> None:
-    Catalogue().get(f"{http.base_url}/json")
+def test_actor_defaults_to_the_process(server: OutboundServer, audit_records: Any) -> None:
+    Catalogue().get(f"{server.base_url}/json")
 
     assert only_record(audit_records)["actor"] == f"system:{process_source()}"
 
 
 @audit_context(actor="system:tests")
-def test_post_json(http: Server, audit_records: Any) -> None:
-    Catalogue().post(f"{http.base_url}/echo", json={"name": "Ada", "tags": ["x"], "n": 1})
+def test_post_json(server: OutboundServer, audit_records: Any) -> None:
+    Catalogue().post(f"{server.base_url}/echo", json={"name": "Ada", "tags": ["x"], "n": 1})
 
     sent = b'{"name": "Ada", "tags": ["x"], "n": 1}'
-    assert http.received[-1].body == sent
+    assert server.received[-1].body == sent
     assert only_record(audit_records) == outbound(
         {
             "method": "POST",
-            "url": f"{http.base_url}/echo",
+            "url": f"{server.base_url}/echo",
             "params": {},
             "headers": {
                 **SENT_BY_REQUESTS,
@@ -266,15 +130,15 @@ def test_post_json(http: Server, audit_records: Any) -> None:
 
 
 @audit_context(actor="system:tests")
-def test_post_form_keeps_repeated_keys(http: Server, audit_records: Any) -> None:
-    Catalogue().post(f"{http.base_url}/echo", data={"a": "1", "b": ["2", "3"]})
+def test_post_form_keeps_repeated_keys(server: OutboundServer, audit_records: Any) -> None:
+    Catalogue().post(f"{server.base_url}/echo", data={"a": "1", "b": ["2", "3"]})
 
     form = "application/x-www-form-urlencoded"
-    assert http.received[-1].body == b"a=1&b=2&b=3"
+    assert server.received[-1].body == b"a=1&b=2&b=3"
     assert only_record(audit_records) == outbound(
         {
             "method": "POST",
-            "url": f"{http.base_url}/echo",
+            "url": f"{server.base_url}/echo",
             "params": {},
             "headers": {**SENT_BY_REQUESTS, "Content-Length": "11", "Content-Type": form},
             "body": {"a": "1", "b": ["2", "3"]},
@@ -284,12 +148,12 @@ def test_post_form_keeps_repeated_keys(http: Server, audit_records: Any) -> None
 
 
 @audit_context(actor="system:tests")
-def test_binary_bodies_give_type_and_size_only(http: Server, audit_records: Any) -> None:
+def test_binary_bodies_give_type_and_size_only(server: OutboundServer, audit_records: Any) -> None:
     payload = bytes(range(256)) * 2
     Catalogue().put(
-        f"{http.base_url}/echo", data=payload, headers={"Content-Type": "application/octet-stream"}
+        f"{server.base_url}/echo", data=payload, headers={"Content-Type": "application/octet-stream"}
     )
-    Catalogue().get(f"{http.base_url}/binary")
+    Catalogue().get(f"{server.base_url}/binary")
 
     first, second = (stable(r) for r in audit_records.of("audit.request"))
     assert first["request_repr"]["body"] == {"type": "application/octet-stream", "size": 512}
@@ -301,14 +165,14 @@ def test_binary_bodies_give_type_and_size_only(http: Server, audit_records: Any)
     }
 
 
-def test_encoded_bodies_are_described_never_kept(http: Server, audit_records: Any) -> None:
+def test_encoded_bodies_are_described_never_kept(server: OutboundServer, audit_records: Any) -> None:
     Catalogue().post(
-        f"{http.base_url}/echo",
+        f"{server.base_url}/echo",
         data=GZIPPED_TOKEN,
         headers={"Content-Type": "application/json", "Content-Encoding": "gzip"},
     )
-    undecoded = Catalogue().get(f"{http.base_url}/br-token")
-    decoded = Catalogue().get(f"{http.base_url}/gzip-token")
+    undecoded = Catalogue().get(f"{server.base_url}/br-token")
+    decoded = Catalogue().get(f"{server.base_url}/gzip-token")
 
     assert undecoded.content == GZIPPED_TOKEN and decoded.json()["access_token"] == TOKEN
     sent, kept_encoded, unpacked = (stable(r) for r in audit_records.of("audit.request"))
@@ -329,11 +193,11 @@ def test_encoded_bodies_are_described_never_kept(http: Server, audit_records: An
 
 
 @audit_context(actor="system:tests")
-def test_large_bodies_are_cut_at_the_cap_with_their_size(http: Server, audit_records: Any) -> None:
+def test_large_bodies_are_cut_at_the_cap_with_their_size(server: OutboundServer, audit_records: Any) -> None:
     big = {"text": "é " * 25_000}  # 75_000 bytes of UTF-8 inside the JSON; the cut falls before a space
     sent = json.dumps(big).encode()
-    Catalogue().post(f"{http.base_url}/echo", data=sent, headers={"Content-Type": "application/json"})
-    Catalogue().get(f"{http.base_url}/large")
+    Catalogue().post(f"{server.base_url}/echo", data=sent, headers={"Content-Type": "application/json"})
+    Catalogue().get(f"{server.base_url}/large")
 
     post, get = (stable(r) for r in audit_records.of("audit.request"))
     cap = DEFAULT_MAX_BODY_BYTES
@@ -346,10 +210,10 @@ def test_large_bodies_are_cut_at_the_cap_with_their_size(http: Server, audit_rec
 
 
 @audit_context(actor="system:tests")
-def test_error_statuses_are_recorded_and_not_raised(http: Server, audit_records: Any) -> None:
+def test_error_statuses_are_recorded_and_not_raised(server: OutboundServer, audit_records: Any) -> None:
     client = Catalogue()
-    assert client.get(f"{http.base_url}/status/404").status_code == 404
-    assert client.delete(f"{http.base_url}/status/500").status_code == 500
+    assert client.get(f"{server.base_url}/status/404").status_code == 404
+    assert client.delete(f"{server.base_url}/status/500").status_code == 500
 
     records = [stable(r) for r in audit_records.of("audit.request")]
     assert [(r["request_repr"]["method"], r["response_repr"], r["error_message"]) for r in records] == [
@@ -402,10 +266,10 @@ def test_connection_refused_is_recorded_then_raised_as_requests_raises_it(audit_
 
 
 @audit_context(actor="system:tests")
-def test_timeout_is_recorded_then_raised(http: Server, audit_records: Any) -> None:
+def test_timeout_is_recorded_then_raised(server: OutboundServer, audit_records: Any) -> None:
     with pytest.raises(requests.ReadTimeout):
-        Catalogue().get(f"{http.base_url}/slow", timeout=0.3)
-    http.release_slow.set()
+        Catalogue().get(f"{server.base_url}/slow", timeout=0.3)
+    server.release.set()
 
     record = only_record(audit_records)
     assert record["response_repr"] is None
@@ -414,10 +278,10 @@ def test_timeout_is_recorded_then_raised(http: Server, audit_records: Any) -> No
 
 
 @audit_context(actor="system:tests")
-def test_streamed_responses_are_never_consumed(http: Server, audit_records: Any) -> None:
+def test_streamed_responses_are_never_consumed(server: OutboundServer, audit_records: Any) -> None:
     client = Catalogue()
-    sized = client.get(f"{http.base_url}/large", stream=True)
-    chunked = client.get(f"{http.base_url}/chunked", stream=True)
+    sized = client.get(f"{server.base_url}/large", stream=True)
+    chunked = client.get(f"{server.base_url}/chunked", stream=True)
 
     # The records exist before the caller read a byte; the caller still gets every byte.
     records = [stable(r) for r in audit_records.of("audit.request")]
@@ -430,12 +294,12 @@ def test_streamed_responses_are_never_consumed(http: Server, audit_records: Any)
 
 
 @audit_context(actor="system:tests")
-def test_uploads_from_files_are_not_read_for_the_record(http: Server, audit_records: Any) -> None:
+def test_uploads_from_files_are_not_read_for_the_record(server: OutboundServer, audit_records: Any) -> None:
     Catalogue().post(
-        f"{http.base_url}/echo", data=io.BytesIO(b"x" * 1000), headers={"Content-Type": "text/plain"}
+        f"{server.base_url}/echo", data=io.BytesIO(b"x" * 1000), headers={"Content-Type": "text/plain"}
     )
 
-    assert http.received[-1].body == b"x" * 1000
+    assert server.received[-1].body == b"x" * 1000
     assert only_record(audit_records)["request_repr"]["body"] == {
         "streamed": True,
         "type": "text/plain",
@@ -443,57 +307,59 @@ def test_uploads_from_files_are_not_read_for_the_record(http: Server, audit_reco
     }
 
 
-def test_request_id_is_sent_on_and_recorded(http: Server, audit_records: Any) -> None:
+def test_request_id_is_sent_on_and_recorded(server: OutboundServer, audit_records: Any) -> None:
     with audit_context(request_id="req-7f3a", actor="system:tests"):
-        Catalogue().get(f"{http.base_url}/json")
-        Catalogue().get(f"{http.base_url}/json", headers={"X-Request-ID": "chosen-by-caller"})
+        Catalogue().get(f"{server.base_url}/json")
+        Catalogue().get(f"{server.base_url}/json", headers={"X-Request-ID": "chosen-by-caller"})
 
-    assert [r.headers.get("X-Request-ID") for r in http.received] == ["req-7f3a", "chosen-by-caller"]
+    assert [r.headers.get("X-Request-ID") for r in server.received] == ["req-7f3a", "chosen-by-caller"]
     first, second = (stable(r) for r in audit_records.of("audit.request"))
     assert first["request_id"] == second["request_id"] == "req-7f3a"
     assert first["request_repr"]["headers"] == {**SENT_BY_REQUESTS, "X-Request-ID": "req-7f3a"}
     assert second["request_repr"]["headers"] == {**SENT_BY_REQUESTS, "X-Request-ID": "chosen-by-caller"}
 
 
-def test_request_id_that_is_not_a_safe_header_value_is_not_sent(http: Server, audit_records: Any) -> None:
+def test_request_id_that_is_not_a_safe_header_value_is_not_sent(
+    server: OutboundServer, audit_records: Any
+) -> None:
     with audit_context(request_id="evil\r\nX-Injected: 1"):
-        Catalogue().get(f"{http.base_url}/json")
+        Catalogue().get(f"{server.base_url}/json")
 
-    assert "X-Request-ID" not in http.received[-1].headers
-    assert "X-Injected" not in http.received[-1].headers
+    assert "X-Request-ID" not in server.received[-1].headers
+    assert "X-Injected" not in server.received[-1].headers
     assert only_record(audit_records)["request_id"] == "evil\r\nX-Injected: 1"
 
 
-def test_no_request_id_outside_a_request(http: Server, audit_records: Any) -> None:
-    Catalogue().get(f"{http.base_url}/json")
+def test_no_request_id_outside_a_request(server: OutboundServer, audit_records: Any) -> None:
+    Catalogue().get(f"{server.base_url}/json")
 
-    assert "X-Request-ID" not in http.received[-1].headers
+    assert "X-Request-ID" not in server.received[-1].headers
     assert only_record(audit_records)["request_id"] is None
 
 
 @audit_context(actor="system:tests")
-def test_each_redirect_hop_is_one_record(http: Server, audit_records: Any) -> None:
-    response = Catalogue().get(f"{http.base_url}/redirect")
+def test_each_redirect_hop_is_one_record(server: OutboundServer, audit_records: Any) -> None:
+    response = Catalogue().get(f"{server.base_url}/redirect")
 
     assert response.status_code == 200 and len(response.history) == 1
     records = [stable(r) for r in audit_records.of("audit.request")]
     assert [(r["request_repr"]["url"], r["response_repr"]["status_code"]) for r in records] == [
-        (f"{http.base_url}/redirect", 302),
-        (f"{http.base_url}/json", 200),
+        (f"{server.base_url}/redirect", 302),
+        (f"{server.base_url}/json", 200),
     ]
 
 
 @audit_context(actor="system:tests")
 def test_audit_session_audits_an_existing_session_including_adapters_mounted_later(
-    http: Server, audit_records: Any
+    server: OutboundServer, audit_records: Any
 ) -> None:
     session = requests.Session()
     assert audit_session(session, "inventory") is session
-    session.get(f"{http.base_url}/json")
+    session.get(f"{server.base_url}/json")
     session.mount("http://", HTTPAdapter(max_retries=2))
-    session.get(f"{http.base_url}/status/404")
+    session.get(f"{server.base_url}/status/404")
     audit_session(session, "inventory-v2")  # renames, does not wrap twice
-    session.get(f"{http.base_url}/json")
+    session.get(f"{server.base_url}/json")
 
     records = [stable(r) for r in audit_records.of("audit.request")]
     assert [(r["service_name"], r["response_repr"]["status_code"]) for r in records] == [
@@ -504,7 +370,7 @@ def test_audit_session_audits_an_existing_session_including_adapters_mounted_lat
     assert records[0] == outbound(
         {
             "method": "GET",
-            "url": f"{http.base_url}/json",
+            "url": f"{server.base_url}/json",
             "params": {},
             "headers": SENT_BY_REQUESTS,
             "body": None,
@@ -538,9 +404,9 @@ def sessions() -> list[requests.Session]:
 @audit_context(actor="system:tests")
 @pytest.mark.parametrize("session", sessions(), ids=["HTTPClient", "audit_session"])
 def test_a_redirect_hop_whose_body_cannot_be_decoded_is_followed_as_requests_follows_it(
-    http: Server, audit_records: Any, session: requests.Session
+    server: OutboundServer, audit_records: Any, session: requests.Session
 ) -> None:
-    url = f"{http.base_url}/redirect-bad-gzip"
+    url = f"{server.base_url}/redirect-bad-gzip"
     assert plain_outcome(url) == (200, '{"items": [1, 2]}', [302])
     audit_records.clear()
 
@@ -576,15 +442,15 @@ def test_a_redirect_hop_whose_body_cannot_be_decoded_is_followed_as_requests_fol
     ],
 )
 def test_a_body_that_cannot_be_read_gives_exactly_what_requests_gives(
-    http: Server,
+    server: OutboundServer,
     audit_records: Any,
     session: requests.Session,
     route: str,
-    options: dict,
+    options: dict[str, Any],
     error: str,
     plain: Any,
 ) -> None:
-    url = f"{http.base_url}{route}"
+    url = f"{server.base_url}{route}"
     expected = plain_outcome(url, **options)
     assert (expected[0] if isinstance(plain, str) else expected) == plain
     audit_records.clear()
@@ -597,7 +463,7 @@ def test_a_body_that_cannot_be_read_gives_exactly_what_requests_gives(
 
 
 @audit_context(actor="system:tests")
-def test_copies_and_unpickled_sessions_stay_audited(http: Server, audit_records: Any) -> None:
+def test_copies_and_unpickled_sessions_stay_audited(server: OutboundServer, audit_records: Any) -> None:
     client = HTTPClient("copied")
     session = audit_session(requests.Session(), "pickled")
     for made in (
@@ -608,9 +474,9 @@ def test_copies_and_unpickled_sessions_stay_audited(http: Server, audit_records:
         copy.deepcopy(session),
         pickle.loads(pickle.dumps(session)),
     ):
-        assert made.get(f"{http.base_url}/json").json() == {"items": [1, 2]}
+        assert made.get(f"{server.base_url}/json").json() == {"items": [1, 2]}
     audit_session(session, "renamed")  # the copies kept their own name
-    session.get(f"{http.base_url}/json")
+    session.get(f"{server.base_url}/json")
 
     records = [stable(r) for r in audit_records.of("audit.request")]
     assert [(r["service_name"], r["response_repr"]["body"]) for r in records] == [
