@@ -157,6 +157,18 @@ _AUTH_SCHEME = re.compile(
     r"\b(Bearer|Basic|Digest)(\s+)(?:(?=[A-Za-z]*[0-9._~+/=-])[A-Za-z0-9._~+/=-]{8,}|[A-Za-z]{20,})",
     re.IGNORECASE,
 )
+# A credential of 8 to 19 letters only, which _AUTH_SCHEME leaves: masked after "Bearer" unless it is one of
+# _BEARER_PROSE_WORDS, and after any scheme word when a lower-case letter is followed by an upper-case one, as
+# in Base64 ("Basic dXNlcjpwYXNz"); see _mask_short_credential.
+_SHORT_CREDENTIAL = re.compile(
+    r"\b(Bearer|Basic|Digest)(\s+)([A-Za-z]{8,19})(?![A-Za-z0-9._~+/=-])", re.IGNORECASE
+)
+_MIXED_CASE = re.compile(r"[a-z][A-Z]")
+# Words that follow "Bearer" in prose ("Bearer authentication failed"), which stay.
+_BEARER_PROSE_WORDS = frozenset(
+    {"authentication", "authorization", "authorisation", "credential", "credentials", "required"}
+    | {"expected", "provided", "security", "instrument", "instruments", "mechanism"}
+)
 # A JSON string whose quotes are escaped, inside JSON text (``\"a\\\"b\"`` is the string ``a"b``): plain
 # characters, escapes of the outer text (``\n``), and escapes of the inner string (``\\`` and what follows).
 # Each alternative starts differently, so it is read once; without its closing ``\"`` it runs to the end.
@@ -596,6 +608,7 @@ class Redactor:
             text = _DIGEST_PARAMS.sub(rf"\1\2{MASK}", text)
             if long_enough:
                 text = _AUTH_SCHEME.sub(rf"\1\2{MASK}", text)
+                text = _SHORT_CREDENTIAL.sub(_mask_short_credential, text)
         if "@" in text and "://" in text:
             text = _URL_PASSWORD.sub(_mask_url_password, text)
             text = _URL_TOKEN_USER.sub(_mask_token_user, text)
@@ -1004,6 +1017,17 @@ def _has_url_secret(text: str) -> bool:
     if any(_is_url_password(match.group(2)) for match in _URL_PASSWORD.finditer(text)):
         return True
     return any(_looks_like_token(match.group(2)) for match in _URL_TOKEN_USER.finditer(text))
+
+
+def _mask_short_credential(match: re.Match[str]) -> str:
+    """The :data:`_SHORT_CREDENTIAL` callback: ``Bearer [REDACTED]`` for a token of letters only (not a word
+    of :data:`_BEARER_PROSE_WORDS`), and for any scheme word one that mixes cases like Base64 text."""
+    scheme, space, credential = match.groups()
+    if _MIXED_CASE.search(credential) is not None or (
+        scheme.lower() == "bearer" and credential.lower() not in _BEARER_PROSE_WORDS
+    ):
+        return f"{scheme}{space}{MASK}"
+    return match.group(0)
 
 
 def _may_name_auth_scheme(text: str) -> bool:

@@ -45,6 +45,7 @@ SHAPES = {
     "percent escapes": "%41%3D",
     "percent-encoded pairs": "a%3D1%26token%3D",
     "nested key=value in values": "?a=",
+    "scheme words before letters": "Bearer abcdefghij Basic ",
 }
 # Shapes that a pattern looks at only when the text also holds an "@".
 NEEDS_AT = {

@@ -83,6 +83,8 @@ SECRETS = [
     "https%3A%2F%2Fa%2Fcb%3Ftoken%3Dx",
     "pin%3D1",
     "Authorization: Token x\r\nX-Api-Key: y",
+    "retrying with Bearer abcdefgh",
+    "Basic dXNlcjpwYXNz was sent",
 ]
 
 
@@ -138,6 +140,7 @@ def every_pattern(redactor: Redactor, text: str) -> str:
     text = r._PASSWORD_HASH.sub(r._mask_vendor_token, text)
     text = r._DIGEST_PARAMS.sub(rf"\1\2{MASK}", text)
     text = r._AUTH_SCHEME.sub(rf"\1\2{MASK}", text)
+    text = r._SHORT_CREDENTIAL.sub(r._mask_short_credential, text)
     text = r._URL_PASSWORD.sub(r._mask_url_password, text)
     text = r._URL_TOKEN_USER.sub(r._mask_token_user, text)
     text = redactor._mask_header_lines(text)
