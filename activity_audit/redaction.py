@@ -15,7 +15,8 @@
 - the value of a named value whose name is a sensitive key: ``{"name": "DB_PASSWORD", "value": ...}``
   (also ``key``/``value``, ``Name``/``Value``, ``Key``/``Value``) and, in a list of pairs,
   ``["Authorization", ...]``.
-- inside any string: JSON Web Tokens, PEM private keys, GitHub, Stripe and Slack tokens (their prefix kept),
+- inside any string: JSON Web Tokens, PEM private keys, GitHub, Stripe and Slack tokens and AWS access key
+  ids (their prefix kept),
   ``Bearer``/``Basic``/``Digest`` credentials (every Digest parameter), the password of
   ``scheme://user:password@host`` (one with a raw quote, backslash or ``<`` too), a token-like user name of
   ``scheme://user@host``, payment card numbers, whatever ``REDACT_PATTERNS`` match, the value of a sensitive
@@ -188,6 +189,10 @@ _VENDOR_TOKEN = re.compile(
     r"(?<![A-Za-z0-9])(?:(gh[pousr]_)[A-Za-z0-9]{36,}|(github_pat_)[A-Za-z0-9_]{22,}"
     r"|([sr]k_(?:live|test)_)[A-Za-z0-9]{16,}|(xox[abprs]-)[0-9]+-[A-Za-z0-9-]{8,})"
 )
+# AWS access key ids, long-term (AKIA) and temporary (ASIA): the prefix, then 16 upper-case letters and
+# digits; the prefix stays visible.
+_AWS_ACCESS_KEY_ID = re.compile(r"(?<![A-Za-z0-9])(AKIA|ASIA)[A-Z0-9]{16}(?![A-Za-z0-9])")
+_AWS_ACCESS_KEY_ID_BYTES = re.compile(rb"(?<![A-Za-z0-9])(?:AKIA|ASIA)[A-Z0-9]{16}(?![A-Za-z0-9])")
 _GITHUB_TOKEN_PREFIX = re.compile(r"gh[pousr]_")  # a literal start, which the regex engine searches for fast
 # Django's stored password hashes ("pbkdf2_sha256$<iterations>$<salt>$<hash>" ...), which the SQL debug log of
 # django.db.backends shows in its statements and parameters; the algorithm stays visible.
@@ -417,6 +422,8 @@ class Redactor:
             return True
         if _CARD_CANDIDATE_BYTES.search(line) is not None:
             return True
+        if (b"AKIA" in line or b"ASIA" in line) and _AWS_ACCESS_KEY_ID_BYTES.search(line) is not None:
+            return True
         return self._custom is not None and self._custom.search(line.decode("utf-8", "replace")) is not None
 
     def mask_keys(self, value: Any, names: Iterable[str], path: str) -> list[str]:
@@ -602,6 +609,8 @@ class Redactor:
                 text = _JWT.sub(MASK, text)
             if _may_hold_vendor_token(text):
                 text = _VENDOR_TOKEN.sub(_mask_vendor_token, text)
+            if "AKIA" in text or "ASIA" in text:
+                text = _AWS_ACCESS_KEY_ID.sub(_mask_vendor_token, text)
             if "$" in text and any(marker in text for marker in _PASSWORD_HASH_MARKERS):
                 text = _PASSWORD_HASH.sub(_mask_vendor_token, text)
         if (long_enough or "=" in text) and _may_name_auth_scheme(text):  # "Digest nc=x" is 11 characters
@@ -972,8 +981,9 @@ def _encoded_offset(pieces: list[tuple[int, int, str]], offset: int, towards_sta
 
 
 def _mask_vendor_token(match: re.Match[str]) -> str:
-    """A vendor token (:data:`_VENDOR_TOKEN`) or password hash (:data:`_PASSWORD_HASH`) masked, its prefix
-    kept: ``ghp_[REDACTED]``, ``pbkdf2_sha256$[REDACTED]``."""
+    """A vendor token (:data:`_VENDOR_TOKEN`), AWS access key id (:data:`_AWS_ACCESS_KEY_ID`) or password
+    hash (:data:`_PASSWORD_HASH`) masked, its prefix kept: ``ghp_[REDACTED]``, ``AKIA[REDACTED]``,
+    ``pbkdf2_sha256$[REDACTED]``."""
     return f"{match.group(match.lastindex or 0)}{MASK}"
 
 

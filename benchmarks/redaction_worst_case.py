@@ -46,6 +46,7 @@ SHAPES = {
     "percent-encoded pairs": "a%3D1%26token%3D",
     "nested key=value in values": "?a=",
     "scheme words before letters": "Bearer abcdefghij Basic ",
+    "aws key id prefixes, one character short": "AKIA0123456789ABCDE ASIA",
 }
 # Shapes that a pattern looks at only when the text also holds an "@".
 NEEDS_AT = {

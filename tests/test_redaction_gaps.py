@@ -72,3 +72,43 @@ def test_words_after_bearer_and_basic_in_prose_stay() -> None:
             "Basic Authentication",
         ]
     )
+
+
+# --- 2. AWS access key ids ---------------------------------------------------------------------------------
+
+
+def test_aws_access_key_ids_in_free_text_are_masked_their_prefix_kept() -> None:
+    assert_scrubbed(
+        [
+            ("key AKIAIOSFODNN7EXAMPLE used", f"key AKIA{M} used"),
+            ("ASIAY34FZKBOKMUTVV7A", f"ASIA{M}"),
+            ("aws_access_key_id=AKIAIOSFODNN7EXAMPLE&x=1", f"aws_access_key_id=AKIA{M}&x=1"),
+            ('{"AccessKeyId": "ASIAY34FZKBOKMUTVV7A", "n": 1}', f'{{"AccessKeyId": "ASIA{M}", "n": 1}}'),
+            ("(AKIAIOSFODNN7EXAMPLE)", f"(AKIA{M})"),
+        ]
+    )
+    record = {"aws_access_key_id": "AKIAIOSFODNN7EXAMPLE", "region": "eu-west-1"}
+    assert Redactor().redact(record) == ["aws_access_key_id"]
+    assert record == {"aws_access_key_id": f"AKIA{M}", "region": "eu-west-1"}
+
+
+def test_words_and_ids_like_aws_key_ids_stay() -> None:
+    assert_kept(
+        [
+            "ASIAN markets",
+            "ASIA-PACIFIC region",
+            "Asia/Tokyo",
+            "AKIA",
+            "AKIAIOSFODNN7EXAMPL",  # 15 characters after the prefix
+            "AKIAIOSFODNN7EXAMPLE1",  # 17
+            "XAKIAIOSFODNN7EXAMPLE",
+            "akiaiosfodnn7example",
+            "AKIAiosfodnn7example",
+            "AROAIOSFODNN7EXAMPLE",  # a role id, not an access key
+        ]
+    )
+
+
+def test_the_quick_test_on_encoded_records_sees_aws_access_key_ids() -> None:
+    assert Redactor().may_hold_secrets(b'{"note": "AKIAIOSFODNN7EXAMPLE"}')
+    assert not Redactor().may_hold_secrets(b'{"note": "ASIAN markets"}')

@@ -270,7 +270,7 @@ def test_plural_and_aws_secret_keys() -> None:
             "secretAccessKey": M,
             "max_tokens": 100,
             "total_tokens": 250,
-            "aws_access_key_id": "AKIAIOSFODNN7EXAMPLE",
+            "aws_access_key_id": f"AKIA{M}",  # not for its key (an identifier), for its shape
         },
         [
             "tokens",
@@ -280,6 +280,7 @@ def test_plural_and_aws_secret_keys() -> None:
             "refresh_tokens",
             "aws_secret_access_key",
             "secretAccessKey",
+            "aws_access_key_id",
         ],
     )
 

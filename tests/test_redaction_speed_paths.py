@@ -85,6 +85,7 @@ SECRETS = [
     "Authorization: Token x\r\nX-Api-Key: y",
     "retrying with Bearer abcdefgh",
     "Basic dXNlcjpwYXNz was sent",
+    "key=AKIAIOSFODNN7EXAMPLE",
 ]
 
 
@@ -137,6 +138,7 @@ def every_pattern(redactor: Redactor, text: str) -> str:
     text = r._PEM_PRIVATE_KEY.sub(MASK, text)
     text = r._JWT.sub(MASK, text)
     text = r._VENDOR_TOKEN.sub(r._mask_vendor_token, text)
+    text = r._AWS_ACCESS_KEY_ID.sub(r._mask_vendor_token, text)
     text = r._PASSWORD_HASH.sub(r._mask_vendor_token, text)
     text = r._DIGEST_PARAMS.sub(rf"\1\2{MASK}", text)
     text = r._AUTH_SCHEME.sub(rf"\1\2{MASK}", text)
