@@ -1,8 +1,9 @@
 """The record pipeline: a bounded queue, one worker thread, and one delivery thread per sink.
 
-Caller threads only stamp the envelope and append to the queue (:meth:`Pipeline.submit`, a few hundred
-nanoseconds). The worker redacts, formats and hands batches to a :class:`SinkRunner` per ``sink``
-implementation, so a sink that raises or hangs costs only its own records, and every one of them is counted.
+Caller threads only take a ``seq`` and append to the queue (:meth:`Pipeline.submit`, a few hundred
+nanoseconds). The worker stamps the envelope (``event_id``, ``stream_id``, ``seq``), redacts, formats and
+hands batches to a :class:`SinkRunner` per ``sink`` implementation, so a sink that raises or hangs costs
+only its own records, and every one of them is counted.
 
 Guarantees (each has a test that counts records):
 
@@ -54,6 +55,8 @@ if TYPE_CHECKING:
     from .manager import AuditPluginManager
 
 Record = dict[str, Any]
+# A record in the queue: its channel, the record, and the seq it was given when submitted.
+Queued = tuple[str, Record, int]
 RecordCall = Callable[[Record], Any]
 
 # The caller name of a hook whose implementations pluggy calls together (a wrapper is registered).
@@ -342,7 +345,7 @@ class Pipeline:
         # Held only to stamp and append, so that seq order is queue order and the bound is exact.
         self._submit_lock = threading.Lock()
         self._late_lock = threading.Lock()  # one record at a time through the sinks once stopped
-        self._queue: deque[tuple[str, Record] | FlushBarrier] = deque()
+        self._queue: deque[Queued | FlushBarrier] = deque()
         self._wakeup = threading.Event()
         self._space = threading.Condition(threading.Lock())
         self._blocked = 0
@@ -402,9 +405,11 @@ class Pipeline:
 
     # --- caller side ----------------------------------------------------------------------------------------
     def submit(self, channel: str, record: Record) -> bool:
-        """Stamp the envelope on ``record`` and queue it for ``channel``. Never raises, never blocks for long.
+        """Give ``record`` the next ``seq`` and queue it for ``channel``. Never raises, never blocks for long.
 
-        Returns False when the record was dropped (queue full) or the pipeline is disabled.
+        The envelope (``event_id``, ``stream_id``, ``seq``) is written into ``record`` on the worker, before
+        any ``redact`` implementation sees it. Returns False when the record was dropped (queue full) or the
+        pipeline is disabled.
         """
         if not self.enabled:
             return False
@@ -418,12 +423,9 @@ class Pipeline:
                 # _stopped is read under the lock shutdown sets it under: a record is either queued before
                 # the last drain of the queue, or delivered late, never left in a queue nobody reads.
                 seq = next(self._seq)
-                record["event_id"] = f"{self._event_prefix}{seq:012x}"
-                record["stream_id"] = self.stream_id
-                record["seq"] = seq
                 stopped = self._stopped
                 if not stopped and len(queue) < self._maxsize:
-                    queue.append((channel, record))
+                    queue.append((channel, record, seq))
                     handed = True
                     self.submitted += 1
                     if len(queue) == self._batch_size:
@@ -438,14 +440,14 @@ class Pipeline:
                 with self._submit_lock:
                     stopped = self._stopped
                     if not stopped:
-                        queue.append((channel, record))
+                        queue.append((channel, record, seq))
                         handed = True
                         self.submitted += 1
                         return True
             with self._submit_lock:
                 self.submitted += 1
             handed = True
-            return self._deliver_late(channel, record)
+            return self._deliver_late((channel, record, seq))
         except BaseException:
             # SystemExit from a SIGTERM handler, KeyboardInterrupt: a seq spent on a record that is neither
             # queued nor delivered is declared dropped rather than left as an unexplained gap.
@@ -453,14 +455,14 @@ class Pipeline:
                 self._count_drop(seq, _INTERRUPTED)
             raise
 
-    def _deliver_late(self, channel: str, record: Record) -> bool:
+    def _deliver_late(self, item: Queued) -> bool:
         """A record submitted after the pipeline stopped (an ``atexit`` handler of the application's that runs
-        after the drain, a daemon thread still working at exit), already stamped: redacted, formatted and
-        handed to every sink at once, on this thread, one at a time, so that no record accepted is lost.
+        after the drain, a daemon thread still working at exit): stamped, redacted, formatted and handed to
+        every sink at once, on this thread, one at a time, so that no record accepted is lost.
         Returns True when handed over (the sinks count and report their own failures)."""
         with self._late_lock:
             try:
-                entries = self._format([(channel, record)])
+                entries = self._format([item])
                 for runner in self._runners.values():
                     runner.deliver_now(entries)
             except BaseException as exc:  # never into the caller, at exit least of all
@@ -472,8 +474,7 @@ class Pipeline:
         """Queue one of the pipeline's own records; it bypasses the bound so it is never dropped."""
         with self._submit_lock:
             seq = next(self._seq)
-            record.update(event_id=f"{self._event_prefix}{seq:012x}", stream_id=self.stream_id, seq=seq)
-            self._queue.append((rec.CHANNEL_AUDIT, record))
+            self._queue.append((rec.CHANNEL_AUDIT, record, seq))
             self.submitted += 1
         self._wakeup.set()
 
@@ -570,7 +571,7 @@ class Pipeline:
     def _drain(self) -> None:
         queue, size = self._queue, self._batch_size
         while queue:
-            batch: list[tuple[str, Record]] = []
+            batch: list[Queued] = []
             barrier: FlushBarrier | None = None
             while queue and len(batch) < size:
                 item = queue.popleft()
@@ -586,15 +587,20 @@ class Pipeline:
             if barrier is not None:
                 self._pass_barrier(barrier)
 
-    def _format(self, batch: list[tuple[str, Record]]) -> list[rec.Entry]:
+    def _format(self, batch: list[Queued]) -> list[rec.Entry]:
+        """Stamp, redact and encode each queued record (on the worker, or on the thread delivering late)."""
         self._refresh_hooks()
         redactors, formatters = self._callers.redactors, self._callers.formatters
         # Only the built-in formatter: call the encoder it wraps directly (same bytes, two calls fewer).
         builtin_only = len(formatters) == 1 and formatters[0][1] is _builtin_format_record
         max_bytes, limits = self._max_bytes, self._limits
+        prefix, stream_id = self._event_prefix, self.stream_id
         entries: list[rec.Entry] = []
         append, entry = entries.append, rec.Entry
-        for channel, record in batch:
+        for channel, record, seq in batch:
+            record["event_id"] = f"{prefix}{seq:012x}"
+            record["stream_id"] = stream_id
+            record["seq"] = seq
             for name, redact in redactors:
                 try:
                     redact(record)

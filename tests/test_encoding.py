@@ -268,7 +268,7 @@ def test_raw_value_encodes_to_one_exact_line(name: str) -> None:
 
 def test_every_case_reaches_the_file_through_the_pipeline(log_dir: Path) -> None:
     """Raw and snapshotted, every case is written: one whole line each, with the exact value."""
-    submitted = {}
+    queued = []
     for name, case in CASES.items():
         forms = [("snapshot", snapshot(case.value), case.snapshot)]
         if case.raw is not NOT_RAW and name not in RESHAPED_BY_REDACTORS:
@@ -276,8 +276,9 @@ def test_every_case_reaches_the_file_through_the_pipeline(log_dir: Path) -> None
         for form, value, expected in forms:
             record = new_record("AUDIT", "tests.encoding", f"{name} ({form})", value=value)
             assert activity_audit.dispatch.pipeline.submit(CHANNEL_AUDIT, record)
-            submitted[record["event_id"]] = expected
+            queued.append((record, expected))
     assert activity_audit.flush(10)
+    submitted = {record["event_id"]: expected for record, expected in queued}  # stamped on the worker
 
     written = {}
     for line in (log_dir / "audit.log").read_bytes().split(b"\n")[:-1]:

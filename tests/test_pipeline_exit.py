@@ -7,6 +7,7 @@ the stdlib QueueListener loses the whole queue in each of these cases).
 from __future__ import annotations
 
 import signal
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -178,31 +179,36 @@ def test_a_record_submitted_while_the_exit_drain_runs_is_written(tmp_path: Path)
     assert written.origins() == {"before": 50, "racer": 1}
 
 
-class InterruptedStamp(dict):
-    """A record whose ``seq`` cannot be written: what a SIGTERM handler raising ``SystemExit`` between the
+class InterruptedAppend(deque):  # type: ignore[type-arg]
+    """A queue whose first ``append`` raises: what a SIGTERM handler raising ``SystemExit`` between the
     moment a seq is spent and the moment the record is queued looks like to the pipeline."""
 
-    def __setitem__(self, key: str, value: object) -> None:
-        if key == "seq":
+    armed = True
+
+    def append(self, item: object) -> None:
+        if self.armed:
+            self.armed = False
             raise KeyboardInterrupt
-        super().__setitem__(key, value)
+        super().append(item)
 
 
 def test_an_interrupt_after_a_seq_was_spent_declares_it_dropped(audit_records) -> None:
     from activity_audit.dispatch import pipeline
     from activity_audit.records import CHANNEL_AUDIT, PIPELINE_LOGGER, new_record
 
-    record = InterruptedStamp(new_record("AUDIT", "tests.interrupt", "never queued"))
+    assert pipeline.flush(10)
+    pipeline._queue = InterruptedAppend()  # the worker takes the queue anew at each drain
     with pytest.raises(KeyboardInterrupt):
-        pipeline.submit(CHANNEL_AUDIT, record)
+        pipeline.submit(CHANNEL_AUDIT, new_record("AUDIT", "tests.interrupt", "never queued"))
     pipeline.submit(CHANNEL_AUDIT, new_record("AUDIT", "tests.interrupt", "queued after"))
     assert pipeline.flush(10)
     pipeline._check_drops()  # the worker does this every REPORT_INTERVAL; now, for the test
     assert pipeline.flush(10)
 
-    spent = record["event_id"]
+    [after] = audit_records.of("tests.interrupt")
+    assert after["message"] == "queued after"
+    seq = after["seq"] - 1  # spent on the record that was interrupted
     [declared] = audit_records.of(PIPELINE_LOGGER, event_type="RECORDS_DROPPED")
-    seq = int(spent[-12:], 16)
     assert (declared["count"], declared["first_seq"], declared["last_seq"]) == (1, seq, seq)
     assert declared["message"] == "1 audit records dropped: interrupted while being queued"
     assert [r["message"] for r in audit_records.of("tests.interrupt")] == ["queued after"]

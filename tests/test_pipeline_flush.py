@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import activity_audit
 from activity_audit import hookimpl
@@ -41,13 +42,18 @@ class HangingSink:
         self.seqs.extend(e.record["seq"] for e in records if e.record.get("name") == MARKER)
 
 
-def _emit(count: int, run: str) -> list[int]:
-    seqs = []
+def _emit(count: int, run: str) -> list[dict[str, Any]]:
+    """Emit ``count`` records; the worker writes each one's ``seq`` into it before any sink sees it."""
+    records = []
     for i in range(count):
         record = new_record("AUDIT", MARKER, "flush test", run=run, i=i)
         assert emit_crud(record)
-        seqs.append(record["seq"])
-    return seqs
+        records.append(record)
+    return records
+
+
+def _seqs(records: list[dict[str, Any]]) -> list[int | None]:
+    return [record.get("seq") for record in records]
 
 
 def _call_with_deadline(function, *args, deadline: float = 20.0):
@@ -72,8 +78,10 @@ def _wait_for(read, expected, deadline: float = 20.0) -> bool:
 def test_flush_returns_when_everything_is_in_the_sinks(log_dir: Path) -> None:
     slow = SlowSink()
     with registered_plugin(slow, name="tests.flush.slow"):
-        seqs = _emit(3_000, "slow")
+        emitted = _emit(3_000, "slow")
         assert _call_with_deadline(activity_audit.flush, 20.0) is True
+        seqs = _seqs(emitted)
+        assert seqs == list(range(seqs[0], seqs[0] + 3_000))
         # Nothing more is waited for: what flush promised is already there, in the slow sink and in the file.
         assert slow.seqs == seqs
         in_file = [r["seq"] for r in read_lines(log_dir / "audit.log") if r.get("run") == "slow"]
@@ -83,13 +91,16 @@ def test_flush_returns_when_everything_is_in_the_sinks(log_dir: Path) -> None:
 def test_flush_gives_up_on_a_hung_sink(log_dir: Path) -> None:
     hanging = HangingSink()
     with registered_plugin(hanging, name="tests.flush.hanging"):
-        seqs = _emit(10, "hung")
+        emitted = _emit(10, "hung")
         assert _call_with_deadline(activity_audit.flush, 0.5) is False
         assert hanging.seqs == []
+        assert _wait_for(lambda: None in _seqs(emitted), False)  # the worker has stamped them
         # The file sink was not held up by the hung one (waited for, with a deadline, never timed).
         assert _wait_for(
-            lambda: [r["seq"] for r in read_lines(log_dir / "audit.log") if r.get("run") == "hung"], seqs
+            lambda: [r["seq"] for r in read_lines(log_dir / "audit.log") if r.get("run") == "hung"],
+            _seqs(emitted),
         )
+        seqs = _seqs(emitted)
         hanging.release.set()
         assert _call_with_deadline(activity_audit.flush, 20.0) is True
         assert hanging.seqs == seqs
