@@ -16,14 +16,14 @@
   (also ``key``/``value``, ``Name``/``Value``, ``Key``/``Value``) and, in a list of pairs,
   ``["Authorization", ...]``.
 - inside any string: JSON Web Tokens, PEM private keys, GitHub, Stripe and Slack tokens and AWS access key
-  ids (their prefix kept),
-  ``Bearer``/``Basic``/``Digest`` credentials (every Digest parameter), the password of
-  ``scheme://user:password@host`` (one with a raw quote, backslash or ``<`` too), a token-like user name of
-  ``scheme://user@host``, payment card numbers, whatever ``REDACT_PATTERNS`` match, the value of a sensitive
-  header line (``Authorization: Token x``, ``X-Api-Key: x``), and the value next to a sensitive key in
-  ``key=value`` pairs (query strings and fragments, form text, signed URLs), ``"key": value`` pairs (JSON
-  text, e.g. a truncated body, also JSON held in a JSON string, its quotes escaped; a list or object value is
-  masked whole), database errors (``Key (api_token)=(...)``) and XML (``<password>...</password>``,
+  ids (their prefix kept), ``Bearer``/``Basic``/``Digest`` credentials (every Digest parameter), the
+  password of ``scheme://user:password@host`` (one with a raw quote, backslash or ``<`` too), a token-like
+  user name of ``scheme://user@host``, payment card numbers, whatever ``REDACT_PATTERNS`` match, the value of
+  a sensitive header line (``Authorization: Token x``, ``X-Api-Key: x``), the word after a sensitive name and
+  ``": "`` or ``" = "`` in prose (``password: x``), and the value next to a sensitive key in ``key=value``
+  pairs (query strings and fragments, form text, signed URLs), ``"key": value`` pairs (JSON text, e.g. a
+  truncated body, also JSON held in a JSON string, its quotes escaped; a list or object value is masked
+  whole), database errors (``Key (api_token)=(...)``) and XML (``<password>...</password>``,
   ``password="..."``). A string holding percent escapes is also searched decoded, and what is found there is
   masked in the encoded text.
 - secret-shaped text in a dict **key** (``{"<JWT>": ""}`` from a bare query string): the key is replaced by
@@ -217,10 +217,11 @@ _URL_TOKEN_USER = re.compile(
     rf"""(://)([A-Za-z0-9_~+=.-]{{16,256}})((?::{re.escape(MASK)})?@){_URL_HOST_FOLLOWS}"""
 )
 # Its lead is a character set (no "^" alternative), which the regex engine searches for fast; a pair at the
-# very start of a text gets a space as its lead (see _mask_key_value_pairs). The value, up to _VALUE_END, is
+# very start of a text gets a space as its lead (see _mask_key_value_pairs). The "=" may have spaces around
+# it, as in prose and configuration text ("password = hunter2"). The value, up to _VALUE_END, is
 # read only for a sensitive key: a value that is kept is searched again for pairs, and reading it each time
 # would make "?a=?a=?a=..." quadratic.
-_KEY_EQUALS = re.compile(r"""[?&;#\s]([A-Za-z0-9_.%\-\[\]]{1,64})=""")
+_KEY_EQUALS = re.compile(r"""[?&;#\s]([A-Za-z0-9_.%\-\[\]]{1,64})(=|[ \t]+=(?!=)[ \t]*)""")
 _VALUE_END = re.compile(r"""[&#;\s"'<>]""")
 # A quoted key, its colon, and the start of its value: a whole string or number, or the opening bracket of a
 # list or object (masked up to its closing bracket, see _closing_bracket).
@@ -235,14 +236,25 @@ _ESCAPED_KEY_VALUE = re.compile(
 _BRACKET_TOKENS = re.compile(r""""(?:[^"\\]|\\.)*"?|'(?:[^'\\]|\\.)*'?|[\[{\]}]|[^"'\[\]{}]+""")
 # The same for escaped JSON; a bare quote is the end of the JSON string that holds it.
 _ESCAPED_BRACKET_TOKENS = re.compile(_ESCAPED_STRING + r"""|[\[{\]}]|"|[^"\\\[\]{}]+|\\""")
-# An HTTP header line in text ("Authorization: Token x", "X-Api-Key: x"): the name, its colon, and the value
-# to the end of the line or to a quote or backslash (the end of the string in JSON or Python text). Only a
-# name spelt like a header counts, with a "-" or in _SINGLE_WORD_HEADERS: "code: 200" and "token: expired" in
-# prose stay. The names are first read backwards from their colon, a search done in C (_may_hide_header_line).
-_HEADER_LINE_START = re.compile(r"(?<![\w-])([A-Za-z][A-Za-z0-9-]{0,63})(:[ \t]*)")
+# A name and its colon in text. An HTTP header line ("Authorization: Token x", "X-Api-Key: x"), a name spelt
+# like a header, with a "-" or in _SINGLE_WORD_HEADERS, has its value masked to the end of the line or to a
+# quote or backslash (the end of the string in JSON or Python text). Any other sensitive name followed by a
+# space ("password: hunter2", "spring.datasource.password: x") has one word masked, or one quoted string
+# (_PROSE_VALUE), unless it is a word of _PROSE_WEAK_KEYS: "code: 200" and "token: expired" in prose stay.
+# The names are first read backwards from their colon, a search done in C (_may_hide_header_line).
+_HEADER_LINE_START = re.compile(r"(?<![\w.-])([A-Za-z_][\w.-]{0,63})(:[ \t]*)")
 _HEADER_VALUE_END = re.compile(r"""[\r\n"'\\]""")
-# Backwards, a name ends with a letter (its first): the digits before the colons of a time are no name.
-_REVERSED_HEADER_NAME = re.compile(r":([A-Za-z0-9-]{0,63}[A-Za-z])(?![\w-])")
+# Backwards, a name ends with a letter or "_" (its first): the digits before the colons of a time are no name.
+_REVERSED_HEADER_NAME = re.compile(r":([\w.-]{0,63}[A-Za-z_])(?![\w.-])")
+# The value of a name in prose: a quoted string (its quotes maybe escaped, in JSON text), or a word.
+_PROSE_VALUE = re.compile(
+    r""""((?:[^"\\\r\n]|\\.)*)|'((?:[^'\\\r\n]|\\.)*)|\\["']([^"'\\\r\n]*)|([^\s"'\\]+)"""
+)
+# Sensitive names whose value in prose is rather a state or a count than a secret ("token: expired",
+# "status code: 200", "pwd: /home/ada"): masked in "name=value" text only, not after ": " or " = ".
+_PROSE_WEAK_KEYS = frozenset(
+    {"token", "tokens", "code", "sig", "signature", "credential", "credentials", "auth", "pass", "pwd"}
+)
 _AUTHORIZATION_SCHEME = re.compile(r"[A-Za-z][\w.-]*[ \t]+(?=\S)")
 # Runs of percent escapes, decoded together (a UTF-8 character may take several). Written with a literal
 # start, which the regex engine searches for fast.
@@ -624,7 +636,7 @@ class Redactor:
         if ":" in text and self._may_hide_header_line(text):
             text = self._mask_header_lines(text)
         if "=" in text:
-            text = _mask_key_value_pairs(text, self.is_sensitive_key)
+            text = _mask_key_value_pairs(text, self.is_sensitive_key, self._is_prose_secret_name)
             if ")=(" in text:
                 text = _DB_KEY_VALUE.sub(self._mask_db_pair, text)
             if ('"' in text or "'" in text) and self._may_hide_xml_attribute(text):
@@ -640,14 +652,17 @@ class Redactor:
         return text
 
     def _may_hide_header_line(self, text: str) -> bool:
-        """False when no name before a colon in ``text`` is a sensitive header name (read backwards, in C)."""
+        """False when no name before a colon in ``text`` is a sensitive header name or a sensitive name in
+        prose (read backwards, in C)."""
         known = self._header_names
         for reversed_name in _REVERSED_HEADER_NAME.findall(text[::-1]):
             verdict = known.get(reversed_name)
             if verdict is None:
                 if len(known) >= _KEY_CACHE_LIMIT:
                     known.clear()
-                verdict = known[reversed_name] = self._is_sensitive_header(reversed_name[::-1])
+                name = reversed_name[::-1]
+                verdict = self._is_sensitive_header(name) or self._is_prose_secret_name(name)
+                known[reversed_name] = verdict
             if verdict:
                 return True
         return False
@@ -655,15 +670,27 @@ class Redactor:
     def _is_sensitive_header(self, name: str) -> bool:
         return ("-" in name or normalise_key(name) in _SINGLE_WORD_HEADERS) and self.is_sensitive_key(name)
 
+    def _is_prose_secret_name(self, name: str) -> bool:
+        """True when the value after ``name`` and ``": "`` or ``" = "`` in prose is masked: a sensitive key,
+        but not one of :data:`_PROSE_WEAK_KEYS`."""
+        return normalise_key(name) not in _PROSE_WEAK_KEYS and self.is_sensitive_key(name)
+
     def _mask_header_lines(self, text: str) -> str:
         """``text`` with the value of every sensitive header line masked (see :data:`_HEADER_LINE_START`); an
-        ``Authorization`` value keeps its scheme word (``Authorization: Token [REDACTED]``)."""
+        ``Authorization`` value keeps its scheme word (``Authorization: Token [REDACTED]``). After any other
+        sensitive name, a colon and a space, one word or quoted string is masked (``password: [REDACTED]``).
+        """
         pieces: list[str] = []
         done = position = 0
         while (match := _HEADER_LINE_START.search(text, position)) is not None:
             position = match.end()
             name = match.group(1)
             if not self._is_sensitive_header(name):
+                if match.group(2) != ":" and self._is_prose_secret_name(name):
+                    span = _prose_value_span(text, position)
+                    if span is not None:
+                        pieces += (text[done : span[0]], MASK)
+                        done = position = span[1]
                 continue
             end = _HEADER_VALUE_END.search(text, position)
             value_end = len(text) if end is None else end.start()
@@ -740,15 +767,33 @@ def _key_names(key: str) -> list[str]:
     return [*parts, _BRACKETS.sub("", key)]
 
 
-def _mask_key_value_pairs(text: str, is_sensitive: Callable[[str], bool]) -> str:
+def _prose_value_span(text: str, start: int) -> tuple[int, int] | None:
+    """Where the value of a name in prose that starts at ``start`` lies (inside its quotes when quoted), or
+    None when there is none or it is masked already (see :data:`_PROSE_VALUE`)."""
+    value = _PROSE_VALUE.match(text, start)
+    if value is None:
+        return None
+    group = value.lastindex or 0
+    if value.group(group) in ("", MASK):
+        return None
+    return value.span(group)
+
+
+def _mask_key_value_pairs(
+    text: str, is_sensitive: Callable[[str], bool], is_sensitive_spaced: Callable[[str], bool] | None = None
+) -> str:
     """``text`` with the value of every ``key=value`` pair whose key ``is_sensitive`` masked, a pair at its
-    very start included. A value that is kept is searched too: ``?next=/cb?token=x`` holds ``token=x``."""
+    very start included; a ``key = value`` pair (spaces around ``=``, as in prose) when its key
+    ``is_sensitive_spaced`` (default: ``is_sensitive``). A value that is kept is searched too:
+    ``?next=/cb?token=x`` holds ``token=x``."""
     text = " " + text
     pieces: list[str] = []
     done = position = 0
     while (match := _KEY_EQUALS.search(text, position)) is not None:
         position = match.end()
-        if not is_sensitive(match.group(1)):
+        key, equals = match.groups()
+        judge = is_sensitive if equals == "=" or is_sensitive_spaced is None else is_sensitive_spaced
+        if not judge(key):
             continue
         end = _VALUE_END.search(text, position)
         value_end = len(text) if end is None else end.start()

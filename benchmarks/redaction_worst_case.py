@@ -47,6 +47,9 @@ SHAPES = {
     "nested key=value in values": "?a=",
     "scheme words before letters": "Bearer abcdefghij Basic ",
     "aws key id prefixes, one character short": "AKIA0123456789ABCDE ASIA",
+    "names and colons in prose": "password: x secret:\t",
+    "spaced key = value": "a = b\t=  ",
+    "long names before colons": "a_b.c-d" * 20 + ": ",
 }
 # Shapes that a pattern looks at only when the text also holds an "@".
 NEEDS_AT = {

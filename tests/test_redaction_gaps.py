@@ -28,7 +28,7 @@ def assert_kept(texts: list[str]) -> None:
     assert [text for text in texts if Redactor().scrub_text(text) is not None] == []
 
 
-# --- 1. short Bearer tokens --------------------------------------------------------------------------------
+# --- 1. short Bearer tokens ---------------------------------------------------------------------------------
 
 
 def test_a_short_bearer_token_in_a_header_line_was_masked_already() -> None:
@@ -74,7 +74,7 @@ def test_words_after_bearer_and_basic_in_prose_stay() -> None:
     )
 
 
-# --- 2. AWS access key ids ---------------------------------------------------------------------------------
+# --- 2. AWS access key ids ----------------------------------------------------------------------------------
 
 
 def test_aws_access_key_ids_in_free_text_are_masked_their_prefix_kept() -> None:
@@ -112,3 +112,79 @@ def test_words_and_ids_like_aws_key_ids_stay() -> None:
 def test_the_quick_test_on_encoded_records_sees_aws_access_key_ids() -> None:
     assert Redactor().may_hold_secrets(b'{"note": "AKIAIOSFODNN7EXAMPLE"}')
     assert not Redactor().may_hold_secrets(b'{"note": "ASIAN markets"}')
+
+
+# --- 3. password: x and password = x in prose ---------------------------------------------------------------
+
+
+def test_quoted_and_unspaced_pairs_were_masked_already() -> None:
+    assert_scrubbed(
+        [
+            ('the "secret": "x"', f'the "secret": "{M}"'),
+            ("{'password': 'hunter2'}", f"{{'password': \"{M}\"}}"),
+            ("password=hunter2&x=1", f"password={M}&x=1"),
+            ('password = "hunter 2"', f'password = "{M}"'),
+            ("X-Api-Key: abc", f"X-Api-Key: {M}"),
+        ]
+    )
+
+
+def test_a_secret_after_a_sensitive_name_a_colon_and_a_space_is_masked() -> None:
+    assert_scrubbed(
+        [
+            ("password: hunter2", f"password: {M}"),
+            ("login failed, password: hunter2 for ada", f"login failed, password: {M} for ada"),
+            ("Password:\thunter2", f"Password:\t{M}"),
+            ("secret: x", f"secret: {M}"),
+            ("client_secret: abc123, retrying", f"client_secret: {M} retrying"),
+            ("spring.datasource.password: s3cr3t", f"spring.datasource.password: {M}"),
+            ("api_key: 'abc 123' sent", f"api_key: '{M}' sent"),
+            ('db_password: "pa ss\\"word" end', f'db_password: "{M}" end'),
+            ('{"msg": "password: \\"hunter 2\\""}', f'{{"msg": "password: \\"{M}\\""}}'),
+            ('{"msg": "password: hunter2"}', f'{{"msg": "password: {M}"}}'),
+            ("password: hunter2\nuser: ada", f"password: {M}\nuser: ada"),
+            ("pin: 1234", f"pin: {M}"),
+            ("session_id: 4f1c2a", f"session_id: {M}"),
+            ("github_token: ab12, access_token: cd34", f"github_token: {M} access_token: {M}"),
+        ]
+    )
+
+
+def test_a_secret_after_a_sensitive_name_and_a_spaced_equals_sign_is_masked() -> None:
+    assert_scrubbed(
+        [
+            ("password = hunter2", f"password = {M}"),
+            ("connecting with password = hunter2 to db", f"connecting with password = {M} to db"),
+            ("DB_PASSWORD\t=\thunter2", f"DB_PASSWORD\t=\t{M}"),
+            ("secret =hunter2", f"secret ={M}"),
+        ]
+    )
+
+
+def test_names_before_a_colon_or_a_spaced_equals_sign_in_prose_stay() -> None:
+    assert_kept(
+        [
+            "token: expired",
+            "status code: 200",
+            "code: E123",
+            "code = 200",
+            "token = expired",
+            "signature: valid",
+            "credentials: invalid",
+            "pwd: /home/ada",
+            "Pass: 3 of 5",
+            "password: [REDACTED]",
+            "Password:",
+            "Enter password: ",
+            "max_tokens: 100, total_tokens: 250",
+            "token_type: bearer",
+            "password_changed_at: 2024-01-15",
+            "Password reset: sent",
+            "author: ada, bypass: true, compass: north",
+            "at 10:00:00 the job ran",
+            "http://secret:8080/health",
+            "db.password:5432",
+            "x = 1, y = 2",
+            "if password == expected",
+        ]
+    )

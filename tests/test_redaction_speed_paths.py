@@ -146,7 +146,7 @@ def every_pattern(redactor: Redactor, text: str) -> str:
     text = r._URL_PASSWORD.sub(r._mask_url_password, text)
     text = r._URL_TOKEN_USER.sub(r._mask_token_user, text)
     text = redactor._mask_header_lines(text)
-    text = r._mask_key_value_pairs(text, redactor.is_sensitive_key)
+    text = r._mask_key_value_pairs(text, redactor.is_sensitive_key, redactor._is_prose_secret_name)
     text = r._DB_KEY_VALUE.sub(redactor._mask_db_pair, text)
     text = r._XML_ATTRIBUTE.sub(redactor._mask_attribute, text)
     text = r._mask_quoted_pairs(text, redactor.is_sensitive_key)
