@@ -9,9 +9,9 @@
   ``REDACT_KEYS``) or ends with one of :data:`SENSITIVE_SUFFIXES` (``new_password``, ``github_token``), also
   once a last word of :data:`_QUALIFIER_WORDS` is dropped (``password_confirmation``, ``password_hash``), or
   when its last words are ``pass``, ``pwd``, ``auth``, ``access key`` or ``auth key`` (``db_pass``,
-  ``MYSQL_PWD``, ``basic_auth``; not ``bypass``, ``author``). Percent escapes are decoded first
-  (``pass%77ord``), and a nested-form key (``user[password]``, ``items[0][api_key]``) is sensitive when one
-  of its bracketed parts is, or the whole without brackets.
+  ``MYSQL_PWD``, ``basic_auth``; not ``bypass``, ``author``). Percent and JSON ``\\u`` escapes are decoded
+  first (``pass%77ord``, ``pass\\u0077ord``, also in JSON text), and a nested-form key (``user[password]``,
+  ``items[0][api_key]``) is sensitive when one of its bracketed parts is, or the whole without brackets.
 - the value of a named value whose name is a sensitive key: ``{"name": "DB_PASSWORD", "value": ...}``
   (also ``key``/``value``, ``Name``/``Value``, ``Key``/``Value``) and, in a list of pairs,
   ``["Authorization", ...]``.
@@ -224,14 +224,20 @@ _URL_TOKEN_USER = re.compile(
 _KEY_EQUALS = re.compile(r"""[?&;#\s]([A-Za-z0-9_.%\-\[\]]{1,64})(=|[ \t]+=(?!=)[ \t]*)""")
 _VALUE_END = re.compile(r"""[&#;\s"'<>]""")
 # A quoted key, its colon, and the start of its value: a whole string or number, or the opening bracket of a
-# list or object (masked up to its closing bracket, see _closing_bracket).
+# list or object (masked up to its closing bracket, see _closing_bracket). The key may spell characters as
+# JSON escapes ("pass\u0077ord"), decoded before it is judged (_decode_json_escapes).
 _QUOTED_KEY_VALUE = re.compile(
-    r"""(["'])([^"'\\\n]{1,64})\1(\s*:\s*)("(?:[^"\\]|\\.)*"?|'(?:[^'\\]|\\.)*'?|-?\d[\d.eE+-]*|[\[{])"""
+    r"""(["'])((?:[^"'\\\n]|\\u[0-9A-Fa-f]{4}){1,64})\1(\s*:\s*)"""
+    r"""("(?:[^"\\]|\\.)*"?|'(?:[^'\\]|\\.)*'?|-?\d[\d.eE+-]*|[\[{])"""
 )
-# The same inside a JSON string that holds JSON (``"raw": "{\"password\": \"x\"}"``): the quotes escaped.
+# The same inside a JSON string that holds JSON (``"raw": "{\"password\": \"x\"}"``): the quotes escaped,
+# and the backslash of a key's escape too ("pass\\u0077ord").
 _ESCAPED_KEY_VALUE = re.compile(
-    rf"""(\\")([^"'\\\n]{{1,64}})\\"(\s*:\s*)({_ESCAPED_STRING}|-?\d[\d.eE+-]*|[\[{{])"""
+    r"""(\\")((?:[^"'\\\n]|\\\\u[0-9A-Fa-f]{4}){1,64})\\"(\s*:\s*)"""
+    rf"""({_ESCAPED_STRING}|-?\d[\d.eE+-]*|[\[{{])"""
 )
+# A JSON "\uXXXX" escape, its backslash maybe escaped once more (in JSON held in a JSON string).
+_JSON_ESCAPE = re.compile(r"\\{1,2}u([0-9A-Fa-f]{4})")
 # What _closing_bracket steps over: quoted strings (maybe cut), brackets, and runs of anything else.
 _BRACKET_TOKENS = re.compile(r""""(?:[^"\\]|\\.)*"?|'(?:[^'\\]|\\.)*'?|[\[{\]}]|[^"'\[\]{}]+""")
 # The same for escaped JSON; a bare quote is the end of the JSON string that holds it.
@@ -426,6 +432,10 @@ class Redactor:
         lowered = line.lower().replace(b'"status_code"', b"")
         if b"%" in lowered:  # a percent-encoded key ("pass%77ord") shows its root once decoded
             lowered += b"\n" + unquote_to_bytes(lowered).lower()
+        if b"\\u" in lowered:  # so does a key spelt with JSON escapes ("p\\u0061ssword")
+            lowered += b"\n" + _decode_json_escapes(lowered.decode("utf-8", "replace")).lower().encode(
+                "utf-8", "replace"
+            )
         if any(root in lowered for root in self._roots):
             return True
         if b"auth" in lowered and _AUTH_WORD_BYTES.search(lowered) is not None:
@@ -756,11 +766,12 @@ def normalise_key(key: str) -> str:
 
 
 def _key_names(key: str) -> list[str]:
-    """The names ``key`` is judged by: ``key`` itself, percent escapes decoded; for a nested-form key
-    (``user[password]``, ``items[0][api_key]``) also each bracketed part but indexes, and the whole without
-    brackets."""
+    """The names ``key`` is judged by: ``key`` itself, percent and JSON ``\\u`` escapes decoded; for a
+    nested-form key (``user[password]``, ``items[0][api_key]``) also each bracketed part but indexes, and the
+    whole without brackets."""
     if "%" in key:
         key = unquote(key)
+    key = _decode_json_escapes(key)
     if "[" not in key and "]" not in key:
         return [key]
     parts = [part for part in _BRACKETS.split(key) if part and not part.isdigit()]
@@ -829,7 +840,7 @@ def _mask_pairs_of(
     done = position = 0
     while (match := pairs.search(text, position)) is not None:
         quote, key, colon, value = match.groups()
-        if not is_sensitive(key):
+        if not is_sensitive(_decode_json_escapes(key)):
             position = match.end()  # inside a list or object, pairs are still looked at
             continue
         end = match.end()
@@ -846,6 +857,14 @@ def _mask_pairs_of(
         return text
     pieces.append(text[done:])
     return "".join(pieces)
+
+
+def _decode_json_escapes(key: str) -> str:
+    """``key`` with its JSON ``\\uXXXX`` escapes (see :data:`_JSON_ESCAPE`) decoded: ``pass\\u0077ord`` ->
+    ``password``."""
+    if "u" not in key or "\\" not in key:
+        return key
+    return _JSON_ESCAPE.sub(lambda escape: chr(int(escape.group(1), 16)), key)
 
 
 def _closing_bracket(text: str, start: int, tokens: re.Pattern[str] = _BRACKET_TOKENS) -> int:

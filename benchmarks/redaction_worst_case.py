@@ -50,6 +50,8 @@ SHAPES = {
     "names and colons in prose": "password: x secret:\t",
     "spaced key = value": "a = b\t=  ",
     "long names before colons": "a_b.c-d" * 20 + ": ",
+    "quoted keys with escapes, unclosed": '"\\u0061\\u0062: ',
+    "escaped quoted keys with escapes": '\\"\\\\u0061:',
 }
 # Shapes that a pattern looks at only when the text also holds an "@".
 NEEDS_AT = {

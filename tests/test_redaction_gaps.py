@@ -188,3 +188,56 @@ def test_names_before_a_colon_or_a_spaced_equals_sign_in_prose_stay() -> None:
             "if password == expected",
         ]
     )
+
+
+# --- 4. JSON keys spelt with \u escapes ---------------------------------------------------------------------
+
+
+def test_json_text_with_escaped_key_names_is_masked() -> None:
+    assert_scrubbed(
+        [
+            ('{"pass\\u0077ord": "x"}', f'{{"pass\\u0077ord": "{M}"}}'),
+            ('{"\\u0070assword": "hunter2", "n": 1', f'{{"\\u0070assword": "{M}", "n": 1'),  # a cut body
+            ('{"API\\u005FKEY": "k-1"}', f'{{"API\\u005FKEY": "{M}"}}'),
+            (
+                '{"\\u0074\\u006f\\u006b\\u0065\\u006e": ["a", "b"]}',
+                f'{{"\\u0074\\u006f\\u006b\\u0065\\u006e": "{M}"}}',
+            ),
+            (
+                '{"raw": "{\\"pass\\\\u0077ord\\": \\"x\\"}"}',
+                f'{{"raw": "{{\\"pass\\\\u0077ord\\": \\"{M}\\"}}"}}',
+            ),
+        ]
+    )
+    record = {"body": {"truncated": True, "text": '{"user": "ada", "pass\\u0077ord": "hunter2", "rem'}}
+    assert Redactor().redact(record) == ["body.text"]
+    assert record["body"]["text"] == f'{{"user": "ada", "pass\\u0077ord": "{M}", "rem'
+
+
+def test_a_dict_key_with_escaped_characters_is_judged_decoded() -> None:
+    record = {"pass\\u0077ord": "hunter2", "na\\u006de": "ada"}
+    assert Redactor().redact(record) == ["pass\\u0077ord"]
+    assert record == {"pass\\u0077ord": M, "na\\u006de": "ada"}
+
+
+def test_declared_names_are_found_escaped_in_body_text() -> None:
+    text = '{"user": "ada", "pass\\u0077ord": "hunter2"}'
+    assert Redactor().mask_keys_in_text(text, ["password"]) == f'{{"user": "ada", "pass\\u0077ord": "{M}"}}'
+
+
+def test_escaped_key_names_that_are_no_secret_stay() -> None:
+    assert_kept(
+        [
+            '{"pass\\u0065nger": "3"}',
+            '{"na\\u006de": "ada", "caf\\u00e9": "latte"}',
+            '{"\\u00e9t\\u00e9": "x", "n\\u00b0": 2}',
+            '{"note": "pass\\u0077ord"}',
+            '{"bad\\u00zz": "x"}',
+        ]
+    )
+
+
+def test_the_quick_test_on_encoded_records_decodes_json_escapes() -> None:
+    assert Redactor().may_hold_secrets(b'{"p\\u0061ssword": "x"}')
+    assert Redactor().may_hold_secrets(b'{"text": "{\\"p\\\\u0061ssword\\": 1}"}')
+    assert not Redactor().may_hold_secrets(b'{"na\\u006de": "ada"}')
