@@ -73,6 +73,11 @@ SENSITIVE_KEYS = frozenset(
         "xxsrftoken",
         "xauthtoken",
         "xamzsecuritytoken",
+        # session cookies of PHP, Express, Laravel, CodeIgniter
+        "phpsessid",
+        "connectsid",
+        "laravelsession",
+        "cisession",
         # body and query keys
         "password",
         "passwd",
@@ -95,6 +100,7 @@ SENSITIVE_KEYS = frozenset(
         "xamzsignature",
         "xamzcredential",
         "privatekey",
+        "secretkeybase",
         "otp",
         "pin",
         # card data
@@ -125,6 +131,11 @@ SENSITIVE_SUFFIXES = (
     "privatekey",
     "secretkey",
     "secretaccesskey",
+    "subscriptionkey",
+    "functionskey",
+    "masterkey",
+    "encryptionkey",
+    "signingkey",
     "signature",
     "credential",
     "credentials",
@@ -287,6 +298,7 @@ _CARD_CANDIDATE_BYTES = re.compile(rb"(?<!\d)(?<!\d\.)\d(?:[ -]?\d){12,18}(?!\d)
 # every secret-shaped value contains one of the markers (a card number is found by its digits).
 _KEY_ROOTS = frozenset(
     {"pass", "pwd", "secret", "token", "key", "authoriz", "cookie", "session", "code", "sig", "credential"}
+    | {"sessid", "connect.sid", "connect_sid", "connect-sid", "connect sid", "connectsid"}
     | {"card", "cvv", "cvc", "cvn", "otp", "pin", "private", "ccnum", "cc_num", "cc-num", "cc num"}
 )
 _VALUE_MARKERS = frozenset(

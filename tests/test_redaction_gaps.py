@@ -7,6 +7,8 @@ passwords longer than 256 characters; card numbers grouped with dots; short JSON
 
 from __future__ import annotations
 
+import pytest
+
 from activity_audit.redaction import MASK, Redactor
 
 M = MASK
@@ -241,3 +243,96 @@ def test_the_quick_test_on_encoded_records_decodes_json_escapes() -> None:
     assert Redactor().may_hold_secrets(b'{"p\\u0061ssword": "x"}')
     assert Redactor().may_hold_secrets(b'{"text": "{\\"p\\\\u0061ssword\\": 1}"}')
     assert not Redactor().may_hold_secrets(b'{"na\\u006de": "ada"}')
+
+
+# --- 5. more header and cookie names ------------------------------------------------------------------------
+
+NEW_SECRET_NAMES = [
+    "Ocp-Apim-Subscription-Key",
+    "subscription_key",
+    "X-Functions-Key",
+    "X-Master-Key",
+    "RAILS_MASTER_KEY",
+    "encryption_key",
+    "signingKey",
+    "secret_key_base",
+    "PHPSESSID",
+    "connect.sid",
+    "laravel_session",
+    "ci_session",
+]
+# Relatives that were masked already.
+OLD_SECRET_NAMES = [
+    "X-Amz-Security-Token",
+    "X-Goog-Api-Key",
+    "JSESSIONID",
+    "ASP.NET_SessionId",
+    "X-Vault-Token",
+    "X-Hub-Signature-256",
+    "X-RapidAPI-Key",
+    "X-Auth-Key",
+    "Private-Token",
+    "X-Shopify-Access-Token",
+    "DD-API-KEY",
+    "api-key",
+]
+LOOK_ALIKE_NAMES = [
+    "primary_key",
+    "sort_key",
+    "subscription_id",
+    "subscription",
+    "encryption",
+    "encryption_algorithm",
+    "signing_algorithm",
+    "master",
+    "session_count",
+    "Sec-WebSocket-Key",
+    "X-Request-Id",
+    "PHPSESSID_NAME",
+    "connection_id",
+]
+
+
+def test_more_header_and_cookie_names_are_sensitive_keys() -> None:
+    record = {name: "v-1" for name in [*NEW_SECRET_NAMES, *OLD_SECRET_NAMES, *LOOK_ALIKE_NAMES]}
+    assert Redactor().redact(record) == [*NEW_SECRET_NAMES, *OLD_SECRET_NAMES]
+
+
+def test_more_header_and_cookie_names_in_text() -> None:
+    assert_scrubbed(
+        [
+            ("Ocp-Apim-Subscription-Key: 0123abcd (attempt 2)", f"Ocp-Apim-Subscription-Key: {M}"),
+            ("x-functions-key: abc", f"x-functions-key: {M}"),
+            ("PHPSESSID=el4ukv0kqbvoirg7nkp4dncpk3; path=/", f"PHPSESSID={M}; path=/"),
+            ("sid PHPSESSID: el4ukv0kqbvoirg7nkp4dncpk3", f"sid PHPSESSID: {M}"),
+            ('{"connect.sid": "s%3Aabc.def"}', f'{{"connect.sid": "{M}"}}'),
+            ("?subscription-key=abc123&x=1", f"?subscription-key={M}&x=1"),
+        ]
+    )
+    assert_kept(["Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ", "subscription_id=42", "session_count: 3"])
+
+
+def test_the_quick_test_on_encoded_records_sees_the_new_names() -> None:
+    for name in NEW_SECRET_NAMES:
+        assert Redactor().may_hold_secrets(f'{{"{name}": "v"}}'.encode()), name
+
+
+@pytest.mark.django_db
+def test_request_headers_of_the_new_names_are_masked(http, audit_records) -> None:
+    http.get(
+        "/sets-cookie/",
+        HTTP_OCP_APIM_SUBSCRIPTION_KEY="0123abcd",
+        HTTP_X_FUNCTIONS_KEY="fk-1",
+        HTTP_X_GOOG_API_KEY="gk-1",
+        HTTP_X_AMZ_SECURITY_TOKEN="st-1",
+        HTTP_X_REQUEST_ID="req-1",
+    )
+    (record,) = audit_records.of("audit.request")
+    headers = record["request_repr"]["headers"]
+    assert {name: headers[name] for name in headers if name.startswith(("Ocp", "X-"))} == {
+        "Ocp-Apim-Subscription-Key": M,
+        "X-Functions-Key": M,
+        "X-Goog-Api-Key": M,
+        "X-Amz-Security-Token": M,
+        "X-Request-Id": "req-1",
+    }
