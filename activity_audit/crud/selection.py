@@ -184,20 +184,25 @@ class Rules:
         )
 
     def audits(self, model: type[models.Model]) -> bool:
-        label = model._meta.label_lower
-        if _matches(label, self.exclude):
+        """Whether ``model`` is audited. A proxy is judged as the model whose rows it shows as well: a
+        pattern that names that model names its proxies too (``EXCLUDE_MODELS`` still wins)."""
+        labels = _same_rows(model)
+        if any(_matches(label, self.exclude) for label in labels):
             return False
         if self.include:
-            if label in self.include:
+            if any(label in self.include for label in labels):
                 return True
-            if not _matches(label, self.include):
+            if not any(_matches(label, self.include) for label in labels):
                 return False
-        return not (_matches(label, DEFAULT_EXCLUDED) or _is_session_model(model))
+        return not (any(_matches(label, DEFAULT_EXCLUDED) for label in labels) or _is_session_model(model))
 
     def policy(self, model: type[models.Model]) -> ModelPolicy:
-        label = model._meta.label_lower
-        excluded = _names_for(label, self.exclude_fields)
-        masked = _names_for(label, self.mask_fields) | _built_in_secrets(model)
+        """The fields of ``model`` to record and to mask. ``EXCLUDE_FIELDS`` and ``MASK_FIELDS`` given for a
+        model apply wherever its fields are written: through its proxies and its multi-table children too."""
+        labels = _field_owners(model)
+        excluded = frozenset().union(*(_names_for(label, self.exclude_fields) for label in labels))
+        masked = frozenset().union(*(_names_for(label, self.mask_fields) for label in labels))
+        masked |= _built_in_secrets(model)
         return ModelPolicy(model, self.fields_of(model, excluded, masked), excluded, masked)
 
     def is_masked(self, name: str, masked: frozenset[str]) -> bool:
@@ -273,6 +278,23 @@ def audited_models() -> list[type[models.Model]]:
 def _matches(label: str, patterns: Iterable[str]) -> bool:
     app_label = label.split(".", 1)[0]
     return any(pattern == label or pattern == f"{app_label}.*" for pattern in patterns)
+
+
+def _same_rows(model: type[models.Model]) -> tuple[str, ...]:
+    """The labels of ``model`` and of every model it is a proxy of, up to the concrete one (same rows)."""
+    labels = [model._meta.label_lower]
+    while model._meta.proxy and model._meta.proxy_for_model is not None:
+        model = model._meta.proxy_for_model
+        labels.append(model._meta.label_lower)
+    return tuple(labels)
+
+
+def _field_owners(model: type[models.Model]) -> tuple[str, ...]:
+    """The labels of the models whose fields ``model`` writes: itself and the models it is a proxy of
+    (:func:`_same_rows`), and the multi-table parents of the concrete one."""
+    concrete = model._meta.concrete_model or model
+    parents = tuple(parent._meta.label_lower for parent in concrete._meta.get_parent_list())
+    return _same_rows(model) + parents
 
 
 def _names_for(label: str, by_model: Mapping[str, frozenset[str]]) -> frozenset[str]:

@@ -87,3 +87,21 @@ class Device(models.Model):
     firmware = models.BinaryField(default=b"")
     seen_at = models.DateTimeField(null=True, blank=True)
     readings = models.JSONField(default=dict, blank=True, encoder=DjangoJSONEncoder)
+
+
+class BookProxy(Book):
+    """Another view of the same rows (an admin's, say): settings that name ``Book`` apply to it too."""
+
+    class Meta:
+        proxy = True
+
+
+class ApiClientProxy(ApiClient):
+    class Meta:
+        proxy = True
+
+
+class PartnerClient(ApiClient):
+    """A multi-table child: its saves write ``ApiClient``'s fields, in ``ApiClient``'s table."""
+
+    partner = models.CharField(max_length=50, default="")
