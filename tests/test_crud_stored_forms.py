@@ -9,6 +9,7 @@ from decimal import Decimal
 
 import pytest
 from django.db import connection
+from django.db.models import F
 from django.test import override_settings
 
 from tests.crud_helpers import book_values, bulk, crud, record
@@ -154,3 +155,16 @@ def test_without_use_tz_an_aware_datetime_is_recorded_as_the_local_time_stored(a
         assert Device.objects.get(pk=SERIAL).seen_at == dt.datetime(2026, 1, 1, 21, 4, 5)
     (created,) = crud(audit_records)
     assert created["changes"]["seen_at"] == {"old": None, "new": "2026-01-01T21:04:05"}
+
+
+def test_a_file_field_set_from_an_expression_records_the_expression(audit_records):
+    """``F("summary")`` has a ``name`` ("summary") like a file: the record must not take it for one."""
+    author = Author.objects.create(name="a")
+    book = Book.objects.create(title="t", summary="covers/from-summary.png", author=author)
+    audit_records.clear()
+
+    Book.objects.filter(pk=book.pk).update(cover=F("summary"))
+
+    assert Book.objects.get(pk=book.pk).cover.name == "covers/from-summary.png"
+    [updated] = crud(audit_records)
+    assert updated["values"] == {"cover": "F(summary)"}

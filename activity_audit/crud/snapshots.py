@@ -318,7 +318,9 @@ def _stored_form(spec: FieldSpec, value: Any, vendor: str) -> Any:
     if kind == MUTABLE:
         return Computed(value) if _is_expression(value) else _frozen(spec, value)
     if kind == FILE:
-        return value if type(value) is str else _file_name(value)
+        if type(value) is str:
+            return value
+        return Computed(value) if _is_expression(value) else _file_name(value)  # F("x").name is "x"
     if spec.python_type is not None and type(value) is not spec.python_type:
         value = _converted(spec, value)
     if spec.normalise is not None:
