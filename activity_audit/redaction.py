@@ -17,15 +17,15 @@
   ``["Authorization", ...]``.
 - inside any string: JSON Web Tokens, PEM private keys, GitHub, Stripe and Slack tokens and AWS access key
   ids (their prefix kept), ``Bearer``/``Basic``/``Digest`` credentials (every Digest parameter), the
-  password of ``scheme://user:password@host`` (one with a raw quote, backslash or ``<`` too), a token-like
-  user name of ``scheme://user@host``, payment card numbers, whatever ``REDACT_PATTERNS`` match, the value of
-  a sensitive header line (``Authorization: Token x``, ``X-Api-Key: x``), the word after a sensitive name and
-  ``": "`` or ``" = "`` in prose (``password: x``), and the value next to a sensitive key in ``key=value``
-  pairs (query strings and fragments, form text, signed URLs), ``"key": value`` pairs (JSON text, e.g. a
-  truncated body, also JSON held in a JSON string, its quotes escaped; a list or object value is masked
-  whole), database errors (``Key (api_token)=(...)``) and XML (``<password>...</password>``,
-  ``password="..."``). A string holding percent escapes is also searched decoded, and what is found there is
-  masked in the encoded text.
+  password of ``scheme://user:password@host`` (one with a raw quote, backslash or ``<`` too; the slashes
+  maybe escaped, ``https:\\/\\/``), a token-like user name of ``scheme://user@host``, payment card
+  numbers, whatever ``REDACT_PATTERNS`` match, the value of a sensitive header line (``Authorization: Token
+  x``, ``X-Api-Key: x``), the word after a sensitive name and ``": "`` or ``" = "`` in prose (``password:
+  x``), and the value next to a sensitive key in ``key=value`` pairs (query strings and fragments, form
+  text, signed URLs), ``"key": value`` pairs (JSON text, e.g. a truncated body, also JSON held in a JSON
+  string, its quotes escaped; a list or object value is masked whole), database errors (``Key
+  (api_token)=(...)``) and XML (``<password>...</password>``, ``password="..."``). A string holding percent
+  escapes is also searched decoded, and what is found there is masked in the encoded text.
 - secret-shaped text in a dict **key** (``{"<JWT>": ""}`` from a bare query string): the key is replaced by
   its masked text; keys that become equal are kept apart with a suffix (``[REDACTED] (2)``).
 - integers that are payment card numbers (values and keys).
@@ -213,11 +213,16 @@ _PASSWORD_HASH = re.compile(
 _PASSWORD_HASH_MARKERS = ("pbkdf2_sha", "argon2$", "bcrypt", "scrypt$")
 # What may follow the "@" of a URL's user information: a host, then the end of the URL.
 _URL_HOST_FOLLOWS = r"""(?=[^\s@/?#"'<>\\]*(?:[/?#\s"'<>\\]|$))"""
+# The "://" after a scheme, its slashes maybe escaped as in JSON text ("https:\/\/", or "https:\\\/\\\/" in
+# JSON held in a JSON string).
+_SCHEME_SLASHES = r"""://|:\\+/\\*/"""
 # The password runs to the last "@" that a host follows (a raw "@" or "/" may be part of it), unless it starts
 # like a port and a path ("https://host:8080/@ada" has no password). Failing that, a password holding a raw
 # quote, backslash or "<" runs to the first "@", without "/" or "@"; see _is_url_password for its quotes.
+# What this leaves is looked at again by _mask_other_url_passwords.
+_URL_PASSWORD_START = rf"""((?:{_SCHEME_SLASHES})[^/\s:@\[\]]*:)(?!\d*\\*/)"""
 _URL_PASSWORD = re.compile(
-    rf"""(://[^/\s:@\[\]]*:)(?!\d*/)([^\s"'<>\\]{{1,256}}|[^\s@/>]{{1,256}})(@){_URL_HOST_FOLLOWS}"""
+    rf"""{_URL_PASSWORD_START}([^\s"'<>\\]{{1,256}}|[^\s@/>]{{1,256}})(@){_URL_HOST_FOLLOWS}"""
 )
 # A quote followed by what ends a quoted string in JSON or Python text: '"https://h:8080", "mail": "a@b.c"'
 # holds no password.
@@ -225,7 +230,7 @@ _QUOTE_THAT_ENDS = re.compile(r"""["'](?:[\s,:;}\])>]|$)""")
 # The user name of a scheme URL, with no password or a masked one, when it looks like a token (see
 # _looks_like_token): "https://<token>@github.com/org/repo.git".
 _URL_TOKEN_USER = re.compile(
-    rf"""(://)([A-Za-z0-9_~+=.-]{{16,256}})((?::{re.escape(MASK)})?@){_URL_HOST_FOLLOWS}"""
+    rf"""({_SCHEME_SLASHES})([A-Za-z0-9_~+=.-]{{16,256}})((?::{re.escape(MASK)})?@){_URL_HOST_FOLLOWS}"""
 )
 # Its lead is a character set (no "^" alternative), which the regex engine searches for fast; a pair at the
 # very start of a text gets a space as its lead (see _mask_key_value_pairs). The "=" may have spaces around
@@ -652,7 +657,7 @@ class Redactor:
             if long_enough:
                 text = _AUTH_SCHEME.sub(rf"\1\2{MASK}", text)
                 text = _SHORT_CREDENTIAL.sub(_mask_short_credential, text)
-        if "@" in text and "://" in text:
+        if "@" in text and _may_hold_url(text):
             text = _URL_PASSWORD.sub(_mask_url_password, text)
             text = _URL_TOKEN_USER.sub(_mask_token_user, text)
         if ":" in text and self._may_hide_header_line(text):
@@ -1084,6 +1089,11 @@ def _looks_like_token(text: str) -> bool:
 def _is_url_password(password: str) -> bool:
     """False for what :data:`_URL_PASSWORD` found that ends a quoted string inside (no password then)."""
     return ('"' not in password and "'" not in password) or _QUOTE_THAT_ENDS.search(password) is None
+
+
+def _may_hold_url(text: str) -> bool:
+    """False when ``text`` has no ``://`` (see :data:`_SCHEME_SLASHES`), escaped or not."""
+    return "://" in text or ":\\" in text
 
 
 def _mask_url_password(match: re.Match[str]) -> str:

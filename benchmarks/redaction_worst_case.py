@@ -39,6 +39,7 @@ SHAPES = {
     "vendor token prefixes, too short": "ghp_abc1 sk_live_x xoxb-1-",
     "scheme://user:pass'word without @": "://a:p'w",
     "scheme://token-like user without @": "://a1b2c3d4e5f6g7h8i9",
+    "scheme:\\/\\/user: (escaped) without @": ":\\/\\/a:",
     '\\"key\\": \\"value\\" pairs (escaped JSON)': '\\"a\\": \\"b\\", ',
     "escaped JSON lists after a sensitive key": '{\\"token\\":[\\"',
     "header lines": "X-Api-Key: a\nb-c-d:",
@@ -58,6 +59,7 @@ NEEDS_AT = {
     "scheme://user: without @",
     "scheme://user:pass'word without @",
     "scheme://token-like user without @",
+    "scheme:\\/\\/user: (escaped) without @",
 }
 
 

@@ -336,3 +336,42 @@ def test_request_headers_of_the_new_names_are_masked(http, audit_records) -> Non
         "X-Amz-Security-Token": M,
         "X-Request-Id": "req-1",
     }
+
+
+# --- 6. URLs with JSON-escaped slashes ----------------------------------------------------------------------
+
+
+def test_passwords_of_urls_with_escaped_slashes_are_masked() -> None:
+    assert_scrubbed(
+        [
+            ('{"url": "https:\\/\\/user:pass@host\\/x"}', f'{{"url": "https:\\/\\/user:{M}@host\\/x"}}'),
+            ("postgres:\\/\\/app:s3cr3t@db:5432\\/app", f"postgres:\\/\\/app:{M}@db:5432\\/app"),
+            ("redis:\\/\\/:s3cr3t@cache:6379\\/0", f"redis:\\/\\/:{M}@cache:6379\\/0"),
+            (
+                '"https:\\\\\\/\\\\\\/u:p@h\\\\\\/x"',
+                f'"https:\\\\\\/\\\\\\/u:{M}@h\\\\\\/x"',
+            ),  # escaped twice
+            (
+                "https:\\/\\/0123456789abcdef0123@github.com\\/org\\/repo.git",
+                f"https:\\/\\/{M}@github.com\\/org\\/repo.git",
+            ),
+        ]
+    )
+
+
+def test_urls_with_escaped_slashes_and_no_password_stay() -> None:
+    assert_kept(
+        [
+            '{"url": "https:\\/\\/host:8080\\/@ada"}',
+            '{"url": "https:\\/\\/example.com\\/a", "mail": "ada@example.com"}',
+            '{"url":"https:\\/\\/h:8080","mail":"ada@example.com"}',
+            "https:\\/\\/user@example.com\\/",
+            "ssh:\\/\\/git@github.com\\/org\\/repo.git",
+            "at 10:\\/\\/ ada@example.com",
+        ]
+    )
+
+
+def test_the_quick_test_on_encoded_records_sees_escaped_url_passwords() -> None:
+    assert Redactor().may_hold_secrets(b'{"u": "https:\\\\/\\\\/ada:hunter2@host"}')
+    assert not Redactor().may_hold_secrets(b'{"u": "https:\\\\/\\\\/user@host"}')

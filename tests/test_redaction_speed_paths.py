@@ -86,6 +86,9 @@ SECRETS = [
     "retrying with Bearer abcdefgh",
     "Basic dXNlcjpwYXNz was sent",
     "key=AKIAIOSFODNN7EXAMPLE",
+    "password: hunter2, secret = x",
+    '{"pass\\u0077ord": "x"}',
+    '{"url": "https:\\/\\/user:pass@host\\/x"}',
 ]
 
 
@@ -119,6 +122,8 @@ def corpus() -> list[str]:
         "Cookie: ",
         "X-Api-Key:",
         "\n",
+        ":\\/\\/",
+        "\\u0077",
     ]
     pieces = texts + markers
     for _ in range(3000):  # random splices of the above: secrets cut, joined and surrounded by look-alikes
