@@ -224,6 +224,10 @@ _URL_PASSWORD_START = rf"""((?:{_SCHEME_SLASHES})[^/\s:@\[\]]*:)(?!\d*\\*/)"""
 _URL_PASSWORD = re.compile(
     rf"""{_URL_PASSWORD_START}([^\s"'<>\\]{{1,256}}|[^\s@/>]{{1,256}})(@){_URL_HOST_FOLLOWS}"""
 )
+# For _mask_other_url_passwords: where a password may start, and what ends the stretch it may run in (a
+# space, a quote, "<", ">", or a backslash but that of an escaped "/").
+_URL_PASSWORD_STARTS = re.compile(_URL_PASSWORD_START)
+_URL_STRETCH_END = re.compile(r"""[\s"'<>]|\\(?![\\/])""")
 # A quote followed by what ends a quoted string in JSON or Python text: '"https://h:8080", "mail": "a@b.c"'
 # holds no password.
 _QUOTE_THAT_ENDS = re.compile(r"""["'](?:[\s,:;}\])>]|$)""")
@@ -659,6 +663,7 @@ class Redactor:
                 text = _SHORT_CREDENTIAL.sub(_mask_short_credential, text)
         if "@" in text and _may_hold_url(text):
             text = _URL_PASSWORD.sub(_mask_url_password, text)
+            text = _mask_other_url_passwords(text)
             text = _URL_TOKEN_USER.sub(_mask_token_user, text)
         if ":" in text and self._may_hide_header_line(text):
             text = self._mask_header_lines(text)
@@ -1100,6 +1105,32 @@ def _mask_url_password(match: re.Match[str]) -> str:
     """The :data:`_URL_PASSWORD` callback: ``://user:[REDACTED]@``."""
     start, password, at = match.groups()
     return f"{start}{MASK}{at}" if _is_url_password(password) else match.group(0)
+
+
+def _mask_other_url_passwords(text: str) -> str:
+    """``text`` with the URL passwords :data:`_URL_PASSWORD` leaves masked: longer than 256 characters, or
+    holding an escaped ``\\/``. A password runs from ``://user:`` to the last ``@`` of its stretch, the text
+    up to a space, quote, ``<``, ``>`` or backslash (not that of ``\\/``), so a host always follows that
+    ``@``; a password masked already is widened to it too (an ``@`` in a path further than 256 characters).
+    Linear: a stretch, and its last ``@``, are looked for once, however many URLs start in it.
+    """
+    pieces: list[str] = []
+    done = stretch_end = last_at = 0
+    for start in _URL_PASSWORD_STARTS.finditer(text):
+        begin = start.end()
+        if begin < done:  # inside a password masked here
+            continue
+        if begin >= stretch_end:
+            end = _URL_STRETCH_END.search(text, begin)
+            stretch_end = len(text) if end is None else end.start()
+            last_at = text.rfind("@", begin, stretch_end)
+        if last_at > begin and text[begin:last_at] != MASK:
+            pieces += (text[done:begin], MASK)
+            done = last_at
+    if not pieces:
+        return text
+    pieces.append(text[done:])
+    return "".join(pieces)
 
 
 def _mask_token_user(match: re.Match[str]) -> str:

@@ -40,6 +40,8 @@ SHAPES = {
     "scheme://user:pass'word without @": "://a:p'w",
     "scheme://token-like user without @": "://a1b2c3d4e5f6g7h8i9",
     "scheme:\\/\\/user: (escaped) without @": ":\\/\\/a:",
+    "scheme://user:password@, passwords over 256": "://a:" + "p" * 300 + "@",
+    "scheme://user:, @ and / in one stretch": "://a:b@c/",
     '\\"key\\": \\"value\\" pairs (escaped JSON)': '\\"a\\": \\"b\\", ',
     "escaped JSON lists after a sensitive key": '{\\"token\\":[\\"',
     "header lines": "X-Api-Key: a\nb-c-d:",

@@ -7,6 +7,8 @@ passwords longer than 256 characters; card numbers grouped with dots; short JSON
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from activity_audit.redaction import MASK, Redactor
@@ -375,3 +377,43 @@ def test_urls_with_escaped_slashes_and_no_password_stay() -> None:
 def test_the_quick_test_on_encoded_records_sees_escaped_url_passwords() -> None:
     assert Redactor().may_hold_secrets(b'{"u": "https:\\\\/\\\\/ada:hunter2@host"}')
     assert not Redactor().may_hold_secrets(b'{"u": "https:\\\\/\\\\/user@host"}')
+
+
+# --- 7. URL passwords longer than 256 characters, or holding an escaped slash -------------------------------
+
+LONG = "p4ss" * 75  # 300 characters
+
+
+def test_url_passwords_the_pattern_leaves_are_masked_to_the_last_at() -> None:
+    assert_scrubbed(
+        [
+            (f"https://user:{LONG}@host/x", f"https://user:{M}@host/x"),
+            (f"postgres://app:{'a1/b@' * 100}@db/app", f"postgres://app:{M}@db/app"),
+            (f"redis://:{'x' * 5000}@cache:6379/0 and more", f"redis://:{M}@cache:6379/0 and more"),
+            (f'{{"url": "https:\\/\\/u:{LONG}@host\\/x"}}', f'{{"url": "https:\\/\\/u:{M}@host\\/x"}}'),
+            ("https:\\/\\/u:pa\\/ss@host\\/x", f"https:\\/\\/u:{M}@host\\/x"),
+            (f"a https://u:{LONG}@h b https://v:{LONG}@i", f"a https://u:{M}@h b https://v:{M}@i"),
+            # an "@" in the path: masked up to it, as when it is nearer (https://u:p@host/users/a@b.com)
+            (f"https://u:p@host/{'a' * 300}@b.com", f"https://u:{M}@b.com"),
+        ]
+    )
+
+
+def test_long_text_after_a_port_or_beyond_a_space_or_quote_is_no_password() -> None:
+    assert_kept(
+        [
+            f"https://host:8080/{'a' * 300}@ada",
+            f"https://u:{LONG} ada@example.com",
+            f'{{"url": "https://h:{"x" * 300}", "mail": "ada@example.com"}}',
+            f"https://u:{LONG}\\nada@example.com",
+        ]
+    )
+
+
+def test_many_url_starts_without_at_take_linear_time() -> None:
+    hostile = "@ " + "://a:" * 40_000 + "x" * 1000  # 200 KB: a quadratic search would take minutes
+    started = time.perf_counter()
+    Redactor().scrub_text(hostile)
+    assert time.perf_counter() - started < 2.0
+    hostile = "://a:" * 40_000 + "@h"  # every start reaches the same last "@": one stretch is masked
+    assert scrub(hostile) == f"://a:{M}@h"

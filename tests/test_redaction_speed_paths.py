@@ -89,6 +89,8 @@ SECRETS = [
     "password: hunter2, secret = x",
     '{"pass\\u0077ord": "x"}',
     '{"url": "https:\\/\\/user:pass@host\\/x"}',
+    "https://u:" + "p4ss" * 70 + "@host/x",
+    "https:\\/\\/u:pa\\/ss@host",
 ]
 
 
@@ -149,6 +151,7 @@ def every_pattern(redactor: Redactor, text: str) -> str:
     text = r._AUTH_SCHEME.sub(rf"\1\2{MASK}", text)
     text = r._SHORT_CREDENTIAL.sub(r._mask_short_credential, text)
     text = r._URL_PASSWORD.sub(r._mask_url_password, text)
+    text = r._mask_other_url_passwords(text)
     text = r._URL_TOKEN_USER.sub(r._mask_token_user, text)
     text = redactor._mask_header_lines(text)
     text = r._mask_key_value_pairs(text, redactor.is_sensitive_key, redactor._is_prose_secret_name)
