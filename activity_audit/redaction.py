@@ -30,13 +30,13 @@
   its masked text; keys that become equal are kept apart with a suffix (``[REDACTED] (2)``).
 - integers that are payment card numbers (values and keys).
 
-Card numbers are 13 to 19 digits, optionally grouped with spaces or dashes, that pass the Luhn check **and**
-start with an issuer prefix (Visa, Mastercard, Amex, Discover, JCB, Diners, UnionPay, Maestro's fixed
-prefixes). Ordinary ids rarely pass both, and 13-digit millisecond timestamps (which start with 1) never do;
-a 16-digit id that happens to look like a card is masked (a false positive is the safe side). Digits right
-after another digit, or after a digit and a dot (the decimals of ``0.4111111111111111``), are no card; after
-any other character (``ref.4111111111111111``) they may be. A masked card keeps at most its first 6 and last
-4 digits (PCI DSS).
+Card numbers are 13 to 19 digits, optionally grouped with spaces, dashes or dots (between groups of 3 to 6
+digits), that pass the Luhn check **and** start with an issuer prefix (Visa, Mastercard, Amex, Discover, JCB,
+Diners, UnionPay, Maestro's fixed prefixes). Ordinary ids rarely pass both, and 13-digit millisecond
+timestamps (which start with 1) never do; a 16-digit id that happens to look like a card is masked (a false
+positive is the safe side). Digits right after another digit, or after a digit and a dot (the decimals of
+``0.4111111111111111``), are no card; after any other character (``ref.4111111111111111``) they may be. A
+masked card keeps at most its first 6 and last 4 digits (PCI DSS).
 
 Each masked place is reported as a path (``request_repr.headers.Authorization``, ``items[2].token``) so a
 reader knows what was hidden.
@@ -299,10 +299,16 @@ _XML_TAG_NAME = re.compile(r"<([A-Za-z_][\w.:-]{0,63})")
 _REVERSED_ATTRIBUTE_NAME = re.compile(r"""["']\s*=\s*([\w.:-]{1,64})""")
 # HTML elements whose name is also a sensitive key: <code> is program text, not an OAuth code.
 _HTML_ELEMENTS = frozenset({"code"})
-# Not after a digit, nor after a digit and a dot (the decimals of "0.4111111111111111").
-_CARD_CANDIDATE = re.compile(r"(?<!\d)(?<!\d\.)\d(?:[ -]?\d){12,18}(?!\d)")
-
-_CARD_CANDIDATE_BYTES = re.compile(rb"(?<!\d)(?<!\d\.)\d(?:[ -]?\d){12,18}(?!\d)")
+# Not after a digit, nor after a digit and a dot (the decimals of "0.4111111111111111"). 13 to 19 digits,
+# grouped with spaces or dashes anywhere, or with dots between groups of 3 to 6 digits, three groups at
+# least, not followed by another dotted number ("4111.1111.1111.1111" but not the float "1705312800.123456",
+# nor "1.2.3.4").
+_CARD_PATTERN = (
+    r"(?<!\d)(?<!\d\.)"
+    r"(?:\d(?:[ -]?\d){12,18}|(?=(?:\d\.?){13})\d{3,6}(?:\.\d{3,6}){2,4}(?!\.\d))(?!\d)"
+)
+_CARD_CANDIDATE = re.compile(_CARD_PATTERN)
+_CARD_CANDIDATE_BYTES = re.compile(_CARD_PATTERN.encode())
 # Every key of SENSITIVE_KEYS and SENSITIVE_SUFFIXES, in any spelling, contains one of these (lower case);
 # every secret-shaped value contains one of the markers (a card number is found by its digits).
 _KEY_ROOTS = frozenset(
@@ -326,10 +332,10 @@ _MIN_SHAPED_SECRET_CHARS = 13
 _MIN_CARD_DIGITS = 13
 _MIN_CARD_INT = 10**12
 _ASCII_DIGITS = b"0123456789"
-# Maps ASCII text to "1" for a digit and "x" for anything else. With the card separators (space, dash)
+# Maps ASCII text to "1" for a digit and "x" for anything else. With the card separators (space, dash, dot)
 # deleted, 13 "1"s in a row is what every card candidate (13+ digits, single separators) leaves behind.
 _DIGITS_AS_ONES = bytes(0x31 if 0x30 <= code <= 0x39 else 0x78 for code in range(256))
-_CARD_SEPARATORS = b" -"
+_CARD_SEPARATORS = b" -."
 _SHORTEST_CARD_RUN = b"1" * _MIN_CARD_DIGITS
 _NORMALISE = str.maketrans("", "", "-_ .")
 _BRACKETS = re.compile(r"[\[\]]+")
@@ -1164,10 +1170,11 @@ def _may_name_auth_scheme(text: str) -> bool:
 
 
 def _may_hold_card_number(text: str) -> bool:
-    """False when :data:`_CARD_CANDIDATE` cannot match: no run of 13 digits, only spaces or dashes between.
+    """False when :data:`_CARD_CANDIDATE` cannot match: no run of 13 digits, only spaces, dashes or dots
+    between.
 
-    Done in C on the ASCII bytes (a UUID or a timestamp has plenty of digits, but letters, colons or dots
-    between them); ``\\d`` also matches the digits of other scripts, so any other text is left to the regular
+    Done in C on the ASCII bytes (a UUID or a timestamp has plenty of digits, but letters or colons between
+    them); ``\\d`` also matches the digits of other scripts, so any other text is left to the regular
     expression.
     """
     if not text.isascii():
@@ -1221,8 +1228,8 @@ def has_card_prefix(digits: str) -> bool:
 
 
 def mask_card_number(candidate: str) -> str | None:
-    """The masked card number if ``candidate`` (digits, spaces, dashes) is one, else None."""
-    digits = candidate.replace(" ", "").replace("-", "")
+    """The masked card number if ``candidate`` (digits, spaces, dashes, dots) is one, else None."""
+    digits = candidate.replace(" ", "").replace("-", "").replace(".", "")
     if not 13 <= len(digits) <= 19 or not digits.isdigit():
         return None
     if not has_card_prefix(digits) or not luhn_valid(digits):

@@ -33,6 +33,8 @@ SHAPES = {
     "xml elements": "<a>",
     "xml attributes": 'x="',
     "card-like digit groups": "4111 ",
+    "card-like digit groups with dots": "4111.",
+    "dotted numbers of 3 to 6 digits": "411111.1",
     "jwt-like text": "eyJhbGciOi.",
     "digest parameters, unclosed": 'Digest nonce=x, realm="',
     "digest parameters without value": "Digest realm ",

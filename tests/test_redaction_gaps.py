@@ -417,3 +417,44 @@ def test_many_url_starts_without_at_take_linear_time() -> None:
     assert time.perf_counter() - started < 2.0
     hostile = "://a:" * 40_000 + "@h"  # every start reaches the same last "@": one stretch is masked
     assert scrub(hostile) == f"://a:{M}@h"
+
+
+# --- 8. card numbers grouped with dots ----------------------------------------------------------------------
+
+
+def test_card_numbers_grouped_with_dots_are_masked() -> None:
+    assert_scrubbed(
+        [
+            ("card 4111.1111.1111.1111", "card 411111******1111"),
+            ("5555.5555.5555.4444 charged", "555555******4444 charged"),
+            ("amex 3782.822463.10005", "amex 378282*****0005"),
+            ("diners 3056.930902.5904", "diners **********5904"),
+            ("ref.6011.1111.1111.1117", "ref.601111******1117"),
+            ('{"n": "4111.1111.1111.1111"}', '{"n": "411111******1111"}'),
+        ]
+    )
+
+
+def test_dotted_numbers_that_are_no_card_stay() -> None:
+    assert_kept(
+        [
+            "1.2.3.4",
+            "version 1.2.3.4 of 10.0.19041.1234",
+            "from 192.168.100.200 and 10.255.255.255",
+            "1705312800.123456",
+            "3.14159265358979323",
+            "0.4111111111111111",
+            "4111.1111.1111.1112",  # the Luhn check fails
+            "1234.5678.9012.3456",  # no issuer starts with 1
+            "1.4111.1111.1111.1111",  # after a digit and a dot
+            "4111.1111.1111.1111.5",  # a dotted number that goes on
+            "2.16.840.1.113730.3.1.1",
+            "4111.11111111.1111",  # groups of more than six digits
+            "4111..1111.1111.1111",
+        ]
+    )
+
+
+def test_the_quick_test_on_encoded_records_sees_dotted_card_numbers() -> None:
+    assert Redactor().may_hold_secrets(b'{"n": "4111.1111.1111.1111"}')
+    assert not Redactor().may_hold_secrets(b'{"n": "1705312800.123456"}')

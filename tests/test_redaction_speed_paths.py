@@ -42,7 +42,7 @@ LOOK_ALIKES = [
     "order 1234567890123456 shipped",
     "call +1 (555) 123-4567 or 555-123-4568",
     "12345678-1234-5678-1234-567812345678",  # a UUID of digits only: card-shaped runs, none a card
-    "4111.1111.1111.1111 4111_1111_1111_1111 4111  1111  1111  1111",  # separators no card may have
+    "4111_1111_1111_1111 4111  1111  1111  1111",  # separators no card may have
 ]
 SECRETS = [
     "DIGEST username=ada response=6629fae49393a05397450978507c4ef1",
@@ -91,6 +91,7 @@ SECRETS = [
     '{"url": "https:\\/\\/user:pass@host\\/x"}',
     "https://u:" + "p4ss" * 70 + "@host/x",
     "https:\\/\\/u:pa\\/ss@host",
+    "4111.1111.1111.1111",
 ]
 
 
