@@ -20,6 +20,7 @@ from typing import Any
 from django.db.models import Model
 
 from ..dispatch import pipeline
+from .provisional import UNDO_ATTR
 from .selection import policy_for
 from .snapshots import SNAPSHOT_ATTR, loaded, remember, take
 
@@ -70,6 +71,7 @@ def _wrap_refresh(original: Callable[..., None]) -> Callable[..., None]:
                     fresh = {key: reloaded[key] for key in wanted if key in reloaded}
                     reloaded = {**(loaded(self) or {}), **fresh}
                 self.__dict__[SNAPSHOT_ATTR] = reloaded
+                self.__dict__.pop(UNDO_ATTR, None)  # read from the row: nothing earlier is left to undo
         except Exception as exc:
             _failed(exc)
 

@@ -32,6 +32,7 @@ from django.db import connections, models
 
 from ..deferred import Pending
 from ..encoding import Limits, Snapshotter
+from .provisional import UNDO_ATTR, settled
 from .selection import FILE, MUTABLE, FieldSpec, ModelPolicy
 
 SNAPSHOT_ATTR = "_activity_audit_loaded"
@@ -115,8 +116,12 @@ def take(values: dict[str, Any], policy: ModelPolicy, vendor: str | None = None)
 
 
 def loaded(instance: models.Model) -> Snapshot | None:
-    """The snapshot stored on ``instance``, or None (an instance made before auditing started)."""
-    snap: Snapshot | None = instance.__dict__.get(SNAPSHOT_ATTR)
+    """The snapshot stored on ``instance``, or None (an instance made before auditing started); the saves
+    of transactions that rolled back undone (see :mod:`activity_audit.crud.provisional`)."""
+    values = instance.__dict__
+    if UNDO_ATTR in values:
+        return settled(values, SNAPSHOT_ATTR)
+    snap: Snapshot | None = values.get(SNAPSHOT_ATTR)
     return snap
 
 
@@ -127,6 +132,7 @@ def record_created(instance: models.Model, policy: ModelPolicy, vendor: str) -> 
     """
     snap = take(instance.__dict__, policy, vendor)
     instance.__dict__[SNAPSHOT_ATTR] = snap
+    instance.__dict__.pop(UNDO_ATTR, None)  # the row was just inserted: no earlier save is left to undo
     return Pending(whole_row, snap, policy, True, reports_cut=True)
 
 

@@ -25,20 +25,24 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 
 from ..dispatch import pipeline
 from ..emit import emit_crud
+from .provisional import Outcome
 
 
 class AuditCallback:
-    """An audit ``on_commit`` callback: runs its function at most once (see :func:`keep_audit_callbacks`)."""
+    """An audit ``on_commit`` callback: runs its function at most once (see :func:`keep_audit_callbacks`),
+    and sets ``outcome.committed`` when it does (see :mod:`activity_audit.crud.provisional`)."""
 
-    __slots__ = ("done", "function")
+    __slots__ = ("__weakref__", "done", "function", "outcome")
 
     def __init__(self, function: Callable[[], None]) -> None:
         self.function = function
+        self.outcome = Outcome()
         self.done = False
 
     def __call__(self) -> None:
         if not self.done:
             self.done = True
+            self.outcome.committed = True
             self.function()
 
 
@@ -50,13 +54,18 @@ def on_commit(function: Callable[[], None], alias: str) -> None:
     connections[alias].on_commit(AuditCallback(function), robust=True)
 
 
-def emit_on_commit(record: dict[str, Any], alias: str) -> None:
-    """Queue ``record`` once the current transaction of ``alias`` commits (at once outside ``atomic``)."""
+def emit_on_commit(record: dict[str, Any], alias: str) -> AuditCallback | None:
+    """Queue ``record`` once the current transaction of ``alias`` commits (at once outside ``atomic``).
+
+    Returns the callback registered with the transaction, or None when the record was emitted at once.
+    """
     connection = connections[alias]
     if connection.in_atomic_block:
-        connection.on_commit(AuditCallback(partial(emit_now, record)), robust=True)
-    else:  # autocommit: the change is committed already; manual transactions offer no commit hook
-        emit_now(record)
+        callback = AuditCallback(partial(emit_now, record))
+        connection.on_commit(callback, robust=True)
+        return callback
+    emit_now(record)  # autocommit: the change is committed already; manual transactions offer no commit hook
+    return None
 
 
 def emit_now(record: dict[str, Any]) -> None:

@@ -1,0 +1,115 @@
+"""A save undone by a rollback leaves the instance with its new values (Django's behaviour): saving them
+again is a real change, and is recorded against what the row holds."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import transaction
+
+from tests.crud_helpers import crud, record
+from tests.testapp.models import Author
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+class Rollback(Exception):
+    pass
+
+
+def renamed(pk: int, old: str, new: str) -> dict[str, object]:
+    return record("UPDATE", "Author", pk, {"name": {"old": old, "new": new}})
+
+
+def test_a_save_retried_after_its_transaction_rolled_back_is_recorded(audit_records):
+    author = Author.objects.create(name="Ada")
+    audit_records.clear()
+    for attempt in range(2):  # a retry loop, as for a serialization failure or a deadlock
+        try:
+            with transaction.atomic():
+                author.name = "Grace"
+                author.save()
+                if attempt == 0:
+                    raise Rollback
+        except Rollback:
+            assert Author.objects.get(pk=author.pk).name == "Ada"
+
+    assert Author.objects.get(pk=author.pk).name == "Grace"
+    assert crud(audit_records) == [renamed(author.pk, "Ada", "Grace")]
+
+
+def test_a_save_retried_after_its_savepoint_rolled_back_is_recorded(audit_records):
+    author = Author.objects.create(name="Ada")
+    audit_records.clear()
+    with transaction.atomic():
+        author.name = "Grace"
+        author.save()  # kept
+        try:
+            with transaction.atomic():
+                author.name = "Hedy"
+                author.save()  # undone
+                raise Rollback
+        except Rollback:
+            pass
+        author.save()  # "Hedy" again, for real this time
+
+    assert Author.objects.get(pk=author.pk).name == "Hedy"
+    assert crud(audit_records) == [renamed(author.pk, "Ada", "Grace"), renamed(author.pk, "Grace", "Hedy")]
+
+
+def test_every_save_of_a_rolled_back_transaction_is_undone(audit_records):
+    author = Author.objects.create(name="Ada")
+    audit_records.clear()
+    with pytest.raises(Rollback), transaction.atomic():
+        author.name = "Grace"
+        author.save()
+        author.name = "Hedy"
+        author.save()
+        raise Rollback
+    author.save()  # "Hedy", in autocommit
+
+    assert crud(audit_records) == [renamed(author.pk, "Ada", "Hedy")]
+
+
+def test_saves_of_a_committed_transaction_stay_done(audit_records):
+    author = Author.objects.create(name="Ada")
+    audit_records.clear()
+    with transaction.atomic():
+        author.name = "Grace"
+        author.save()
+    with pytest.raises(Rollback), transaction.atomic():
+        author.name = "Hedy"
+        author.save()
+        raise Rollback
+    author.name = "Grace"  # what the row holds: no change
+    author.save()
+
+    assert crud(audit_records) == [renamed(author.pk, "Ada", "Grace")]
+
+
+def test_a_refresh_after_a_rollback_takes_the_row_as_it_is(audit_records):
+    author = Author.objects.create(name="Ada")
+    audit_records.clear()
+    with pytest.raises(Rollback), transaction.atomic():
+        author.name = "Grace"
+        author.save()
+        raise Rollback
+    Author.objects.filter(pk=author.pk).update(name="Lin")  # another writer
+    author.refresh_from_db()
+    author.name = "Grace"
+    author.save()
+
+    assert [r["event_type"] for r in crud(audit_records)] == ["QUERYSET_UPDATE", "UPDATE"]
+    assert crud(audit_records, event_type="UPDATE") == [renamed(author.pk, "Lin", "Grace")]
+
+
+def test_a_delete_after_a_rolled_back_save_records_what_the_row_held(audit_records):
+    author = Author.objects.create(name="Ada")
+    audit_records.clear()
+    with pytest.raises(Rollback), transaction.atomic():
+        author.name = "Grace"
+        author.save()
+        raise Rollback
+    pk = author.pk
+    author.delete()
+
+    assert crud(audit_records) == [record("DELETE", "Author", pk, {"name": {"old": "Ada", "new": None}})]
