@@ -31,6 +31,7 @@ import functools
 from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Any
 
+from django.core.exceptions import FieldDoesNotExist
 from django.db import connections, router
 from django.db.models import Model, QuerySet
 
@@ -38,7 +39,7 @@ from ..dispatch import pipeline
 from . import m2m, options, snapshots
 from .chunks import parts, sorted_pks, with_part
 from .events import BULK_CREATE, BULK_UPDATE, QUERYSET_UPDATE, Moment, bulk_message, crud_record, moment
-from .selection import ModelPolicy, is_masked, policy_for
+from .selection import FieldSpec, ModelPolicy, is_masked, policy_for
 from .transactions import emit_on_commit
 
 _MARK = "__activity_audit_wrapped__"
@@ -217,11 +218,11 @@ def _record_update(
     any_cut = False
     vendor = snapshots.vendor_of(queryset.db)
     for name, value in assignments.items():
-        spec = policy.by_name.get(name)
-        if spec is None and name in policy.excluded:
+        target = _assigned_field(policy, name)
+        if target is None:
             continue
-        key = spec.name if spec is not None else name
-        if is_masked(policy, key):
+        key, spec, hidden = target
+        if hidden:
             values[key] = snapshots.masked()
         else:
             if spec is not None:
@@ -235,6 +236,30 @@ def _record_update(
         # another transaction changed matching rows between the SELECT and the UPDATE
         fields["pks_complete"] = False
     _emit(queryset, policy, when, QUERYSET_UPDATE, "update", count, pks, None, **fields)
+
+
+def _assigned_field(policy: ModelPolicy, name: str) -> tuple[str, FieldSpec | None, bool] | None:
+    """How the keyword ``name`` of an ``update()`` shows in its record: ``(key, spec, masked)``, or None when
+    ``EXCLUDE_FIELDS`` leaves the field out.
+
+    A field is known by its name or its attname (``author`` / ``author_id``), and the settings may use either
+    spelling: an audited field is judged by its spec (which accounts for both); a field without one (excluded,
+    or the primary key) by both of its spellings.
+    """
+    spec = policy.by_name.get(name)
+    if spec is not None:
+        return spec.name, spec, spec.masked
+    try:
+        model_field = policy.model._meta.get_field(name)
+    except FieldDoesNotExist:
+        spellings = {name}
+        key = name
+    else:
+        key = model_field.name
+        spellings = {key, getattr(model_field, "attname", key)}
+    if not spellings.isdisjoint(policy.excluded):
+        return None
+    return key, None, any(is_masked(policy, spelling) for spelling in spellings)
 
 
 def _record_bulk_create(
