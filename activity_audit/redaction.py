@@ -159,7 +159,14 @@ _WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+")
 _SINGLE_WORD_HEADERS = frozenset({"authorization", "proxyauthorization", "cookie", "setcookie"})
 _AUTHORIZATION_HEADERS = frozenset({"authorization", "proxyauthorization"})
 
-_JWT = re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*")
+# A JSON Web Token: a header (base64url JSON, so "eyJ"), a payload and a signature (maybe empty), at the start
+# of a run of base64url characters (a start inside one would read the run again for each "eyJ" of "eyJ-eyJ-",
+# quadratic). The header and payload have 8 characters or more, or fewer when the payload is JSON too
+# ("eyJhbGciOi.eyJzdWIi.sig"), which a word that starts with "eyJ" is not.
+_JWT = re.compile(
+    r"(?<![A-Za-z0-9_-])eyJ(?:[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}|[A-Za-z0-9_-]{4,}\.eyJ[A-Za-z0-9_-]{2,})"
+    r"\.[A-Za-z0-9_-]*"
+)
 _PEM_PRIVATE_KEY = re.compile(
     r"-----BEGIN ([A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?)-----.*?(?:-----END \1-----|\Z)", re.DOTALL
 )

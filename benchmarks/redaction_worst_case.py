@@ -36,6 +36,8 @@ SHAPES = {
     "card-like digit groups with dots": "4111.",
     "dotted numbers of 3 to 6 digits": "411111.1",
     "jwt-like text": "eyJhbGciOi.",
+    "jwt-like runs of eyJ and dashes": "eyJ-",
+    "short jwt-like parts": "eyJabcd.eyJa",
     "digest parameters, unclosed": 'Digest nonce=x, realm="',
     "digest parameters without value": "Digest realm ",
     "vendor token prefixes, too short": "ghp_abc1 sk_live_x xoxb-1-",

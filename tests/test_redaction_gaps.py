@@ -458,3 +458,40 @@ def test_dotted_numbers_that_are_no_card_stay() -> None:
 def test_the_quick_test_on_encoded_records_sees_dotted_card_numbers() -> None:
     assert Redactor().may_hold_secrets(b'{"n": "4111.1111.1111.1111"}')
     assert not Redactor().may_hold_secrets(b'{"n": "1705312800.123456"}')
+
+
+# --- 9. short JSON Web Tokens -------------------------------------------------------------------------------
+
+
+def test_short_json_web_tokens_are_masked() -> None:
+    assert_scrubbed(
+        [
+            ("eyJhbGciOi.eyJzdWIi.sig", M),
+            ("jwt eyJhbGciOi.eyJzdWIi.sig here", f"jwt {M} here"),
+            ('{"t": "eyJhbGciOi.eyJzdWIi."}', f'{{"t": "{M}"}}'),  # "alg": "none", no signature
+            ("token=eyJhbGc.eyJzdWI.x&y=1", f"token={M}&y=1"),
+            ("cookie jwt=eyJhbGciOi.eyJzdWIi.c2ln; path=/", f"cookie jwt={M}; path=/"),
+            ("see eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.abc", f"see {M}"),  # long ones, as before
+        ]
+    )
+
+
+def test_words_starting_with_eyj_outside_the_shape_of_a_token_stay() -> None:
+    assert_kept(
+        [
+            "eyJhbGciOi",
+            "eyJump.foo.bar",
+            "eyJhbGciOi.foo.bar",  # a short second part that is no JSON object
+            "eyJa.eyJb.c",
+            "see eyJhbGciOi.eyJzdWIi",  # no second dot
+            "xeyJhbGciOi.eyJzdWIi.sig",
+            "eyJhbGciOi.eyJ.sig",
+        ]
+    )
+
+
+def test_runs_of_eyj_and_dashes_take_linear_time() -> None:
+    hostile = "eyJ-" * 50_000  # 200 KB: each "eyJ" after a dash once read the run to its end
+    started = time.perf_counter()
+    Redactor().scrub_text(hostile)
+    assert time.perf_counter() - started < 2.0

@@ -92,6 +92,7 @@ SECRETS = [
     "https://u:" + "p4ss" * 70 + "@host/x",
     "https:\\/\\/u:pa\\/ss@host",
     "4111.1111.1111.1111",
+    "jwt eyJhbGciOi.eyJzdWIi.sig",
 ]
 
 
