@@ -1,10 +1,12 @@
 """Bulk writes that send no model signal: ``QuerySet.update()``, ``bulk_create()`` and ``bulk_update()``.
 
 :func:`install` wraps these three methods of :class:`django.db.models.QuerySet` once (managers look them
-up by name, so ``Book.objects.update(...)`` and ``aupdate()`` go through the wrappers too). Users' model
-classes, managers and migrations are never touched. Each wrapper calls the original with the same
-arguments and returns its result unchanged; exceptions pass through untouched; a failure of the capture
-itself is reported and swallowed.
+up by name, so ``Book.objects.update(...)`` and ``aupdate()`` go through the wrappers too), and
+``UpdateQuery.update_batch``, with which Django's deletion collector sets the foreign key of rows it has
+loaded (``on_delete=SET_DEFAULT``, ``SET(callable)``; ``SET_NULL`` goes through ``QuerySet.update()``).
+Users' model classes, managers and migrations are never touched. Each wrapper calls the original with the
+same arguments and returns its result unchanged; exceptions pass through untouched; a failure of the
+capture itself is reported and swallowed.
 
 Each operation on an audited model writes exactly one record (split in parts of ``BULK_CHUNK_SIZE`` pks):
 ``QUERYSET_UPDATE``, ``BULK_CREATE`` or ``BULK_UPDATE``. A bulk write that Django makes inside another one
@@ -15,9 +17,10 @@ deletions.py.
 What each capture costs, by ``BULK_DETAIL``:
 
 ``"rows"`` (default)
-    ``update()``: one ``SELECT`` of the pks of the matching rows, before the update. ``bulk_create()``: the
-    values of every row (read from the objects, no query). ``bulk_update()``: the old and new values of the
-    listed fields of every object, from the loaded snapshots (no query).
+    ``update()``: one ``SELECT`` of the pks of the matching rows, before the update. ``update_batch()``: the
+    pks it is given (no query). ``bulk_create()``: the values of every row (read from the objects, no
+    query). ``bulk_update()``: the old and new values of the listed fields of every object, from the loaded
+    snapshots (no query).
 ``"pks"``
     the same queries, pks without values.
 ``"count"``
@@ -34,6 +37,7 @@ from typing import Any
 from django.core.exceptions import FieldDoesNotExist
 from django.db import connections, router
 from django.db.models import Model, QuerySet
+from django.db.models.sql.subqueries import UpdateQuery
 
 from ..dispatch import pipeline
 from . import m2m, options, snapshots
@@ -51,18 +55,21 @@ _inside_bulk_write: contextvars.ContextVar[bool] = contextvars.ContextVar(
 
 
 def install() -> None:
-    """Wrap the three bulk methods of ``QuerySet``, once per process."""
-    for name, make_wrapper in (
-        ("update", _wrap_update),
-        ("bulk_create", _wrap_bulk_create),
-        ("bulk_update", _wrap_bulk_update),
-    ):
-        original = getattr(QuerySet, name)
-        if getattr(original, _MARK, False):
-            continue
-        wrapper = functools.wraps(original)(make_wrapper(original))
-        setattr(wrapper, _MARK, True)
-        setattr(QuerySet, name, wrapper)
+    """Wrap the three bulk methods of ``QuerySet`` and ``UpdateQuery.update_batch``, once per process."""
+    _wrap(QuerySet, "update", _wrap_update)
+    _wrap(QuerySet, "bulk_create", _wrap_bulk_create)
+    _wrap(QuerySet, "bulk_update", _wrap_bulk_update)
+    _wrap(UpdateQuery, "update_batch", _wrap_update_batch)
+
+
+def _wrap(owner: type, name: str, make_wrapper: Callable[[Any], Any]) -> None:
+    """Replace ``owner.name`` by ``make_wrapper(original)``, unless it is wrapped already."""
+    original = getattr(owner, name)
+    if getattr(original, _MARK, False):
+        return
+    wrapper = functools.wraps(original)(make_wrapper(original))
+    setattr(wrapper, _MARK, True)
+    setattr(owner, name, wrapper)
 
 
 def _audited(queryset: QuerySet[Any]) -> ModelPolicy | None:
@@ -73,6 +80,17 @@ def _audited(queryset: QuerySet[Any]) -> ModelPolicy | None:
     if m2m.claim(model):
         return None
     return policy_for(model)
+
+
+def _audited_batch(query: UpdateQuery) -> ModelPolicy | None:
+    """The policy of the model an ``update_batch()`` writes to when it is to be recorded here, else None.
+
+    Not when a recorded bulk write runs it (none of Django's does today: only its deletion collector calls
+    ``update_batch()``).
+    """
+    if not pipeline.enabled or _inside_bulk_write.get() or query.model is None:
+        return None
+    return policy_for(query.model)
 
 
 def _wrap_update(original: Callable[..., int]) -> Callable[..., int]:
@@ -86,10 +104,27 @@ def _wrap_update(original: Callable[..., int]) -> Callable[..., int]:
             count = original(self, **kwargs)
         finally:
             _inside_bulk_write.reset(token)
-        _after(lambda: _record_update(self, policy, when, pks, kwargs, count))
+        _after(lambda: _record_update(self.db, policy, when, pks, kwargs, count))
         return count
 
     return update
+
+
+def _wrap_update_batch(original: Callable[..., None]) -> Callable[..., None]:
+    def update_batch(self: UpdateQuery, pk_list: list[Any], values: dict[str, Any], using: str) -> None:
+        policy = _audited_batch(self)
+        if policy is None:
+            return original(self, pk_list, values, using)
+        when, _ = _before(lambda: None)
+        token = _inside_bulk_write.set(True)
+        try:
+            original(self, pk_list, values, using)
+        finally:
+            _inside_bulk_write.reset(token)
+        _after(lambda: _record_update_batch(using, policy, when, pk_list, values))
+        return None
+
+    return update_batch
 
 
 def _wrap_bulk_create(original: Callable[..., list[Model]]) -> Callable[..., list[Model]]:
@@ -174,7 +209,7 @@ def _pks_of(queryset: QuerySet[Any]) -> list[Any] | None:
 
 
 def _emit(
-    queryset: QuerySet[Any],
+    alias: str,
     policy: ModelPolicy,
     when: Moment | None,
     event_type: str,
@@ -185,8 +220,9 @@ def _emit(
     cut_rows: Collection[int] = (),
     **fields: Any,
 ) -> None:
-    """Emit the records of one bulk operation, split in chunks; ``cut_rows`` are the indexes of ``rows``
-    holding a value cut to the capture limits (their chunk's record says ``"truncated": true``)."""
+    """Emit the records of one bulk operation on database ``alias``, split in chunks, when its transaction
+    commits; ``cut_rows`` are the indexes of ``rows`` holding a value cut to the capture limits (their
+    chunk's record says ``"truncated": true``)."""
     if count == 0:
         return  # nothing changed, nothing to record
     when = when or moment()
@@ -201,22 +237,23 @@ def _emit(
             if cut_rows and any(index in cut_rows for index in chunk):
                 detail["truncated"] = True
         record = crud_record(
-            event_type, policy.name, policy.label, None, queryset.db, when, message, **with_part(detail, part)
+            event_type, policy.name, policy.label, None, alias, when, message, **with_part(detail, part)
         )
-        emit_on_commit(record, queryset.db)
+        emit_on_commit(record, alias)
 
 
 def _record_update(
-    queryset: QuerySet[Any],
+    alias: str,
     policy: ModelPolicy,
     when: Moment | None,
     pks: list[Any] | None,
     assignments: dict[str, Any],
     count: int,
 ) -> None:
+    """The ``QUERYSET_UPDATE`` of ``count`` rows (``pks``, when read) set to ``assignments`` on ``alias``."""
     values: dict[str, Any] = {}
     any_cut = False
-    vendor = snapshots.vendor_of(queryset.db)
+    vendor = snapshots.vendor_of(alias)
     for name, value in assignments.items():
         target = _assigned_field(policy, name)
         if target is None:
@@ -235,7 +272,18 @@ def _record_update(
     if pks is not None and len(pks) != count:
         # another transaction changed matching rows between the SELECT and the UPDATE
         fields["pks_complete"] = False
-    _emit(queryset, policy, when, QUERYSET_UPDATE, "update", count, pks, None, **fields)
+    _emit(alias, policy, when, QUERYSET_UPDATE, "update", count, pks, None, **fields)
+
+
+def _record_update_batch(
+    alias: str, policy: ModelPolicy, when: Moment | None, pk_list: list[Any], values: dict[str, Any]
+) -> None:
+    """The ``QUERYSET_UPDATE`` of an ``update_batch()``: the rows Django's collector loaded, by pk.
+
+    Django gives no count back; the rows are those it loaded for the delete, so their number is the count.
+    """
+    pks = sorted_pks(dict.fromkeys(pk_list))
+    _record_update(alias, policy, when, pks if options.current.wants_pks else None, values, len(pks))
 
 
 def _assigned_field(policy: ModelPolicy, name: str) -> tuple[str, FieldSpec | None, bool] | None:
@@ -293,7 +341,7 @@ def _record_bulk_create(
     else:
         for obj in created:
             snapshots.remember(obj, policy, vendor)  # saved now: later saves diff against these values
-    _emit(queryset, policy, when, BULK_CREATE, "bulk_create", len(created), pks, rows, cut_rows, **fields)
+    _emit(queryset.db, policy, when, BULK_CREATE, "bulk_create", len(created), pks, rows, cut_rows, **fields)
 
 
 def _conflict_fields(policy: ModelPolicy, kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -345,7 +393,7 @@ def _record_bulk_update(
     }
     if duplicates:
         fields["duplicate_pks"] = sorted_pks(duplicates)
-    _emit(queryset, policy, when, BULK_UPDATE, "bulk_update", count, pks, rows, cut_rows, **fields)
+    _emit(queryset.db, policy, when, BULK_UPDATE, "bulk_update", count, pks, rows, cut_rows, **fields)
 
 
 def _winning_objects(
