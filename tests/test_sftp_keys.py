@@ -29,8 +29,8 @@ VOLATILE = ("timestamp", "event_id", "stream_id", "seq", "execution_time")
 PASSPHRASE = "correct-horse-PASS-42"
 WRONG_PASSPHRASE = "wrong-PASS-phrase-17"
 WRONG_MESSAGE = (
-    "SSHException: private_key could not be decrypted with private_key_passphrase: "
-    "the passphrase is wrong, or the key is corrupt"
+    "SSHException: private_key could not be decrypted with private_key_passphrase "
+    "(the passphrase is wrong, or the key is corrupt)"
 )
 
 pytestmark = pytest.mark.usefixtures("as_tests_actor")

@@ -266,8 +266,8 @@ def _key_error(exc: Exception, with_passphrase: bool) -> paramiko.SSHException:
         )
     if with_passphrase:
         return paramiko.SSHException(
-            "private_key could not be decrypted with private_key_passphrase: "
-            "the passphrase is wrong, or the key is corrupt"
+            "private_key could not be decrypted with private_key_passphrase "
+            "(the passphrase is wrong, or the key is corrupt)"
         )
     return paramiko.SSHException("private_key could not be read: it is not an OpenSSH or PEM private key")
 
