@@ -4,9 +4,10 @@
 from __future__ import annotations
 
 import pytest
-from django.db import models, transaction
+from django.db import connection, models, transaction
+from django.test.utils import CaptureQueriesContext
 
-from tests.crud_helpers import audit_settings, bulk, crud
+from tests.crud_helpers import audit_settings, bulk, crud, record
 from tests.testapp.models import Author, Book, Review
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -134,3 +135,133 @@ def test_rows_set_by_on_delete_follow_the_detail_setting_and_the_transaction(
         records = crud(audit_records, model="Review")
 
     assert records == [bulk("QUERYSET_UPDATE", "Review", 1, operation="update", values={"book": None})]
+
+
+# --- bulk_update() writes only the rows its queryset matches ------------------------------------------------
+
+
+def _short_and_long_books(author):
+    """A short and a long book, loaded, with their titles upper-cased in memory."""
+    Book.objects.create(title="short", pages=50, author=author)
+    Book.objects.create(title="long", pages=500, author=author)
+    books = list(Book.objects.order_by("pk"))
+    for book in books:
+        book.title = book.title.upper()
+    return books
+
+
+def _statements(queries):
+    return [
+        q["sql"].split()[0] for q in queries.captured_queries if q["sql"].split()[0] in ("SELECT", "UPDATE")
+    ]
+
+
+def test_bulk_update_of_a_filtered_queryset_records_only_the_rows_it_wrote(audit_records, author):
+    short, long_ = _short_and_long_books(author)
+    audit_records.clear()
+
+    with CaptureQueriesContext(connection) as queries:
+        count = Book.objects.filter(pages__gt=100).bulk_update([short, long_], ["title"], batch_size=1)
+
+    assert count == 1 and Book.objects.get(pk=short.pk).title == "short"
+    assert _statements(queries) == ["SELECT", "UPDATE", "SELECT", "UPDATE"]  # a SELECT of pks per batch
+    assert crud(audit_records) == [
+        bulk(
+            "BULK_UPDATE",
+            "Book",
+            1,
+            operation="bulk_update",
+            fields=["title"],
+            pks=[long_.pk],
+            rows=[{"pk": long_.pk, "changes": {"title": {"old": "long", "new": "LONG"}}}],
+        )
+    ]
+    audit_records.clear()
+    short.save()  # the change bulk_update() left undone is made, and recorded, now
+    long_.save()  # bulk_update() made it already
+    assert crud(audit_records) == [
+        record("UPDATE", "Book", short.pk, {"title": {"old": "short", "new": "SHORT"}})
+    ]
+
+
+def test_bulk_update_of_an_unfiltered_queryset_runs_no_select(audit_records, author):
+    short, long_ = _short_and_long_books(author)
+    audit_records.clear()
+
+    with CaptureQueriesContext(connection) as queries:
+        Book.objects.bulk_update([short, long_], ["title"])
+
+    assert _statements(queries) == ["UPDATE"]
+    assert [(r["count"], r["pks"]) for r in crud(audit_records)] == [(2, [short.pk, long_.pk])]
+
+
+def test_bulk_update_that_wrote_fewer_rows_than_it_can_tell_says_so_and_forgets_those_fields(
+    audit_records, author
+):
+    """Unfiltered: no SELECT; a listed row deleted meanwhile makes the outcome per row unknown."""
+    short, long_ = _short_and_long_books(author)
+    Book.objects.filter(pk=short.pk).delete()
+    long_.pages = 501  # not listed in fields: not written, its snapshot stays
+    audit_records.clear()
+
+    count = Book.objects.bulk_update([short, long_], ["title"])
+
+    assert count == 1
+    assert crud(audit_records) == [
+        bulk(
+            "BULK_UPDATE",
+            "Book",
+            1,
+            operation="bulk_update",
+            fields=["title"],
+            pks=[short.pk, long_.pk],
+            rows=[
+                {"pk": short.pk, "changes": {"title": {"old": "short", "new": "SHORT"}}},
+                {"pk": long_.pk, "changes": {"title": {"old": "long", "new": "LONG"}}},
+            ],
+            outcome_per_row_known=False,
+        )
+    ]
+    audit_records.clear()
+    long_.save()
+    assert crud(audit_records) == [
+        record(
+            "UPDATE",
+            "Book",
+            long_.pk,
+            {"title": {"old": None, "new": "LONG", "old_unknown": True}, "pages": {"old": 500, "new": 501}},
+        )
+    ]
+
+
+def test_bulk_update_of_a_filtered_queryset_with_count_detail_runs_no_select(audit_records, author):
+    short, long_ = _short_and_long_books(author)
+    audit_records.clear()
+
+    with audit_settings(BULK_DETAIL="count"):
+        with CaptureQueriesContext(connection) as queries:
+            Book.objects.filter(pages__gt=100).bulk_update([short, long_], ["title"])
+        records = crud(audit_records)
+        audit_records.clear()
+        short.save()
+        saved = crud(audit_records)
+
+    assert _statements(queries) == ["UPDATE"]
+    assert records == [
+        bulk("BULK_UPDATE", "Book", 1, operation="bulk_update", fields=["title"], outcome_per_row_known=False)
+    ]
+    assert saved == [
+        record("UPDATE", "Book", short.pk, {"title": {"old": None, "new": "SHORT", "old_unknown": True}})
+    ]
+
+
+def test_bulk_update_writing_no_row_records_nothing_and_keeps_the_snapshots(audit_records, author):
+    short, long_ = _short_and_long_books(author)
+    audit_records.clear()
+
+    assert Book.objects.filter(pages__gt=1000).bulk_update([short, long_], ["title"]) == 0
+    assert crud(audit_records) == []
+    long_.save()
+    assert crud(audit_records) == [
+        record("UPDATE", "Book", long_.pk, {"title": {"old": "long", "new": "LONG"}})
+    ]

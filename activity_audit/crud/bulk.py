@@ -20,11 +20,16 @@ What each capture costs, by ``BULK_DETAIL``:
     ``update()``: one ``SELECT`` of the pks of the matching rows, before the update. ``update_batch()``: the
     pks it is given (no query). ``bulk_create()``: the values of every row (read from the objects, no
     query). ``bulk_update()``: the old and new values of the listed fields of every object, from the loaded
-    snapshots (no query).
+    snapshots (no query); on a filtered queryset, one ``SELECT`` of the matching pks before each batch's
+    ``UPDATE``, so that only the rows written are recorded.
 ``"pks"``
     the same queries, pks without values.
 ``"count"``
     no query at all: counts, and the values ``update()`` set.
+
+A ``bulk_update()`` whose written rows cannot be told (it wrote fewer rows than listed, and no ``SELECT``
+says which) records what was submitted with ``"outcome_per_row_known": false``, and the listed fields are
+dropped from the snapshots of its objects: their next save reports them with ``"old_unknown": true``.
 """
 
 from __future__ import annotations
@@ -51,6 +56,37 @@ _MARK = "__activity_audit_wrapped__"
 # True while one of the wrapped methods runs in this thread or task: nested bulk writes are part of it.
 _inside_bulk_write: contextvars.ContextVar[bool] = contextvars.ContextVar(
     "activity_audit_bulk", default=False
+)
+
+
+class _Batches:
+    """What each ``UPDATE`` of one ``bulk_update()`` of a filtered queryset wrote: the pks its filter matched
+    just before it (one ``SELECT``, in Django's transaction), and the number of rows it updated.
+
+    Django runs ``queryset.filter(pk__in=...).update(...)`` per batch; the ``update()`` wrapper hands those
+    calls to :meth:`run` while the ``bulk_update()`` lasts.
+    """
+
+    __slots__ = ("model", "seen")
+
+    def __init__(self, model: type[Model]) -> None:
+        self.model = model
+        self.seen: list[tuple[list[Any] | None, int]] = []  # (matched pks or None, rows updated) per batch
+
+    def run(self, original: Callable[..., int], queryset: QuerySet[Any], kwargs: dict[str, Any]) -> int:
+        try:
+            matched: list[Any] | None = _matching_pks(queryset)
+        except Exception as exc:
+            _failed(exc)
+            matched = None
+        count = original(queryset, **kwargs)
+        self.seen.append((matched, count))
+        return count
+
+
+# The batches of the bulk_update() of a filtered queryset running in this thread or task, if any.
+_filtered_bulk_update: contextvars.ContextVar[_Batches | None] = contextvars.ContextVar(
+    "activity_audit_filtered_bulk_update", default=None
 )
 
 
@@ -97,6 +133,9 @@ def _wrap_update(original: Callable[..., int]) -> Callable[..., int]:
     def update(self: QuerySet[Any], **kwargs: Any) -> int:
         policy = _audited(self)
         if policy is None:
+            batches = _filtered_bulk_update.get()
+            if batches is not None and batches.model is self.model:
+                return batches.run(original, self, kwargs)  # one batch of a recorded bulk_update()
             return original(self, **kwargs)
         when, pks = _before(lambda: _pks_of(self))
         token = _inside_bulk_write.set(True)
@@ -154,13 +193,16 @@ def _wrap_bulk_update(original: Callable[..., int]) -> Callable[..., int]:
             return original(self, objs, fields, *args, **kwargs)
         objs = tuple(objs)  # Django does the same first
         when, _ = _before(lambda: None)
+        batches = _Batches(self.model) if options.current.wants_pks and self.query.where else None
         token = _inside_bulk_write.set(True)
+        batches_token = _filtered_bulk_update.set(batches)
         try:
             count = original(self, objs, fields, *args, **kwargs)
         finally:
+            _filtered_bulk_update.reset(batches_token)
             _inside_bulk_write.reset(token)
         batch_size = args[0] if args else kwargs.get("batch_size")
-        _after(lambda: _record_bulk_update(self, policy, when, objs, fields, count, batch_size))
+        _after(lambda: _record_bulk_update(self, policy, when, objs, fields, count, batch_size, batches))
         return count
 
     return bulk_update
@@ -198,6 +240,11 @@ def _pks_of(queryset: QuerySet[Any]) -> list[Any] | None:
     """
     if not options.current.wants_pks:
         return None
+    return _matching_pks(queryset)
+
+
+def _matching_pks(queryset: QuerySet[Any]) -> list[Any]:
+    """The pks of the rows ``queryset`` matches, read as :func:`_pks_of` says (one SELECT, in any case)."""
     alias = queryset._db or router.db_for_write(queryset.model, **queryset._hints)  # type: ignore[attr-defined]
     matching = queryset.using(alias)  # a clone: its query may be changed
     if matching.query.select_for_update:
@@ -365,26 +412,36 @@ def _record_bulk_update(
     field_names: Sequence[str],
     count: int,
     batch_size: int | None,
+    batches: _Batches | None,
 ) -> None:
+    """The ``BULK_UPDATE`` of the rows written, and the snapshots of their objects moved on.
+
+    When which rows were written is not known, the record lists every row submitted and says
+    ``"outcome_per_row_known": false``, and the listed fields are dropped from every object's snapshot.
+    """
     wants = options.current
     vendor = snapshots.vendor_of(queryset.db)
-    winners = _winning_objects(queryset, objs, field_names, batch_size)
+    size = _batch_size(queryset, objs, field_names, batch_size)
+    listed = _listed_per_batch(policy, objs, size)
+    written = _written_per_batch(listed, count, batches)
+    winners = _winning_objects(policy, objs, size, listed if written is None else written)
     rows: list[Any] | None = [] if wants.wants_rows else None
     duplicates: list[Any] = []
     cut_rows: set[int] = set()
-    for pk, (winner, listed) in winners.items():
+    for pk, (winner, listed_objs) in winners.items():
         changes, after, cut = snapshots.updated_changes(winner, policy, field_names, vendor)
         if cut and rows is not None:
             cut_rows.add(len(rows))
-        winner.__dict__[snapshots.SNAPSHOT_ATTR] = after
-        for loser in listed:
-            if loser is not winner:  # it changed nothing, and what it holds is not what the row holds
-                loser.__dict__.pop(snapshots.SNAPSHOT_ATTR, None)
-        if len(listed) > 1:
+        if written is not None:
+            winner.__dict__[snapshots.SNAPSHOT_ATTR] = after
+            for loser in listed_objs:
+                if loser is not winner:  # it changed nothing, and what it holds is not what the row holds
+                    loser.__dict__.pop(snapshots.SNAPSHOT_ATTR, None)
+        if len(listed_objs) > 1:
             duplicates.append(pk)
         if rows is not None:
             row: dict[str, Any] = {"pk": pk, "changes": changes}
-            if len(listed) > 1:
+            if len(listed_objs) > 1:
                 row["listed_more_than_once"] = True
             rows.append(row)
     pks = list(winners) if wants.wants_pks else None
@@ -393,34 +450,72 @@ def _record_bulk_update(
     }
     if duplicates:
         fields["duplicate_pks"] = sorted_pks(duplicates)
+    if written is None:
+        _forget_fields(policy, objs, field_names)
+        fields["outcome_per_row_known"] = False
     _emit(queryset.db, policy, when, BULK_UPDATE, "bulk_update", count, pks, rows, cut_rows, **fields)
 
 
+def _listed_per_batch(policy: ModelPolicy, objs: tuple[Model, ...], size: int) -> list[set[Any]]:
+    """The pks of each batch ``bulk_update()`` runs, as the rows hold them."""
+    return [
+        {policy.canonical_pk(obj.pk) for obj in objs[start : start + size]}
+        for start in range(0, len(objs), size)
+    ]
+
+
+def _written_per_batch(listed: list[set[Any]], count: int, batches: _Batches | None) -> list[set[Any]] | None:
+    """The pks each batch's ``UPDATE`` wrote, or None when that is not known.
+
+    ``count`` (the rows updated, summed over the batches) equal to the number of pks listed per batch means
+    every listed row was written, and 0 that none was. Otherwise only the ``SELECT`` before each batch of a
+    filtered queryset tells which were; when it matched another number of rows than the ``UPDATE`` updated
+    (a concurrent writer), or did not run, it is not known.
+    """
+    if count == sum(len(pks) for pks in listed):
+        return listed
+    if count == 0:
+        return [set() for _ in listed]
+    if batches is None or len(batches.seen) != len(listed):
+        return None
+    written = []
+    for pks, (matched, updated) in zip(listed, batches.seen, strict=True):
+        found = pks.intersection(matched or ())
+        if matched is None or len(found) != updated:
+            return None
+        written.append(found)
+    return written
+
+
 def _winning_objects(
-    queryset: QuerySet[Any], objs: tuple[Model, ...], field_names: Sequence[str], batch_size: int | None
+    policy: ModelPolicy, objs: tuple[Model, ...], size: int, written: list[set[Any]]
 ) -> dict[Any, tuple[Model, list[Model]]]:
-    """Per pk, in the order first listed: the object whose values the row got, and every object listed.
+    """Per pk written, in the order first listed: the object whose values the row got, and every object
+    listed for it. ``written`` holds the pks each batch of ``size`` objects wrote.
 
     Django splits the objects in batches (``batch_size``, and the database's limit on query parameters) and
     runs one ``UPDATE ... CASE`` per batch: within a batch the first object listed for a row wins, and a
     later batch overwrites an earlier one.
     """
-    size = _batch_size(queryset, objs, field_names, batch_size)
-    winning_batch: dict[Any, int] = {}
-    winners: dict[Any, tuple[Model, list[Model]]] = {}
+    listed: dict[Any, list[Model]] = {}
+    winning: dict[Any, tuple[int, Model]] = {}
     for index, obj in enumerate(objs):
         batch = index // size
-        entry = winners.get(obj.pk)
-        if entry is None:
-            winning_batch[obj.pk] = batch
-            winners[obj.pk] = (obj, [obj])
-            continue
-        listed = entry[1]
-        listed.append(obj)
-        if batch != winning_batch[obj.pk]:  # a later batch: its UPDATE runs after
-            winning_batch[obj.pk] = batch
-            winners[obj.pk] = (obj, listed)
-    return winners
+        pk = policy.canonical_pk(obj.pk)
+        listed.setdefault(pk, []).append(obj)
+        if pk in written[batch] and (pk not in winning or winning[pk][0] != batch):
+            winning[pk] = (batch, obj)  # the first listed in a batch that ran after the previous winner's
+    return {pk: (winning[pk][1], objs_of_pk) for pk, objs_of_pk in listed.items() if pk in winning}
+
+
+def _forget_fields(policy: ModelPolicy, objs: tuple[Model, ...], field_names: Sequence[str]) -> None:
+    """Drop ``field_names`` from the snapshots of ``objs`` (each gets a new dict): what their rows now hold
+    in these fields is not known."""
+    attnames = {policy.by_name[name].attname for name in field_names if name in policy.by_name}
+    for obj in objs:
+        snap = snapshots.loaded(obj)
+        if snap is not None:
+            obj.__dict__[snapshots.SNAPSHOT_ATTR] = {k: v for k, v in snap.items() if k not in attnames}
 
 
 def _batch_size(
