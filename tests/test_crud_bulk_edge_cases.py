@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 import pytest
+from asgiref.sync import async_to_sync
 from django.db import connection, models, transaction
 from django.test.utils import CaptureQueriesContext
 
+from activity_audit.context import audit_context
 from tests.crud_helpers import audit_settings, bulk, crud, record
 from tests.testapp.models import Author, Book, Review
 
@@ -265,3 +267,106 @@ def test_bulk_update_writing_no_row_records_nothing_and_keeps_the_snapshots(audi
     assert crud(audit_records) == [
         record("UPDATE", "Book", long_.pk, {"title": {"old": "long", "new": "LONG"}})
     ]
+
+
+# --- A reverse foreign-key manager's add() moves the objects in memory: their snapshots follow -------------
+
+
+@pytest.fixture
+def moved_review(author):
+    """A review of ``b1``, loaded, and the books ``b1`` and ``b2``."""
+    b1, b2 = (Book.objects.create(title=title, author=author) for title in ("b1", "b2"))
+    review = Review.objects.get(pk=Review.objects.create(book=b1).pk)
+    return review, b1, b2
+
+
+def test_save_after_a_related_add_records_only_what_the_save_changed(audit_records, moved_review):
+    review, _, b2 = moved_review
+    audit_records.clear()
+
+    with audit_context(actor="user:admin", request_id="req-move"):
+        b2.reviews.add(review)
+    with audit_context(actor="user:rater", request_id="req-rate"):
+        review.stars = 5
+        review.save()
+
+    assert Review.objects.get(pk=review.pk).book_id == b2.pk
+    assert crud(audit_records) == [
+        bulk(
+            "QUERYSET_UPDATE",
+            "Review",
+            1,
+            operation="update",
+            values={"book": b2.pk},
+            pks=[review.pk],
+            actor="user:admin",
+            request_id="req-move",
+        ),
+        record(
+            "UPDATE",
+            "Review",
+            review.pk,
+            {"stars": {"old": 3, "new": 5}},
+            actor="user:rater",
+            request_id="req-rate",
+        ),
+    ]
+
+
+def test_save_after_an_async_related_add_records_only_what_the_save_changed(audit_records, moved_review):
+    review, _, b2 = moved_review
+    audit_records.clear()
+
+    async def main():
+        await b2.reviews.aadd(review)
+        review.stars = 4
+        await review.asave()
+
+    async_to_sync(main)()
+
+    assert [r["changes"] for r in crud(audit_records, event_type="UPDATE")] == [
+        {"stars": {"old": 3, "new": 4}}
+    ]
+
+
+def test_save_after_a_related_set_records_only_what_the_save_changed(audit_records, moved_review):
+    review, _, b2 = moved_review
+    Review.objects.create(book=b2)
+    audit_records.clear()
+
+    b2.reviews.set([review])  # b2's other review loses its book, and review moves to b2: two updates
+    review.stars = 4
+    review.save()
+
+    assert [(r["event_type"], r.get("values"), r["changes"]) for r in crud(audit_records)] == [
+        ("QUERYSET_UPDATE", {"book": None}, {}),
+        ("QUERYSET_UPDATE", {"book": b2.pk}, {}),
+        ("UPDATE", None, {"stars": {"old": 3, "new": 4}}),
+    ]
+
+
+def test_a_related_add_rolled_back_leaves_the_move_to_the_next_save(audit_records, moved_review):
+    review, b1, b2 = moved_review
+    audit_records.clear()
+
+    with pytest.raises(RuntimeError), transaction.atomic():
+        b2.reviews.add(review)
+        raise RuntimeError("rolled back")
+    review.save()  # the instance still says b2 (Django's behaviour): this save moves the row
+
+    assert Review.objects.get(pk=review.pk).book_id == b2.pk
+    assert crud(audit_records) == [
+        record("UPDATE", "Review", review.pk, {"book": {"old": b1.pk, "new": b2.pk}})
+    ]
+
+
+def test_a_related_add_committed_in_a_transaction_stays_in_the_snapshot(audit_records, moved_review):
+    review, _, b2 = moved_review
+    with transaction.atomic():
+        b2.reviews.add(review)
+    audit_records.clear()
+
+    review.stars = 5
+    review.save()
+
+    assert crud(audit_records) == [record("UPDATE", "Review", review.pk, {"stars": {"old": 3, "new": 5}})]

@@ -8,6 +8,9 @@ Users' model classes, managers and migrations are never touched. Each wrapper ca
 same arguments and returns its result unchanged; exceptions pass through untouched; a failure of the
 capture itself is reported and swallowed.
 
+The objects a reverse foreign-key manager's ``add()`` moves with ``update()`` get a snapshot holding their new
+key (related.py).
+
 Each operation on an audited model writes exactly one record (split in parts of ``BULK_CHUNK_SIZE`` pks):
 ``QUERYSET_UPDATE``, ``BULK_CREATE`` or ``BULK_UPDATE``. A bulk write that Django makes inside another one
 (``bulk_update()`` runs ``update()`` per batch) or for an m2m change (the link table's ``bulk_create()``) is
@@ -45,7 +48,7 @@ from django.db.models import Model, QuerySet
 from django.db.models.sql.subqueries import UpdateQuery
 
 from ..dispatch import pipeline
-from . import m2m, options, snapshots
+from . import m2m, options, related, snapshots
 from .chunks import parts, sorted_pks, with_part
 from .events import BULK_CREATE, BULK_UPDATE, QUERYSET_UPDATE, Moment, bulk_message, crud_record, moment
 from .selection import FieldSpec, ModelPolicy, is_masked, policy_for
@@ -91,11 +94,13 @@ _filtered_bulk_update: contextvars.ContextVar[_Batches | None] = contextvars.Con
 
 
 def install() -> None:
-    """Wrap the three bulk methods of ``QuerySet`` and ``UpdateQuery.update_batch``, once per process."""
+    """Wrap the three bulk methods of ``QuerySet`` and ``UpdateQuery.update_batch``, and the ``add()`` of
+    reverse foreign-key managers (related.py), once per process."""
     _wrap(QuerySet, "update", _wrap_update)
     _wrap(QuerySet, "bulk_create", _wrap_bulk_create)
     _wrap(QuerySet, "bulk_update", _wrap_bulk_update)
     _wrap(UpdateQuery, "update_batch", _wrap_update_batch)
+    related.install()
 
 
 def _wrap(owner: type, name: str, make_wrapper: Callable[[Any], Any]) -> None:
