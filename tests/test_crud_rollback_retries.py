@@ -113,3 +113,15 @@ def test_a_delete_after_a_rolled_back_save_records_what_the_row_held(audit_recor
     author.delete()
 
     assert crud(audit_records) == [record("DELETE", "Author", pk, {"name": {"old": "Ada", "new": None}})]
+
+
+def test_a_bulk_update_retried_after_its_transaction_rolled_back_is_recorded(audit_records):
+    first, second = Author.objects.create(name="Ada"), Author.objects.create(name="Lin")
+    audit_records.clear()
+    first.name, second.name = "Grace", "Hedy"
+    with pytest.raises(Rollback), transaction.atomic():
+        Author.objects.bulk_update([first, second], ["name"])
+        raise Rollback
+    first.save()  # "Grace", in autocommit: the row still holds "Ada"
+
+    assert crud(audit_records) == [renamed(first.pk, "Ada", "Grace")]

@@ -51,8 +51,9 @@ from ..dispatch import pipeline
 from . import m2m, options, related, snapshots
 from .chunks import parts, sorted_pks, with_part
 from .events import BULK_CREATE, BULK_UPDATE, QUERYSET_UPDATE, Moment, bulk_message, crud_record, moment
+from .provisional import note_provisional
 from .selection import FieldSpec, ModelPolicy, is_masked, policy_for
-from .transactions import emit_on_commit
+from .transactions import commit_marker, emit_on_commit
 
 _MARK = "__activity_audit_wrapped__"
 
@@ -433,12 +434,16 @@ def _record_bulk_update(
     rows: list[Any] | None = [] if wants.wants_rows else None
     duplicates: list[Any] = []
     cut_rows: set[int] = set()
+    marker = commit_marker(queryset.db) if written is not None else None
     for pk, (winner, listed_objs) in winners.items():
+        before = snapshots.loaded(winner)
         changes, after, cut = snapshots.updated_changes(winner, policy, field_names, vendor)
         if cut and rows is not None:
             cut_rows.add(len(rows))
         if written is not None:
             winner.__dict__[snapshots.SNAPSHOT_ATTR] = after
+            if marker is not None and after is not before:  # undone if the transaction rolls back
+                note_provisional(winner.__dict__, before, marker, marker.outcome)
             for loser in listed_objs:
                 if loser is not winner:  # it changed nothing, and what it holds is not what the row holds
                     loser.__dict__.pop(snapshots.SNAPSHOT_ATTR, None)

@@ -20,7 +20,7 @@ import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from django.db import DEFAULT_DB_ALIAS, connections
+from django.db import DEFAULT_DB_ALIAS
 from django.db.models import Model
 from django.db.models.fields import related_descriptors
 
@@ -28,7 +28,7 @@ from ..dispatch import pipeline
 from . import snapshots
 from .provisional import note_provisional
 from .selection import policy_for
-from .transactions import AuditCallback
+from .transactions import AuditCallback, commit_marker
 
 _MARK = "__activity_audit_wrapped__"
 
@@ -74,7 +74,7 @@ def _wrap_add(original: Callable[..., Any]) -> Callable[..., Any]:
 def moved(objs: Sequence[Model], attname: str) -> None:
     """Give each audited object of ``objs`` that has a snapshot a new one, with the value of its foreign key
     ``attname`` as a bulk write just stored it; provisional while that write's transaction is open."""
-    callback: AuditCallback | None = None
+    markers: dict[str, AuditCallback | None] = {}
     for obj in objs:
         policy = policy_for(type(obj))
         spec = policy.by_name.get(attname) if policy is not None else None
@@ -84,14 +84,8 @@ def moved(objs: Sequence[Model], attname: str) -> None:
         alias = obj._state.db or DEFAULT_DB_ALIAS
         value = snapshots.assigned_form(spec, obj.__dict__.get(attname), snapshots.vendor_of(alias))
         obj.__dict__[snapshots.SNAPSHOT_ATTR] = {**before, attname: value}
-        connection = connections[alias]
-        if connection.in_atomic_block:
-            if callback is None:
-                # Does nothing but live as long as the transaction keeps it: gone with a rollback.
-                callback = AuditCallback(_nothing)
-                connection.on_commit(callback, robust=True)
-            note_provisional(obj.__dict__, before, callback, callback.outcome)
-
-
-def _nothing() -> None:
-    """The commit callback that marks a provisional snapshot as committed (see :func:`moved`)."""
+        if alias not in markers:
+            markers[alias] = commit_marker(alias)
+        marker = markers[alias]
+        if marker is not None:
+            note_provisional(obj.__dict__, before, marker, marker.outcome)

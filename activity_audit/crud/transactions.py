@@ -68,6 +68,22 @@ def emit_on_commit(record: dict[str, Any], alias: str) -> AuditCallback | None:
     return None
 
 
+def commit_marker(alias: str) -> AuditCallback | None:
+    """A callback that does nothing but live as long as the open transaction of ``alias`` keeps it (gone with
+    a rollback, run by a commit), for snapshots stored by a bulk write (see provisional.py); None in
+    autocommit, where the write is committed already."""
+    connection = connections[alias]
+    if not connection.in_atomic_block:
+        return None
+    callback = AuditCallback(_nothing)
+    connection.on_commit(callback, robust=True)
+    return callback
+
+
+def _nothing() -> None:
+    pass
+
+
 def emit_now(record: dict[str, Any]) -> None:
     """Hand ``record`` to ``audit_crud_event`` and the pipeline; a failure is reported, never raised."""
     try:
