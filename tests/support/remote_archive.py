@@ -42,13 +42,20 @@ def pipeline_events(log_dir: Path, event_type: str) -> list[dict[str, Any]]:
 
 
 def emit_marked(count: int, marker: str) -> list[str]:
-    """Emit ``count`` CRUD records tagged ``marker``; return their event_ids in order."""
-    ids = []
+    """Emit ``count`` CRUD records tagged ``marker``; return their event_ids in order.
+
+    The worker stamps each record's ``event_id`` before any sink sees it: this waits (30 s at most) until
+    it has, whatever the sinks then do with the records.
+    """
+    records = []
     for number in range(count):
         record = new_record("AUDIT", MARKER_LOGGER, "remote sink test", marker=marker, number=number)
         assert emit_crud(record), "record not queued"
-        ids.append(record["event_id"])
-    return ids
+        records.append(record)
+    deadline = time.monotonic() + 30
+    while "event_id" not in records[-1] and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return [record["event_id"] for record in records]
 
 
 def records_of_objects(objects: Iterable[bytes]) -> list[dict[str, Any]]:
