@@ -16,7 +16,9 @@ Memory grows with the number of records read, never with the values of ``seq``.
 from __future__ import annotations
 
 import bisect
+import errno
 import gzip
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TypeGuard
@@ -135,9 +137,17 @@ def verify_files(paths: Iterable[str], *, require_closed: bool = False) -> Verif
 
 
 def _lines_of(paths: list[str]) -> Iterator[bytes]:
+    """Every line of ``paths`` in turn (``.gz`` files decompressed). Raises :class:`OSError` naming the file
+    (``filename``) when one cannot be read to its end: missing, unreadable, or a ``.gz`` cut short or
+    corrupt (which ``gzip`` reports as ``EOFError`` or ``zlib.error``)."""
     for path in paths:
-        with gzip.open(path, "rb") if str(path).endswith(".gz") else open(path, "rb") as handle:
-            yield from handle
+        try:
+            with gzip.open(path, "rb") if str(path).endswith(".gz") else open(path, "rb") as handle:
+                yield from handle
+        except (OSError, EOFError, zlib.error) as exc:
+            if isinstance(exc, OSError) and exc.filename is not None:
+                raise
+            raise OSError(errno.EIO, str(exc) or type(exc).__name__, str(path)) from exc
 
 
 def _look_again_for_missing(report: VerifyReport, paths: list[str]) -> None:

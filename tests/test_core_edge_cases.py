@@ -3,6 +3,7 @@ inside settings values that name nothing, and values no thread can wait for."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import resource
@@ -565,3 +566,31 @@ def test_verify_names_a_file_it_cannot_read(tmp_path: Path) -> None:
         assert out == ""
         assert error is not None
         assert (str(error), error.returncode) == (f"cannot read {path}: {reason}", 2)
+
+
+@pytest.mark.parametrize(
+    ("damage", "reason"),
+    [
+        ("cut short", "Compressed file ended before the end-of-stream marker was reached"),
+        ("not gzip", "Not a gzipped file (b'no')"),
+        ("corrupt", "Error -3 while decompressing data: invalid block type"),
+    ],
+)
+def test_verify_names_a_gz_file_cut_short_or_corrupt(tmp_path: Path, damage: str, reason: str) -> None:
+    """A rotated file logrotate is still compressing, or damaged: exit 2 naming it, never a traceback."""
+    data = gzip.compress(("\n".join(record(seq) for seq in range(1, 41)) + "\n").encode(), mtime=0)
+    if damage == "cut short":
+        data = data[: len(data) // 2]
+    elif damage == "not gzip":
+        data = b"not gzip at all"
+    else:
+        data = data[:10] + b"\xff" * 8 + data[18:]
+    rotated = tmp_path / "audit.log.1.gz"
+    rotated.write_bytes(data)
+    current = write(tmp_path / "audit.log", record(41))
+
+    out, error = verify(str(rotated), current)
+
+    assert out == ""
+    assert error is not None
+    assert (str(error), error.returncode) == (f"cannot read {rotated}: {reason}", 2)
