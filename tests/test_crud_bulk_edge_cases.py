@@ -370,3 +370,40 @@ def test_a_related_add_committed_in_a_transaction_stays_in_the_snapshot(audit_re
     review.save()
 
     assert crud(audit_records) == [record("UPDATE", "Review", review.pk, {"stars": {"old": 3, "new": 5}})]
+
+
+def test_save_of_a_stale_object_after_a_related_remove_records_the_key_it_writes_back(
+    audit_records, moved_review
+):
+    """``remove()`` writes NULL but leaves the object holding its old key: a full save writes it back."""
+    review, b1, _ = moved_review
+    audit_records.clear()
+
+    with audit_context(actor="user:admin", request_id="req-remove"):
+        b1.reviews.remove(review)
+    assert Review.objects.get(pk=review.pk).book_id is None and review.book_id == b1.pk
+    with audit_context(actor="user:rater", request_id="req-rate"):
+        review.stars = 5
+        review.save()
+
+    assert Review.objects.get(pk=review.pk).book_id == b1.pk
+    assert crud(audit_records) == [
+        bulk(
+            "QUERYSET_UPDATE",
+            "Review",
+            1,
+            operation="update",
+            values={"book": None},
+            pks=[review.pk],
+            actor="user:admin",
+            request_id="req-remove",
+        ),
+        record(
+            "UPDATE",
+            "Review",
+            review.pk,
+            {"book": {"old": None, "new": b1.pk}, "stars": {"old": 3, "new": 5}},
+            actor="user:rater",
+            request_id="req-rate",
+        ),
+    ]

@@ -1,4 +1,5 @@
-"""Reverse foreign-key managers (``book.reviews``): the objects that ``add()`` moves keep a true snapshot.
+"""Reverse foreign-key managers (``book.reviews``): the objects ``add()`` and ``remove()`` move keep a true
+snapshot.
 
 With ``bulk=True`` (the default; also through ``aadd()``, and ``set()``, which calls ``add()``) Django sets
 the foreign key on the objects in memory and writes it with ``QuerySet.update()``, recorded as a
@@ -9,9 +10,13 @@ in place) holding the key the row now holds. Inside a transaction that snapshot 
 save's: it is undone if the transaction or savepoint rolls back (see provisional.py), so the save that
 repeats the move is then recorded. ``add(bulk=False)`` saves each object, which needs nothing here.
 
+``remove()`` with ``bulk=True`` (also through ``aremove()``; only for a nullable key) writes NULL with
+``QuerySet.update()`` and leaves the objects in memory holding their old key: their snapshots get NULL, what
+the row holds, so that a later full ``save()`` of one, which writes the old key back, records that change.
+
 :func:`install` wraps Django's ``create_reverse_many_to_one_manager`` once: the manager class it builds for
-each relation, when the relation is first used, gets the wrapped ``add``. The project's models and managers
-are not touched, and code that does not call ``add()`` pays nothing.
+each relation, when the relation is first used, gets the wrapped ``add`` and ``remove``. The project's models
+and managers are not touched, and code that does not call them pays nothing.
 """
 
 from __future__ import annotations
@@ -46,11 +51,12 @@ def install() -> None:
 def _wrap_factory(original: Callable[..., type[Any]]) -> Callable[..., type[Any]]:
     def create_reverse_many_to_one_manager(superclass: type[Any], rel: Any) -> type[Any]:
         manager_class = original(superclass, rel)
-        add = manager_class.add
-        if not getattr(add, _MARK, False):
-            wrapped = functools.wraps(add)(_wrap_add(add))
-            setattr(wrapped, _MARK, True)
-            manager_class.add = wrapped
+        for name, wrap in (("add", _wrap_add), ("remove", _wrap_remove)):
+            method = getattr(manager_class, name, None)  # remove() only for a nullable key
+            if method is not None and not getattr(method, _MARK, False):
+                wrapped = functools.wraps(method)(wrap(method))
+                setattr(wrapped, _MARK, True)
+                setattr(manager_class, name, wrapped)
         return manager_class
 
     return create_reverse_many_to_one_manager
@@ -71,9 +77,26 @@ def _wrap_add(original: Callable[..., Any]) -> Callable[..., Any]:
     return add
 
 
-def moved(objs: Sequence[Model], attname: str) -> None:
+def _wrap_remove(original: Callable[..., Any]) -> Callable[..., Any]:
+    def remove(self: Any, *objs: Model, **kwargs: Any) -> Any:
+        result = original(self, *objs, **kwargs)
+        if objs and kwargs.get("bulk", True):
+            try:
+                moved(objs, self.field.attname, cleared=True)
+            except Exception as exc:
+                pipeline.reporter.problem(
+                    "CAPTURE_FAILED", "crud:related_remove", error=f"{type(exc).__name__}: {exc}"
+                )
+        return result
+
+    return remove
+
+
+def moved(objs: Sequence[Model], attname: str, cleared: bool = False) -> None:
     """Give each audited object of ``objs`` that has a snapshot a new one, with the value of its foreign key
-    ``attname`` as a bulk write just stored it; provisional while that write's transaction is open."""
+    ``attname`` as a bulk write just stored it: the value the object holds after ``add()``, or NULL after
+    ``remove()`` (which leaves the objects in memory as they were: a later full ``save()`` of one writes its
+    old key back, a change recorded as one). Provisional while that write's transaction is open."""
     markers: dict[str, AuditCallback | None] = {}
     for obj in objs:
         policy = policy_for(type(obj))
@@ -82,7 +105,8 @@ def moved(objs: Sequence[Model], attname: str) -> None:
         if spec is None or before is None:
             continue  # not audited, the key left out of records, or nothing known of the row
         alias = obj._state.db or DEFAULT_DB_ALIAS
-        value = snapshots.assigned_form(spec, obj.__dict__.get(attname), snapshots.vendor_of(alias))
+        held = None if cleared else obj.__dict__.get(attname)
+        value = snapshots.assigned_form(spec, held, snapshots.vendor_of(alias))
         obj.__dict__[snapshots.SNAPSHOT_ATTR] = {**before, attname: value}
         if alias not in markers:
             markers[alias] = commit_marker(alias)
