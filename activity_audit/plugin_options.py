@@ -13,12 +13,15 @@ name), and the value of a key listed in ``secret`` never appears in a message.
 from __future__ import annotations
 
 import difflib
+import math
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import ImproperlyConfigured
+
+from .conf import MAX_SECONDS
 
 if TYPE_CHECKING:
     from .conf import AuditSettings
@@ -90,9 +93,17 @@ class PluginOptions:
         return value
 
     def seconds(self, key: str, default: float, *, minimum: float = 0.0) -> float:
+        """A finite number of seconds from ``minimum`` to :data:`~activity_audit.conf.MAX_SECONDS`, or
+        ``default`` when the option is absent.
+
+        As the core's own settings: ``inf``, ``nan`` and waits longer than ``threading`` accepts are errors
+        here, not an ``OverflowError`` or a busy loop on the plugin's thread later.
+        """
         value = self._values.get(key, default)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not minimum <= value < math.inf:
             raise self._bad(key, f"a number of seconds of at least {minimum:g}")
+        if value > MAX_SECONDS:
+            raise self._bad(key, f"at most {MAX_SECONDS} seconds (the longest wait Python supports)")
         return float(value)
 
     def boolean(self, key: str, default: bool) -> bool:

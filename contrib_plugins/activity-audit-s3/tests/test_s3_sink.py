@@ -20,7 +20,7 @@ from django.test import override_settings
 from s3_server import SECRET_ACCESS_KEY, MotoS3, s3_options
 
 from activity_audit import flush
-from activity_audit.conf import build
+from activity_audit.conf import MAX_SECONDS, build
 from activity_audit.dispatch import pipeline
 from tests.support.remote_archive import (
     audit_settings,
@@ -85,6 +85,27 @@ def delivered(server: MotoS3, bucket: str, ids: list[str]) -> bool:
         (
             {"bucket": "b", "spool_max_bytes": 10},
             f"{S3}['spool_max_bytes'] must be an integer of at least 1024, got 10.",
+        ),
+        (
+            {"bucket": "b", "segment_max_age": float("inf")},
+            f"{S3}['segment_max_age'] must be a number of seconds of at least 0.01, got inf.",
+        ),
+        (
+            {"bucket": "b", "segment_max_age": 1e10},
+            f"{S3}['segment_max_age'] must be at most {MAX_SECONDS} seconds (the longest wait Python "
+            "supports), got 10000000000.0.",
+        ),
+        (
+            {"bucket": "b", "retry_initial": float("nan")},
+            f"{S3}['retry_initial'] must be a number of seconds of at least 0.01, got nan.",
+        ),
+        (
+            {"bucket": "b", "connect_timeout": float("nan")},
+            f"{S3}['connect_timeout'] must be a number of seconds of at least 0.1, got nan.",
+        ),
+        (
+            {"bucket": "b", "read_timeout": float("inf")},
+            f"{S3}['read_timeout'] must be a number of seconds of at least 0.1, got inf.",
         ),
     ],
 )

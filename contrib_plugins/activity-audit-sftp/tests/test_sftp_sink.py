@@ -18,7 +18,7 @@ from django.test import override_settings
 from sftp_options import sftp_options
 
 from activity_audit import flush
-from activity_audit.conf import build
+from activity_audit.conf import MAX_SECONDS, build
 from tests.support.remote_archive import (
     audit_settings,
     count_ids,
@@ -82,6 +82,19 @@ def test_a_wrong_setting_stops_start_up_naming_it(sshd_server: SshdServer, tmp_p
         (
             {**good, "password": ["Pa55word-never-shown"]},
             f"{SFTP}['password'] must be a non-empty string, got a secret value.",
+        ),
+        (
+            {**good, "timeout": float("inf")},
+            f"{SFTP}['timeout'] must be a number of seconds of at least 0.1, got inf.",
+        ),
+        (
+            {**good, "timeout": float("nan")},
+            f"{SFTP}['timeout'] must be a number of seconds of at least 0.1, got nan.",
+        ),
+        (
+            {**good, "segment_max_age": 1e10},
+            f"{SFTP}['segment_max_age'] must be at most {MAX_SECONDS} seconds (the longest wait Python "
+            "supports), got 10000000000.0.",
         ),
     ]
     for options, message in cases:
