@@ -10,7 +10,7 @@ from django.test.utils import CaptureQueriesContext
 
 from activity_audit.context import audit_context
 from tests.crud_helpers import audit_settings, bulk, crud, record
-from tests.testapp.models import Author, Book, Review
+from tests.testapp.models import Author, Board, Book, Note, Review
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -406,4 +406,32 @@ def test_save_of_a_stale_object_after_a_related_remove_records_the_key_it_writes
             actor="user:rater",
             request_id="req-rate",
         ),
+    ]
+
+
+def test_save_after_a_generic_relation_add_records_only_what_the_save_changed(audit_records):
+    first, second = Board.objects.create(name="first"), Board.objects.create(name="second")
+    note = Note.objects.get(pk=first.notes.create(text="hello").pk)
+    audit_records.clear()
+
+    with audit_context(actor="user:admin", request_id="req-move"):
+        second.notes.add(note)
+    with audit_context(actor="user:editor", request_id="req-edit"):
+        note.text = "hello again"
+        note.save()
+
+    assert Note.objects.get(pk=note.pk).object_id == second.pk
+    moves, edits = crud(audit_records, event_type="QUERYSET_UPDATE"), crud(audit_records, event_type="UPDATE")
+    assert [(r["model"], r["values"], r["pks"], r["actor"]) for r in moves] == [
+        ("Note", {"content_type": note.content_type_id, "object_id": second.pk}, [note.pk], "user:admin")
+    ]
+    assert edits == [
+        record(
+            "UPDATE",
+            "Note",
+            note.pk,
+            {"text": {"old": "hello", "new": "hello again"}},
+            actor="user:editor",
+            request_id="req-edit",
+        )
     ]

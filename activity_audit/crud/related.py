@@ -1,5 +1,5 @@
-"""Reverse foreign-key managers (``book.reviews``): the objects ``add()`` and ``remove()`` move keep a true
-snapshot.
+"""Reverse foreign-key managers (``book.reviews``) and generic relation managers (``board.notes``): the
+objects their ``add()`` and ``remove()`` move keep a true snapshot.
 
 With ``bulk=True`` (the default; also through ``aadd()``, and ``set()``, which calls ``add()``) Django sets
 the foreign key on the objects in memory and writes it with ``QuerySet.update()``, recorded as a
@@ -14,9 +14,12 @@ repeats the move is then recorded. ``add(bulk=False)`` saves each object, which 
 ``QuerySet.update()`` and leaves the objects in memory holding their old key: their snapshots get NULL, what
 the row holds, so that a later full ``save()`` of one, which writes the old key back, records that change.
 
-:func:`install` wraps Django's ``create_reverse_many_to_one_manager`` once: the manager class it builds for
-each relation, when the relation is first used, gets the wrapped ``add`` and ``remove``. The project's models
-and managers are not touched, and code that does not call them pays nothing.
+A generic relation's ``add()`` (``GenericRelation``) does the same with the content type and object id;
+its ``remove()`` deletes the rows, which ``post_delete`` records.
+
+:func:`install` wraps Django's ``create_reverse_many_to_one_manager`` and ``create_generic_related_manager``
+once: the manager class each builds for a relation, when the relation is first used, gets the wrapped
+methods. The project's models and managers are not touched, and code that does not call them pays nothing.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from django.apps import apps
 from django.db import DEFAULT_DB_ALIAS
 from django.db.models import Model
 from django.db.models.fields import related_descriptors
@@ -39,75 +43,99 @@ _MARK = "__activity_audit_wrapped__"
 
 
 def install() -> None:
-    """Wrap ``create_reverse_many_to_one_manager``, once per process."""
-    original = related_descriptors.create_reverse_many_to_one_manager
+    """Wrap the factories of reverse foreign-key and generic relation managers, once per process."""
+    _wrap_module_factory(related_descriptors, "create_reverse_many_to_one_manager", _foreign_key, _ADD_REMOVE)
+    if apps.is_installed("django.contrib.contenttypes"):
+        from django.contrib.contenttypes import fields as generic
+
+        # A generic relation's remove() deletes the rows: post_delete records that, no snapshot follows.
+        _wrap_module_factory(generic, "create_generic_related_manager", _generic_key, _ADD)
+
+
+# What a manager's add() and remove() write on each object: the attnames of the key, from the manager.
+KeyOf = Callable[[Any], tuple[str, ...]]
+# The methods wrapped, each with whether it clears the key (remove) or sets it (add).
+_ADD = (("add", False),)
+_ADD_REMOVE = (("add", False), ("remove", True))
+
+
+def _foreign_key(manager: Any) -> tuple[str, ...]:
+    return (manager.field.attname,)
+
+
+def _generic_key(manager: Any) -> tuple[str, ...]:
+    content_type = manager.model._meta.get_field(manager.content_type_field_name)
+    return (content_type.attname, manager.object_id_field_name)
+
+
+def _wrap_module_factory(
+    module: Any, name: str, key_of: KeyOf, methods: tuple[tuple[str, bool], ...]
+) -> None:
+    original = getattr(module, name)
     if getattr(original, _MARK, False):
         return
-    wrapper = functools.wraps(original)(_wrap_factory(original))
+    wrapper = functools.wraps(original)(_wrap_factory(original, key_of, methods))
     setattr(wrapper, _MARK, True)
-    related_descriptors.create_reverse_many_to_one_manager = wrapper
+    setattr(module, name, wrapper)
 
 
-def _wrap_factory(original: Callable[..., type[Any]]) -> Callable[..., type[Any]]:
-    def create_reverse_many_to_one_manager(superclass: type[Any], rel: Any) -> type[Any]:
+def _wrap_factory(
+    original: Callable[..., type[Any]], key_of: KeyOf, methods: tuple[tuple[str, bool], ...]
+) -> Callable[..., type[Any]]:
+    def create_manager(superclass: type[Any], rel: Any) -> type[Any]:
         manager_class = original(superclass, rel)
-        for name, wrap in (("add", _wrap_add), ("remove", _wrap_remove)):
-            method = getattr(manager_class, name, None)  # remove() only for a nullable key
+        for name, cleared in methods:
+            method = getattr(manager_class, name, None)  # a foreign key's remove() only when nullable
             if method is not None and not getattr(method, _MARK, False):
-                wrapped = functools.wraps(method)(wrap(method))
+                wrapped = functools.wraps(method)(_wrap_write(method, key_of, cleared))
                 setattr(wrapped, _MARK, True)
                 setattr(manager_class, name, wrapped)
         return manager_class
 
-    return create_reverse_many_to_one_manager
+    return create_manager
 
 
-def _wrap_add(original: Callable[..., Any]) -> Callable[..., Any]:
-    def add(self: Any, *objs: Model, **kwargs: Any) -> Any:
+def _wrap_write(original: Callable[..., Any], key_of: KeyOf, cleared: bool) -> Callable[..., Any]:
+    """``add()`` (``cleared`` False) or ``remove()``: after a bulk write, the snapshots follow."""
+
+    def write(self: Any, *objs: Model, **kwargs: Any) -> Any:
         result = original(self, *objs, **kwargs)
         if objs and kwargs.get("bulk", True):
             try:
-                moved(objs, self.field.attname)
+                moved(objs, key_of(self), cleared)
             except Exception as exc:
                 pipeline.reporter.problem(
-                    "CAPTURE_FAILED", "crud:related_add", error=f"{type(exc).__name__}: {exc}"
+                    "CAPTURE_FAILED",
+                    f"crud:related_{original.__name__}",
+                    error=f"{type(exc).__name__}: {exc}",
                 )
         return result
 
-    return add
+    return write
 
 
-def _wrap_remove(original: Callable[..., Any]) -> Callable[..., Any]:
-    def remove(self: Any, *objs: Model, **kwargs: Any) -> Any:
-        result = original(self, *objs, **kwargs)
-        if objs and kwargs.get("bulk", True):
-            try:
-                moved(objs, self.field.attname, cleared=True)
-            except Exception as exc:
-                pipeline.reporter.problem(
-                    "CAPTURE_FAILED", "crud:related_remove", error=f"{type(exc).__name__}: {exc}"
-                )
-        return result
-
-    return remove
-
-
-def moved(objs: Sequence[Model], attname: str, cleared: bool = False) -> None:
-    """Give each audited object of ``objs`` that has a snapshot a new one, with the value of its foreign key
-    ``attname`` as a bulk write just stored it: the value the object holds after ``add()``, or NULL after
-    ``remove()`` (which leaves the objects in memory as they were: a later full ``save()`` of one writes its
-    old key back, a change recorded as one). Provisional while that write's transaction is open."""
+def moved(objs: Sequence[Model], attnames: tuple[str, ...], cleared: bool = False) -> None:
+    """Give each audited object of ``objs`` that has a snapshot a new one, with the values of ``attnames``
+    (its foreign key; a generic relation's content type and object id) as a bulk write just stored them: the
+    values the object holds after ``add()``, or NULL after ``remove()`` (which leaves the objects in memory
+    as they were: a later full ``save()`` of one writes its old key back, a change recorded as one).
+    Provisional while that write's transaction is open. Fields left out of records are left alone."""
     markers: dict[str, AuditCallback | None] = {}
     for obj in objs:
         policy = policy_for(type(obj))
-        spec = policy.by_name.get(attname) if policy is not None else None
-        before = snapshots.loaded(obj) if spec is not None else None
-        if spec is None or before is None:
-            continue  # not audited, the key left out of records, or nothing known of the row
+        specs = [policy.by_name[name] for name in attnames if name in policy.by_name] if policy else []
+        before = snapshots.loaded(obj) if specs else None
+        if before is None:
+            continue  # not audited, the keys left out of records, or nothing known of the row
         alias = obj._state.db or DEFAULT_DB_ALIAS
-        held = None if cleared else obj.__dict__.get(attname)
-        value = snapshots.assigned_form(spec, held, snapshots.vendor_of(alias))
-        obj.__dict__[snapshots.SNAPSHOT_ATTR] = {**before, attname: value}
+        vendor = snapshots.vendor_of(alias)
+        stored = {
+            spec.attname: snapshots.assigned_form(
+                spec, None if cleared else obj.__dict__.get(spec.attname), vendor
+            )
+            for spec in specs
+        }
+        obj.__dict__[snapshots.SNAPSHOT_ATTR] = {**before, **stored}
         if alias not in markers:
             markers[alias] = commit_marker(alias)
         marker = markers[alias]

@@ -1,5 +1,7 @@
 import uuid
 
+from django.contrib.contenttypes.fields import GenericForeignKey, GenericRelation
+from django.contrib.contenttypes.models import ContentType
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 
@@ -105,3 +107,17 @@ class PartnerClient(ApiClient):
     """A multi-table child: its saves write ``ApiClient``'s fields, in ``ApiClient``'s table."""
 
     partner = models.CharField(max_length=50, default="")
+
+
+class Note(models.Model):
+    """Attached to any row through a generic foreign key."""
+
+    content_type = models.ForeignKey(ContentType, on_delete=models.CASCADE)
+    object_id = models.PositiveIntegerField()
+    target = GenericForeignKey("content_type", "object_id")
+    text = models.CharField(max_length=50, default="")
+
+
+class Board(models.Model):
+    name = models.CharField(max_length=50)
+    notes = GenericRelation(Note)
