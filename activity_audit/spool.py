@@ -108,10 +108,19 @@ class SpoolOptions:
             segment_max_age=options.seconds("segment_max_age", cls.segment_max_age, minimum=0.01),
             max_bytes=options.integer("spool_max_bytes", cls.max_bytes, minimum=1024),
             retry_initial=retry_initial,
-            retry_max=options.seconds("retry_max", cls.retry_max, minimum=retry_initial),
+            retry_max=cls._read_retry_max(options, retry_initial),
             file_mode=settings.FILE_MODE,
             dir_mode=settings.DIR_MODE,
         )
+
+    @classmethod
+    def _read_retry_max(cls, options: PluginOptions, retry_initial: float) -> float:
+        """``retry_max``, at least ``retry_initial``; when absent, the default raised to ``retry_initial``."""
+        retry_max = options.seconds("retry_max", max(cls.retry_max, retry_initial), minimum=0.01)
+        if retry_max < retry_initial:
+            problem = f"at least retry_initial ({retry_initial:g}), got {retry_max:g}."
+            raise options.error("retry_max", f"must be a number of seconds of {problem}")
+        return retry_max
 
 
 @dataclass(frozen=True)
