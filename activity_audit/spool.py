@@ -138,7 +138,8 @@ class Segment:
         """``[<prefix>/]YYYY/MM/DD/HH/<stream_id>-<first_seq>-<last_seq>.jsonl.gz``, hour of the first record.
 
         The same segment always gets the same name, and no two segments do: a record belongs to one segment
-        and ``(stream_id, seq)`` names one record. Seqs are zero-padded so that names sort by seq.
+        and ``(stream_id, seq)`` names one record (records without that envelope are named after their
+        segment's file, see :func:`build_segment`). Seqs are zero-padded so that names sort by seq.
         """
         hour = self.first_timestamp.astimezone(dt.timezone.utc).strftime("%Y/%m/%d/%H")
         name = f"{hour}/{self.stream_id}-{self.first_seq:012d}-{self.last_seq:012d}.jsonl.gz"
@@ -463,7 +464,7 @@ class Spool:
             if not content.strip():
                 os.unlink(path)
                 return
-            segment = build_segment(content, fallback_time=_created_at(path))
+            segment = build_segment(content, fallback_time=_created_at(path), fallback_name=path.stem)
             self.uploader.upload(segment.object_name(), segment)
             os.unlink(path)
             self.uploaded_segments += 1
@@ -505,18 +506,18 @@ class Backoff:
         self.failures = 0
 
 
-def build_segment(content: bytes, fallback_time: dt.datetime) -> Segment:
+def build_segment(content: bytes, fallback_time: dt.datetime, fallback_name: str) -> Segment:
     """Describe a closed segment from its JSON lines: stream, first and last seq, first timestamp, gzip data.
 
-    Records that do not carry the envelope (a custom formatter dropped it) name the segment by a hash of
-    its content instead, which is just as deterministic.
+    Records that do not carry the envelope (a custom formatter dropped it) name the segment after its file
+    instead: stream ``segment-<fallback_name>`` (the stem of the segment's file name, which no other segment
+    has and which a retry keeps), seqs 0, the hour of ``fallback_time`` (when the segment was created). Not
+    after its content: two segments holding the same bytes (the same event twice) would replace each other.
     """
     lines = content.splitlines()
     first, last = _envelope(lines[0]), _envelope(lines[-1])
     if first is None or last is None or first[0] != last[0]:
-        import hashlib
-
-        stream_id, first_seq, last_seq = f"content-{hashlib.sha256(content).hexdigest()[:32]}", 0, 0
+        stream_id, first_seq, last_seq = f"segment-{fallback_name}", 0, 0
         timestamp = fallback_time
     else:
         stream_id, first_seq, last_seq = first[0], first[1], last[1]
