@@ -15,7 +15,7 @@ from __future__ import annotations
 import difflib
 import math
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -119,7 +119,13 @@ class PluginOptions:
         return value
 
     def readable_file(self, key: str, *, required: bool = False) -> Path | None:
-        """The path of a file this process can read; an error naming the setting when it cannot."""
+        """The path of a file this process can read, or None when the option is absent (an error when
+        ``required``).
+
+        Every problem (no such file, not readable, a value the system takes for no path: too long, a
+        ``~user`` that does not exist) is an error naming the setting, raised from no other exception; the
+        value of a secret option is not in it.
+        """
         value = self._values.get(key)
         if value is None:
             if required:
@@ -127,9 +133,39 @@ class PluginOptions:
             return None
         if not isinstance(value, (str, os.PathLike)) or not str(value):
             raise self._bad(key, "a file path")
+        path, problem = _file_problem(value)
+        if problem is not None:
+            raise self._file_error(key, path, problem)
+        return path
+
+    def text_or_readable_file(
+        self, key: str, is_text: Callable[[str], bool], *, required: bool = False
+    ) -> str | Path | None:
+        """The option's string itself when ``is_text`` says it is content rather than a path (key material
+        given inline or through ``{"$env": ...}``), else the path of a readable file (see
+        :meth:`readable_file`); None when the option is absent and not ``required``."""
+        value = self._values.get(key)
+        if isinstance(value, str) and is_text(value):
+            return value
+        return self.readable_file(key, required=required)
+
+    def _file_error(self, key: str, path: object, problem: str) -> ImproperlyConfigured:
+        """``problem`` with a file option: after its path, or without it when the option is secret."""
+        if key in self._secret:
+            return self.error(key, f"{problem} (the value is secret, so not shown).")
+        return self.error(key, f"= '{path}' {problem}.")
+
+
+def _file_problem(value: str | os.PathLike[str]) -> tuple[Path, str | None]:
+    """``value`` as a path (``~`` expanded), and what keeps it from being a readable file: None when it is
+    one. Never raises: an ``OSError`` the system gives for the path (a name too long) is a problem too."""
+    try:
         path = Path(value).expanduser()
         if not path.is_file():
-            raise self.error(key, f"= '{path}' is not a file.")
+            return path, "is not a file"
         if not os.access(path, os.R_OK):
-            raise self.error(key, f"= '{path}' is not readable by this process.")
-        return path
+            return path, "is not readable by this process"
+        return path, None
+    except (OSError, RuntimeError) as exc:  # RuntimeError: the home directory of a "~user" is unknown
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).rstrip(".")
+        return Path(value), f"cannot be used as a path: {reason}"

@@ -6,6 +6,7 @@ appears in one.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -61,3 +62,76 @@ def test_seconds_from_the_minimum_to_the_longest_wait_are_taken(value: float, re
 
 def test_absent_seconds_are_the_default() -> None:
     assert options().seconds("wait", 60.0) == 60.0
+
+
+# --- files ------------------------------------------------------------------------------------------------
+
+
+def test_a_readable_file_is_its_path(tmp_path: Path) -> None:
+    path = tmp_path / "known_hosts"
+    path.write_text("x\n")
+    assert options(path=str(path)).readable_file("path") == path
+    assert options(path=path).readable_file("path") == path
+    assert options().readable_file("path") is None
+
+
+@pytest.mark.parametrize("secret", [False, True], ids=["plain", "secret"])
+def test_a_path_the_system_refuses_is_an_error_naming_the_setting(secret: bool) -> None:
+    value = "-----BEGIN OPENSSH PRIVATE KEY----- " + "b3BlbnNzaC1rZXktdjEAAAAA" * 20  # too long a name
+    read = options(("path",) if secret else (), path=value)
+    with pytest.raises(ImproperlyConfigured) as error:
+        read.readable_file("path")
+    if secret:
+        assert str(error.value) == (
+            f"{SETTING}['path'] cannot be used as a path: File name too long "
+            "(the value is secret, so not shown)."
+        )
+    else:
+        assert str(error.value) == (
+            f"{SETTING}['path'] = '{value}' cannot be used as a path: File name too long."
+        )
+    assert (error.value.__cause__, error.value.__context__) == (None, None)  # no OSError naming the value
+
+
+def test_a_home_directory_that_does_not_exist_is_an_error_naming_the_setting() -> None:
+    message = message_of(lambda: options(path="~no-such-user-here/key").readable_file("path"))
+    assert message == (
+        f"{SETTING}['path'] = '~no-such-user-here/key' cannot be used as a path: Could not determine home "
+        "directory."
+    )
+
+
+@pytest.mark.parametrize(
+    ("secret", "problem"),
+    [
+        (False, "= '{path}' is not a file."),
+        (True, "is not a file (the value is secret, so not shown)."),
+    ],
+    ids=["plain", "secret"],
+)
+def test_a_missing_file_is_named_unless_the_option_is_secret(
+    tmp_path: Path, secret: bool, problem: str
+) -> None:
+    path = tmp_path / "missing"
+    read = options(("path",) if secret else (), path=str(path))
+    assert message_of(lambda: read.readable_file("path")) == f"{SETTING}['path'] " + problem.format(path=path)
+
+
+def test_text_or_readable_file_takes_content_as_it_is_and_checks_a_path(tmp_path: Path) -> None:
+    path = tmp_path / "id"
+    path.write_text("key\n")
+    text = "-----BEGIN KEY-----\nabc\n-----END KEY-----\n"
+    read = options(("text", "path", "missing"), text=text, path=str(path), missing=str(tmp_path / "none"))
+
+    def is_text(value: str) -> bool:
+        return value.startswith("-----BEGIN")
+
+    assert read.text_or_readable_file("text", is_text) == text
+    assert read.text_or_readable_file("path", is_text) == path
+    assert read.text_or_readable_file("absent", is_text) is None
+    assert message_of(lambda: read.text_or_readable_file("missing", is_text)) == (
+        f"{SETTING}['missing'] is not a file (the value is secret, so not shown)."
+    )
+    assert message_of(lambda: read.text_or_readable_file("absent", is_text, required=True)) == (
+        f"{SETTING}['absent'] is required."
+    )

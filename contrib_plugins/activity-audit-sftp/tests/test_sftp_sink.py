@@ -7,6 +7,7 @@ import os
 import re
 import signal
 import subprocess
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -72,8 +73,11 @@ def test_a_wrong_setting_stops_start_up_naming_it(sshd_server: SshdServer, tmp_p
         ),
         (
             {**good, "private_key": str(garbage_key)},
-            f"{SFTP}['private_key'] = '{garbage_key}' cannot be loaded as a private "
-            "key (wrong format or wrong passphrase).",
+            f"{SFTP}['private_key'] cannot be loaded as a private key (wrong format or wrong passphrase).",
+        ),
+        (
+            {**good, "private_key": str(tmp_path / "missing")},
+            f"{SFTP}['private_key'] is not a file (the value is secret, so not shown).",
         ),
         (
             {**good, "remote_dir": "audit"},
@@ -104,14 +108,50 @@ def test_a_wrong_setting_stops_start_up_naming_it(sshd_server: SshdServer, tmp_p
         assert "Pa55word" not in str(error.value)
 
 
+def test_private_key_text_that_cannot_be_used_stops_start_up_without_showing_it(
+    sshd_server: SshdServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key_text = sshd_server.private_key_path.read_text()
+    body = key_text.splitlines()[1]  # a line of the key's base64 body
+    broken = key_text.replace(body, body[:20] + "A" * (len(body) - 20))  # not a key any more
+    one_line = "".join(key_text.splitlines()[1:-1])  # the body alone: no "-----BEGIN", no line break
+    assert len(one_line.replace("/", "")) > 255
+    good = {**sftp_options(sshd_server, "/audit"), "password": None}
+    cases = [
+        (
+            broken,
+            f"{SFTP}['private_key'] cannot be loaded as a private key (wrong format or wrong passphrase).",
+        ),
+        (body, f"{SFTP}['private_key'] is not a file (the value is secret, so not shown)."),  # a path
+        (
+            one_line.replace("/", ""),  # a path whose one name is longer than the system takes
+            f"{SFTP}['private_key'] cannot be used as a path: File name too long "
+            "(the value is secret, so not shown).",
+        ),
+    ]
+    for value, message in cases:
+        monkeypatch.setenv("AUDIT_TEST_SFTP_KEY", value)
+        with pytest.raises(ImproperlyConfigured) as error:
+            configure(**{**good, "private_key": {"$env": "AUDIT_TEST_SFTP_KEY"}})
+        assert str(error.value) == message
+        shown = "".join(traceback.format_exception(error.value))  # the exceptions it was raised from too
+        key_lines = [line for line in value.splitlines() if not line.startswith("-----")]
+        assert [line for line in key_lines if line[-40:] in shown] == []
+
+
 # --- delivery ---------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("credential", ["password", "private_key", "encrypted_private_key"])
+@pytest.mark.parametrize(
+    "credential", ["password", "private_key", "private_key_text", "encrypted_private_key"]
+)
 def test_normal_operation_delivers_every_record_exactly_once(
     sshd_server: SshdServer, remote_dir: Path, log_dir: Path, tmp_path: Path, credential: str
 ) -> None:
     options = sftp_options(sshd_server, str(remote_dir))
     if credential == "private_key":
         options = {**options, "password": None, "private_key": str(sshd_server.private_key_path)}
+    elif credential == "private_key_text":  # the key itself, as a secret store hands it over
+        os.environ["AUDIT_TEST_SFTP_KEY"] = sshd_server.private_key_path.read_text()
+        options = {**options, "password": None, "private_key": {"$env": "AUDIT_TEST_SFTP_KEY"}}
     elif credential == "encrypted_private_key":
         encrypted = tmp_path / "id_encrypted"
         encrypted.write_bytes(sshd_server.private_key_path.read_bytes())
