@@ -66,6 +66,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import orjson
 
 from .errors import PartialDelivery
+from .reporting import write_stderr
 from .threads import start_thread
 
 if TYPE_CHECKING:
@@ -311,11 +312,13 @@ class Spool:
 
     # --- lifecycle ------------------------------------------------------------------------------------------
     def start(self) -> None:
-        """Start the upload thread unless it runs (called on the first batch; cheap when running)."""
-        if self._thread is not None:
+        """Start the upload thread unless it runs (called on every batch; cheap when running). A thread that
+        died (it should not: :meth:`_run` survives every ``Exception``) is replaced."""
+        thread = self._thread
+        if thread is not None and thread.is_alive():
             return
         with self._lock:
-            if self._thread is None and not self._stop.is_set():
+            if self._thread is thread and not self._stop.is_set():
                 self._thread = start_thread(self._run, f"activity-audit-spool:{self.name}")
 
     def close(self, timeout: float = 2.0) -> None:
@@ -358,7 +361,7 @@ class Spool:
 
     # --- uploading (spool thread) ---------------------------------------------------------------------------
     def _run(self) -> None:
-        from .dispatch import pipeline
+        """The upload thread: passes over the spool until :meth:`close`; a failed pass is retried later."""
         from .threads import pipeline_thread
 
         # Logging by boto3 or paramiko on this thread must not re-enter the pipeline.
@@ -370,20 +373,36 @@ class Spool:
                 self._adopt_abandoned()
                 self._upload_ready()
             except Exception as exc:
-                self.uploader.close()
                 delay = backoff.next_delay()
-                pipeline.reporter.problem(
-                    "UPLOAD_FAILED",
-                    self.name,
-                    error=_describe(exc),
-                    retry_in_seconds=round(delay, 1),
-                    backlog_segments=len(self.backlog()),
-                )
+                self._failed(exc, delay)
                 self._stop.wait(delay)
                 continue
             backoff.reset()
             self._wake.wait(self._seconds_until_cut())
             self._wake.clear()
+
+    def _failed(self, exc: Exception, delay: float) -> None:
+        """Drop the uploader's connections and report ``UPLOAD_FAILED``.
+
+        Never raises: whatever fails here (the uploader's ``close``, the reporter) must not end the thread, or
+        nothing would be uploaded again.
+        """
+        from .dispatch import pipeline
+
+        details: dict[str, Any] = {}
+        try:
+            self.uploader.close()
+        except Exception as close_exc:
+            details["close_error"] = _describe(close_exc)
+        try:
+            details["backlog_segments"] = len(self.backlog())
+            pipeline.reporter.problem(
+                "UPLOAD_FAILED", self.name, error=_describe(exc), retry_in_seconds=round(delay, 1), **details
+            )
+        except Exception as report_exc:
+            write_stderr(
+                f"UPLOAD_FAILED {self.name}: {_describe(exc)}; reporting it failed: {_describe(report_exc)}"
+            )
 
     def _seconds_until_cut(self) -> float:
         if self._fd is None:

@@ -7,6 +7,7 @@ The remote is a directory, as in ``test_spool.py``.
 from __future__ import annotations
 
 import gzip
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +16,11 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 
 from activity_audit.conf import get_settings
+from activity_audit.dispatch import pipeline
 from activity_audit.plugin_options import PluginOptions
 from activity_audit.records import Entry
 from activity_audit.spool import SPOOL_OPTION_KEYS, Segment, Spool, SpoolOptions, _created_at, build_segment
+from tests.support.remote_archive import wait_until
 
 STREAM = "aaaaaaaa-0000-4000-8000-000000000000"
 
@@ -113,3 +116,88 @@ def test_segments_without_an_envelope_and_with_the_same_bytes_are_all_kept(
         f"{_created_at(path):%Y/%m/%d/%H}/segment-{path.stem}-000000000000-000000000000.jsonl.gz"
         for path in segments
     ]
+
+
+class CloseRaisingUploader(DirectoryUploader):
+    """Its close() raises while the remote is down, as paramiko's does when the socket died under it."""
+
+    def close(self) -> None:
+        if self.fail:
+            raise EOFError()
+
+
+@pytest.fixture
+def thread_errors(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """What killed a thread during the test (empty when none died)."""
+    errors: list[str] = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: errors.append(repr(args.exc_value)))
+    return errors
+
+
+@pytest.fixture
+def reported(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str, int]]:
+    """The problems reported to the pipeline during the test, as ``(kind, source, lost)``."""
+    problems: list[tuple[str, str, int]] = []
+
+    def problem(kind: str, source: str, lost: int = 0, error: str = "", **details: Any) -> None:
+        problems.append((kind, source, lost))
+
+    monkeypatch.setattr(pipeline.reporter, "problem", problem)
+    return problems
+
+
+FAST = {"segment_max_age": 0.05, "retry_initial": 0.05, "retry_max": 0.1}
+
+
+def test_the_upload_thread_survives_an_uploader_whose_close_raises(
+    tmp_path: Path, thread_errors: list[str], reported: list[tuple[str, str, int]]
+) -> None:
+    uploader = CloseRaisingUploader(tmp_path / "remote", fail=True)
+    spool = Spool("unit", SpoolOptions(directory=tmp_path / "spool", **FAST), uploader)
+    try:
+        spool.append([entry(1)])
+        wait_until(lambda: len(reported) >= 2, 10, "two failed attempts")
+        uploader.fail = False
+        spool.append([entry(2)])
+        wait_until(lambda: uploaded_seqs(tmp_path / "remote") == [1, 2], 10, "the upload")
+    finally:
+        spool.close()
+    assert thread_errors == []
+    assert {problem for problem in reported} == {("UPLOAD_FAILED", "unit", 0)}
+
+
+def test_the_upload_thread_survives_a_failure_to_report(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, thread_errors: list[str]
+) -> None:
+    failures: list[str] = []
+
+    def failing_problem(kind: str, source: str, lost: int = 0, error: str = "", **details: Any) -> None:
+        failures.append(kind)
+        raise RuntimeError("the reporter is broken")
+
+    monkeypatch.setattr(pipeline.reporter, "problem", failing_problem)
+    uploader = DirectoryUploader(tmp_path / "remote", fail=True)
+    spool = Spool("unit", SpoolOptions(directory=tmp_path / "spool", **FAST), uploader)
+    try:
+        spool.append([entry(1)])
+        wait_until(lambda: len(failures) >= 2, 10, "two failed attempts")
+        uploader.fail = False
+        wait_until(lambda: uploaded_seqs(tmp_path / "remote") == [1], 10, "the upload")
+    finally:
+        spool.close()
+    assert thread_errors == []
+
+
+def test_start_replaces_an_upload_thread_that_died(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    spool = Spool(
+        "unit", SpoolOptions(directory=tmp_path / "spool", **FAST), DirectoryUploader(tmp_path / "remote")
+    )
+    dead = threading.Thread(target=lambda: None)
+    dead.start()
+    dead.join()
+    spool._thread = dead  # what an error nobody foresaw leaves behind
+    try:
+        spool.append([entry(1)])
+        wait_until(lambda: uploaded_seqs(tmp_path / "remote") == [1], 10, "the upload")
+    finally:
+        spool.close()
