@@ -111,6 +111,10 @@ def plugin_options_read() -> frozenset[str]:
 def _resolve_env(value: Any, where: str) -> Any:
     if isinstance(value, Mapping) and set(value) == {"$env"}:
         variable = value["$env"]
+        if not isinstance(variable, str) or not variable:
+            raise ImproperlyConfigured(
+                f'{where} must name an environment variable ({{"$env": "NAME"}}), got {variable!r}.'
+            )
         if variable not in os.environ:
             raise ImproperlyConfigured(
                 f"{where} reads the environment variable {variable}, which is not set."
@@ -232,8 +236,17 @@ def _fields_by_model(key: str, value: Any) -> dict[str, tuple[str, ...]]:
 
 
 def _plugins(key: str, value: Any) -> dict[str, dict[str, Any]]:
-    if not isinstance(value, Mapping) or not all(isinstance(item, Mapping) for item in value.values()):
-        raise _bad(key, 'a dict of plugin name -> dict of options, e.g. {"s3": {"bucket": "..."}}', value)
+    """Options per plugin. An error names the entry at fault and its type, never a value: options hold
+    secrets (passwords, keys), of that plugin or of the others."""
+    expected = 'a dict of plugin name -> dict of options, e.g. {"s3": {"bucket": "..."}}'
+    if not isinstance(value, Mapping):
+        got = type(value).__name__
+        raise ImproperlyConfigured(f"ACTIVITY_AUDIT['{key}'] must be {expected}, got a {got}.")
+    for name, options in value.items():
+        if not isinstance(options, Mapping):
+            got = type(options).__name__
+            message = f"ACTIVITY_AUDIT['{key}'][{name!r}] must be a dict of options, got a {got}."
+            raise ImproperlyConfigured(message)
     return {str(name): dict(options) for name, options in value.items()}
 
 
@@ -372,8 +385,17 @@ def build(raw: Mapping[str, Any], django_settings: Any) -> AuditSettings:
     values = {key: VALIDATORS[key](key, value) for key, value in raw.items()}
     values.setdefault("LOG_DIR", _default_log_dir(django_settings))
     values.setdefault("SERVICE_NAME", _default_service_name(django_settings))
-    values["LOG_DIR"] = Path(values["LOG_DIR"]).expanduser().absolute()
+    values["LOG_DIR"] = _expanded_log_dir(values["LOG_DIR"])
     return AuditSettings(**values)
+
+
+def _expanded_log_dir(value: Path) -> Path:
+    """``LOG_DIR`` absolute, ``~`` and ``~user`` expanded; an error naming the setting when they cannot be."""
+    try:
+        return Path(value).expanduser().absolute()
+    except RuntimeError as exc:  # "~user" of a user this machine does not know, or no home at all
+        message = f"ACTIVITY_AUDIT['LOG_DIR'] = '{value}' cannot be expanded: {exc}"
+        raise ImproperlyConfigured(message) from exc
 
 
 def _default_log_dir(django_settings: Any) -> Path:

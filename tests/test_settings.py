@@ -116,9 +116,20 @@ REFUSED = [
     ),
     (
         "PLUGINS",
-        {"s3": "bucket"},
+        {"s3": {"secret_access_key": "wJalrXUtnFEMI/K7MDENG"}, "sftp": "password"},
+        "ACTIVITY_AUDIT['PLUGINS']['sftp'] must be a dict of options, got a str.",  # no value, no secret
+    ),
+    (
+        "PLUGINS",
+        [("s3", {"bucket": "b"})],
         "ACTIVITY_AUDIT['PLUGINS'] must be a dict of plugin name -> dict of options, "
-        'e.g. {"s3": {"bucket": "..."}}, got {\'s3\': \'bucket\'}.',
+        'e.g. {"s3": {"bucket": "..."}}, got a list.',
+    ),
+    (
+        "LOG_DIR",
+        "~no-such-user-here/logs",
+        "ACTIVITY_AUDIT['LOG_DIR'] = '~no-such-user-here/logs' cannot be expanded: "
+        "Could not determine home directory.",
     ),
     (
         "INCLUDE_MODELS",
@@ -221,6 +232,17 @@ def test_plugin_config_resolves_environment_references(monkeypatch: pytest.Monke
     assert str(error.value) == (
         "ACTIVITY_AUDIT['PLUGINS']['sftp']['auth']['password'] reads the environment variable "
         "AA_TEST_SECRET, which is not set."
+    )
+
+
+@pytest.mark.parametrize("name", [["AUDIT_BUCKET"], "", 3])
+def test_an_environment_reference_must_name_a_variable(name: object) -> None:
+    built = build({"PLUGINS": {"s3": {"bucket": {"$env": name}}}}, PROJECT)
+    with pytest.raises(ImproperlyConfigured) as error:
+        built.plugin_config("s3")
+    assert str(error.value) == (
+        f"ACTIVITY_AUDIT['PLUGINS']['s3']['bucket'] must name an environment variable "
+        f'({{"$env": "NAME"}}), got {name!r}.'
     )
 
 
