@@ -41,7 +41,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from . import records as rec
-from .encoding import DEFAULT_LIMITS, dumps_line, one_line
+from .encoding import DEFAULT_LIMITS, Limits, dumps_line, one_line
 from .errors import PartialDelivery
 from .mp_exit import arrange_drain_at_child_exit
 from .plugins.json_formatter import format_record as _builtin_format_record
@@ -381,6 +381,11 @@ class Pipeline:
         self._max_bytes = s.MAX_RECORD_BYTES if s else 1 << 20
         self._limits = s.limits if s else DEFAULT_LIMITS
         self.reporter.interval = s.REPORT_INTERVAL if s else 60.0
+
+    @property
+    def limits(self) -> Limits:
+        """The capture caps of the settings (``MAX_FIELD_CHARS`` ...); the defaults until configured."""
+        return self._limits
 
     def configure(self, settings: AuditSettings, pm: AuditPluginManager) -> None:
         """Attach settings and plugins; records submitted before this wait in the queue (bounded)."""

@@ -23,7 +23,7 @@ from typing import Any
 
 from .conf import get_settings
 from .context import current
-from .encoding import Snapshotter
+from .encoding import Limits, Snapshotter
 from .levels import API
 from .records import CHANNEL_API, CHANNEL_APP
 from .redaction import Redactor
@@ -91,6 +91,14 @@ class ConsoleFormatter(logging.Formatter):
         return line if masked is None else masked
 
 
+def _capture_limits() -> Limits:
+    """The caps a log record's values are copied with: the settings' (``MAX_FIELD_CHARS``, ``MAX_ITEMS``,
+    ``MAX_DEPTH``) once the pipeline has read them, the defaults before (during ``django.setup()``)."""
+    from .dispatch import pipeline
+
+    return pipeline.limits
+
+
 class JSONFormatter(logging.Formatter):
     """The container-log JSON of the original package, one strict JSON line per record.
 
@@ -102,7 +110,7 @@ class JSONFormatter(logging.Formatter):
 
     def to_record(self, record: logging.LogRecord) -> dict[str, Any]:
         """The record as a plain dict; call it on the logging thread (it copies ``extra=`` values)."""
-        copier = Snapshotter()
+        copier = Snapshotter(_capture_limits())
         exception = ""
         if record.exc_info:
             exception = record.exc_text or self.formatException(record.exc_info)
@@ -141,7 +149,7 @@ class APIJSONFormatter(JSONFormatter):
     """
 
     def to_record(self, record: logging.LogRecord) -> dict[str, Any]:
-        copier = Snapshotter()
+        copier = Snapshotter(_capture_limits())
         out: dict[str, Any] = {
             "timestamp": dt.datetime.fromtimestamp(record.created, _UTC),
             "level": record.levelname,

@@ -18,6 +18,7 @@ from activity_audit.logconfig import (
     get_api_file_handler,
 )
 from activity_audit.records import CHANNEL_API
+from tests.crud_helpers import audit_settings
 
 
 class Unprintable:
@@ -115,3 +116,36 @@ def test_the_api_handler_takes_a_level_number_without_a_name(audit_records: Any)
     assert [record["message"] for record in audit_records.of("tests.records.numbered")] == [
         "at the handler's level"
     ]
+
+
+@pytest.mark.parametrize(
+    ("limits", "message", "extra", "cut"),
+    [
+        ({"MAX_FIELD_CHARS": 100}, "lorem ipsum " * 500, {}, True),
+        ({"MAX_FIELD_CHARS": 50_000}, "dolor sit " * 2_000, {}, False),  # above the built-in 8192
+        ({"MAX_ITEMS": 10}, "m", {"ids": list(range(500))}, True),
+    ],
+)
+def test_log_records_are_cut_to_the_capture_settings(
+    audit_records: Any,
+    app_logger: logging.Logger,
+    limits: dict[str, int],
+    message: str,
+    extra: Any,
+    cut: bool,
+) -> None:
+    with audit_settings(**limits):
+        app_logger.warning(message, extra=extra)
+
+        [record] = audit_records.of("tests.records.app")
+    assert record.get("truncated", False) is cut
+    max_chars = limits.get("MAX_FIELD_CHARS", 8192)
+    if len(message) > max_chars:
+        kept, marker = record["message"].split("…")
+        assert message.startswith(kept) and max_chars - 20 <= len(kept) <= max_chars
+        assert marker == f"[truncated: {len(message)} chars]"
+    else:
+        assert record["message"] == message
+    if "MAX_ITEMS" in limits:
+        ids = record["extra_fields"]["ids"]
+        assert ids[:10] == list(range(10)) and len(ids) == 11  # the first ten, and the marker of the rest
