@@ -8,6 +8,8 @@
 * Each segment is written to a hidden temporary name in its final directory, made 0640, then renamed over
   the final name with the ``posix-rename`` extension, so a reader never sees a partial file and a retried
   upload replaces itself.
+* Every wait for the server is bounded by ``timeout``, the start of the SFTP session included (see
+  :func:`open_sftp`): a server that stops answering is a failed upload, retried by the spool.
 * One connection is kept between uploads and dropped after any failure; messages never hold credentials.
 """
 
@@ -17,6 +19,7 @@ import contextlib
 import io
 import posixpath
 import socket
+import threading
 import uuid
 from typing import Any
 
@@ -48,6 +51,51 @@ class HostKeyRejected(SftpUploadError):
 def fingerprint(key: paramiko.PKey) -> str:
     """The OpenSSH ``SHA256:...`` fingerprint of a public key."""
     return blob_fingerprint(key.asbytes())
+
+
+def open_sftp(transport: paramiko.Transport, timeout: float) -> paramiko.SFTPClient:
+    """An SFTP session on a new channel of the authenticated ``transport``; no wait lasts over ``timeout``.
+
+    ``paramiko.SFTPClient.from_transport`` sets no timeout: a server that accepts the ``sftp`` subsystem and
+    never answers the SFTP version exchange (a wedged sftp-server) would hold the calling thread forever.
+    Here the channel's timeout is set before the exchange, and the subsystem request, whose answer paramiko
+    awaits without a timeout, is given up by closing ``transport``. Raises ``TimeoutError`` (an ``OSError``)
+    saying which step got no answer, or ``paramiko.SSHException`` (channel or subsystem refused).
+    """
+    channel = transport.open_session(timeout=timeout)
+    channel.settimeout(timeout)
+    _invoke_sftp_subsystem(transport, channel, timeout)
+    try:
+        return paramiko.SFTPClient(channel)
+    except TimeoutError:
+        raise TimeoutError(
+            f"the server accepted the sftp subsystem but did not answer the SFTP version exchange within "
+            f"{timeout:g} s"
+        ) from None
+
+
+def _invoke_sftp_subsystem(transport: paramiko.Transport, channel: paramiko.Channel, timeout: float) -> None:
+    """Request the ``sftp`` subsystem on ``channel``; with no answer within ``timeout``, close ``transport``
+    (which wakes paramiko's wait) and raise ``TimeoutError``."""
+    expired = threading.Event()
+
+    def give_up() -> None:
+        expired.set()
+        transport.close()
+
+    watchdog = threading.Timer(timeout, give_up)
+    watchdog.daemon = True
+    watchdog.start()
+    try:
+        channel.invoke_subsystem("sftp")
+    except Exception:  # what the closed transport says (SSHException, EOFError ...), or a refusal
+        if expired.is_set():
+            raise TimeoutError(
+                f"the server did not answer the sftp subsystem request within {timeout:g} s"
+            ) from None
+        raise
+    finally:
+        watchdog.cancel()
 
 
 class SftpUploader:
@@ -99,10 +147,7 @@ class SftpUploader:
             transport.start_client(timeout=config.timeout)
             self._verify_host_key(transport.get_remote_server_key(), known)
             authenticate(transport, config.username, config.private_key, config.password)
-            sftp = paramiko.SFTPClient.from_transport(transport)
-            if sftp is None:
-                raise SftpUploadError(f"{config.where}: the server refused the sftp subsystem")
-            sftp.get_channel().settimeout(config.timeout)  # type: ignore[union-attr]
+            sftp = open_sftp(transport, config.timeout)
         except BaseException:
             transport.close()
             raise
@@ -152,12 +197,16 @@ class SftpUploader:
             sftp.remove(path)
 
     def close(self) -> None:
+        """Drop the connection; the transport (and its socket) is closed even when closing the SFTP session
+        raises (a connection that died under it), and that error is raised after."""
         sftp, transport = self._sftp, self._transport
         self._sftp = self._transport = None
-        if sftp is not None:
-            sftp.close()
-        if transport is not None:
-            transport.close()
+        try:
+            if sftp is not None:
+                sftp.close()
+        finally:
+            if transport is not None:
+                transport.close()
 
     def forget(self) -> None:
         self._sftp = self._transport = None  # the parent's connection: leave it to the parent
