@@ -202,14 +202,7 @@ class Spool:
             return
         with self._lock:
             self._ensure_directory()
-            incoming = sum(len(entry.line) + 1 for entry in entries)
-            used = self._used()
-            if used + incoming > self.options.max_bytes:
-                message = (
-                    f"spool {self.options.directory} is full ({used} bytes, cap spool_max_bytes="
-                    f"{self.options.max_bytes}): {len(entries)} records refused; the remote is not keeping up"
-                )
-                raise SpoolFull(message)  # the core counts the batch lost and reports SINK_FAILED
+            self._check_room(entries)
             written = 0
             for stream_id, lines in _runs_by_stream(entries):
                 stream_id = stream_id or ""
@@ -305,10 +298,37 @@ class Spool:
             directory.mkdir(parents=True, mode=self.options.dir_mode, exist_ok=True)
             os.chmod(directory, self.options.dir_mode)
 
+    def _check_room(self, entries: Sequence[Entry]) -> None:
+        """Raise :class:`SpoolFull` unless ``entries`` fit under ``spool_max_bytes``. The caller holds _lock.
+
+        The count is cached; before refusing, it is made again from the directory, where uploads (this
+        process's or another's) may have made room since.
+        """
+        incoming = sum(len(entry.line) + 1 for entry in entries)
+        if self._used() + incoming <= self.options.max_bytes:
+            return
+        self._used_bytes = None
+        used = self._used()
+        if used + incoming > self.options.max_bytes:
+            message = (
+                f"spool {self.options.directory} is full ({used} bytes, cap spool_max_bytes="
+                f"{self.options.max_bytes}): {len(entries)} records refused; the remote is not keeping up"
+            )
+            raise SpoolFull(message)  # the core counts the batch lost and reports SINK_FAILED
+
     def _used(self) -> int:
+        """The bytes of every segment in the directory, counted once and then kept up to date by this spool's
+        own writes and deletions (a pass of the upload thread has it counted again)."""
         if self._used_bytes is None:
             self._used_bytes = sum(size for _path, size in self._segment_files())
         return self._used_bytes
+
+    def _delete_uploaded(self, path: Path, size: int) -> None:
+        """Delete the segment ``path`` (``size`` bytes) and take it off the count, at once."""
+        with self._lock:
+            os.unlink(path)
+            if self._used_bytes is not None:
+                self._used_bytes = max(self._used_bytes - size, 0)
 
     # --- lifecycle ------------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -485,7 +505,7 @@ class Spool:
                 return
             segment = build_segment(content, fallback_time=_created_at(path), fallback_name=path.stem)
             self.uploader.upload(segment.object_name(), segment)
-            os.unlink(path)
+            self._delete_uploaded(path, len(content))
             self.uploaded_segments += 1
             self.uploaded_records += segment.records
         finally:

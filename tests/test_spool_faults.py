@@ -19,7 +19,15 @@ from activity_audit.conf import get_settings
 from activity_audit.dispatch import pipeline
 from activity_audit.plugin_options import PluginOptions
 from activity_audit.records import Entry
-from activity_audit.spool import SPOOL_OPTION_KEYS, Segment, Spool, SpoolOptions, _created_at, build_segment
+from activity_audit.spool import (
+    SPOOL_OPTION_KEYS,
+    Segment,
+    Spool,
+    SpoolFull,
+    SpoolOptions,
+    _created_at,
+    build_segment,
+)
 from tests.support.remote_archive import wait_until
 
 STREAM = "aaaaaaaa-0000-4000-8000-000000000000"
@@ -201,3 +209,81 @@ def test_start_replaces_an_upload_thread_that_died(tmp_path: Path, monkeypatch: 
         wait_until(lambda: uploaded_seqs(tmp_path / "remote") == [1], 10, "the upload")
     finally:
         spool.close()
+
+
+def padded_batch(first: int, count: int = 12) -> list[Entry]:
+    """``count`` records of about 100 bytes: 12 fill a 1 KiB segment."""
+    return [entry(seq, pad="x" * 30) for seq in range(first, first + count)]
+
+
+def fill(spool: Spool, first: int = 1) -> list[int]:
+    """Append 12-record batches until the spool refuses one; the seqs it took."""
+    taken: list[int] = []
+    while True:
+        batch = padded_batch(first + len(taken))
+        try:
+            spool.append(batch)
+        except SpoolFull:
+            return taken
+        taken += [item.record["seq"] for item in batch]
+
+
+def on_disk(spool: Spool) -> int:
+    return sum(path.stat().st_size for path in spool.backlog() if path.exists())
+
+
+CAPPED = {"segment_max_bytes": 1024, "max_bytes": 12000, "segment_max_age": 3600}
+
+
+def test_batches_are_taken_as_soon_as_uploads_make_room(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After an outage the spool is full; while the backlog drains, the application keeps logging."""
+    uploader = DirectoryUploader(tmp_path / "remote", fail=True)
+    spool = unstarted(
+        Spool("unit", SpoolOptions(directory=tmp_path / "spool", **CAPPED), uploader), monkeypatch
+    )
+    taken = fill(spool)
+    assert len(spool.backlog()) >= 5
+    outcomes: list[str] = []
+    real_upload = uploader.upload
+
+    def upload_while_logging(name: str, segment: Segment) -> None:
+        real_upload(name, segment)
+        batch = padded_batch(len(taken) + 1)
+        room = spool.options.max_bytes - on_disk(spool)
+        try:
+            spool.append(batch)
+            taken.extend(item.record["seq"] for item in batch)
+            outcomes.append("taken")
+        except SpoolFull:
+            fits = sum(len(item.line) + 1 for item in batch) <= room
+            outcomes.append("refused with room" if fits else "refused")
+
+    monkeypatch.setattr(uploader, "upload", upload_while_logging)
+    uploader.fail = False
+    spool._upload_ready()
+    monkeypatch.setattr(uploader, "upload", real_upload)
+    spool.close()
+    Spool("next", spool.options, uploader)._upload_ready()
+
+    assert "refused with room" not in outcomes
+    assert outcomes.count("taken") >= len(outcomes) - 1  # the first upload had not yet deleted its segment
+    assert uploaded_seqs(tmp_path / "remote") == taken
+
+
+def test_room_made_by_another_process_is_seen_before_a_batch_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    options = SpoolOptions(directory=tmp_path / "spool", **CAPPED)
+    uploader = DirectoryUploader(tmp_path / "remote", fail=True)
+    spool = unstarted(Spool("worker-1", options, uploader), monkeypatch)
+    taken = fill(spool)
+    uploader.fail = False
+    Spool("worker-2", options, uploader)._upload_ready()  # another worker drains the shared directory
+    batch = padded_batch(len(taken) + 1)
+    spool.append(batch)
+    spool.close()
+    Spool("next", options, uploader)._upload_ready()
+
+    assert uploaded_seqs(tmp_path / "remote") == [*taken, *(item.record["seq"] for item in batch)]
