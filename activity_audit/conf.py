@@ -18,7 +18,7 @@ from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 
-from .encoding import Limits
+from .encoding import MAX_ENCODABLE_DEPTH, Limits
 
 WHEN_FULL_CHOICES = ("block", "drop")
 # What a bulk write record holds (docs/crud.md): "rows" = pks and per-row values, "pks" = pks only,
@@ -144,6 +144,14 @@ def _boolean(key: str, value: Any) -> bool:
 def _positive_int(key: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise _bad(key, "a positive integer", value)
+    return value
+
+
+def _depth(key: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_ENCODABLE_DEPTH:
+        raise _bad(
+            key, f"a positive integer of at most {MAX_ENCODABLE_DEPTH} (JSON nested deeper is refused)", value
+        )
     return value
 
 
@@ -342,7 +350,7 @@ VALIDATORS: dict[str, Validator] = {
     "HANDLE_SIGTERM": _boolean,
     "MAX_FIELD_CHARS": _positive_int,
     "MAX_ITEMS": _positive_int,
-    "MAX_DEPTH": _positive_int,
+    "MAX_DEPTH": _depth,
     "MAX_RECORD_BYTES": _positive_int,
     "FILE_MODE": _owner_mode(0o600, "read and write"),
     "DIR_MODE": _owner_mode(0o700, "read, write and search"),

@@ -58,6 +58,10 @@ class Limits:
 
 DEFAULT_LIMITS = Limits()
 
+# The deepest MAX_DEPTH the settings accept: orjson refuses values nested deeper than 254 containers, and a
+# record adds a few levels above a captured value (record, section, field, change).
+MAX_ENCODABLE_DEPTH = 200
+
 
 class Snapshotter:
     """Copies one value into plain JSON types; ``truncated`` tells whether any cap cut something."""
@@ -325,8 +329,11 @@ def _encode_sanitised(record: Mapping[str, Any], limits: Limits) -> bytes:
         plain[TRUNCATED_KEY] = True
     try:
         return orjson.dumps(plain, default=_default)
-    except (TypeError, ValueError) as exc:  # pragma: no cover - Snapshotter output is always encodable
-        return orjson.dumps({"encoding_error": f"{type(exc).__name__}: {exc}"})
+    except (
+        TypeError,
+        ValueError,
+    ) as exc:  # nested deeper than orjson goes (limits above MAX_ENCODABLE_DEPTH)
+        return _envelope_only(record, encoding_error=f"{type(exc).__name__}: {exc}")
 
 
 def _shrink(record: Mapping[str, Any], max_bytes: int, limits: Limits, original_size: int) -> bytes:
@@ -340,9 +347,15 @@ def _shrink(record: Mapping[str, Any], max_bytes: int, limits: Limits, original_
         line = _escape_line_breakers(orjson.dumps(plain, default=_default))
         if len(line) <= max_bytes:
             return line
+    return _envelope_only(record, original_bytes=original_size)
+
+
+def _envelope_only(record: Mapping[str, Any], **why: Any) -> bytes:
+    """The line of a record that cannot be written whole: its envelope (what proves it existed: time, kind,
+    ``event_id``, ``stream_id``, ``seq``), marked truncated, with ``why``."""
     stub = {key: record[key] for key in _ENVELOPE_KEYS if key in record}
     stub[TRUNCATED_KEY] = True
-    stub["original_bytes"] = original_size
+    stub.update(why)
     return _escape_line_breakers(
         orjson.dumps(Snapshotter(Limits(max_chars=256), scrub=True).copy(stub), default=_default)
     )

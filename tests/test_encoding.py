@@ -331,6 +331,26 @@ def test_a_record_too_big_even_when_cut_keeps_its_envelope() -> None:
     }
 
 
+def test_caps_deeper_than_the_encoder_goes_still_give_the_envelope() -> None:
+    """Limits above MAX_ENCODABLE_DEPTH (which the settings refuse) copy more than orjson encodes: the line
+    still proves the record existed."""
+    deep: dict[str, Any] = {}
+    inner = deep
+    for _ in range(300):
+        inner["k"] = inner = {}
+    record = {"level": "AUDIT", "name": "n", "event_id": "e", "stream_id": "s", "seq": 3, "value": deep}
+    line = dumps_line(record, limits=Limits(max_depth=300))
+    assert strict_loads(line) == {
+        "level": "AUDIT",
+        "name": "n",
+        "event_id": "e",
+        "stream_id": "s",
+        "seq": 3,
+        "truncated": True,
+        "encoding_error": "TypeError: Recursion limit reached",
+    }
+
+
 def test_nesting_deeper_than_the_encoder_allows_is_cut_and_marked() -> None:
     parsed = strict_loads(dumps_line({"value": _nested(1000)}))
     assert parsed == {"value": _expected_nested(19, "[truncated: nested deeper than 20]"), "truncated": True}

@@ -67,6 +67,7 @@ ACCEPTED = [
     ("EXCLUDE_FIELDS", {"auth.User": ["last_login"]}, {"auth.User": ("last_login",)}),
     ("MASK_FIELDS", {"shop.*": ["iban"]}, {"shop.*": ("iban",)}),
     ("REDACT_KEYS", ["password"], ("password",)),
+    ("MAX_DEPTH", 200, 200),
     ("REDACT_PATTERNS", [r"\d{16}"], (r"\d{16}",)),
 ]
 
@@ -78,6 +79,12 @@ REFUSED = [
     ("LOG_DIR", 3, "ACTIVITY_AUDIT['LOG_DIR'] must be a directory path, got 3."),
     ("SERVICE_NAME", "  ", "ACTIVITY_AUDIT['SERVICE_NAME'] must be a non-empty string, got '  '."),
     ("QUEUE_SIZE", 0, "ACTIVITY_AUDIT['QUEUE_SIZE'] must be a positive integer, got 0."),
+    (
+        "MAX_DEPTH",
+        201,
+        "ACTIVITY_AUDIT['MAX_DEPTH'] must be a positive integer of at most 200 (JSON nested deeper is "
+        "refused), got 201.",
+    ),
     ("QUEUE_SIZE", True, "ACTIVITY_AUDIT['QUEUE_SIZE'] must be a positive integer, got True."),
     ("QUEUE_SIZE", 10.0, "ACTIVITY_AUDIT['QUEUE_SIZE'] must be a positive integer, got 10.0."),
     ("WHEN_FULL", "wait", "ACTIVITY_AUDIT['WHEN_FULL'] must be one of 'block', 'drop', got 'wait'."),
