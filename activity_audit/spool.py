@@ -19,9 +19,10 @@ Contract:
 * a segment is closed when it reaches ``segment_max_bytes`` or ``segment_max_age`` seconds, and when the
   records' ``stream_id`` changes, so that one segment holds one stream;
 * closed segments are uploaded oldest first (by name: a spool never names a segment below one it created
-  before, even when the wall clock steps back) as gzip (``mtime=0``, so a retry sends the same bytes) under
-  the deterministic name :meth:`Segment.object_name`, so a repeated upload replaces itself; a segment is
-  deleted only after its upload succeeded;
+  before, nor below one it found in the directory when it started, even when the wall clock stepped back)
+  as gzip (``mtime=0``, so a retry sends the same bytes) under the deterministic name
+  :meth:`Segment.object_name`, so a repeated upload replaces itself; a segment is deleted only after its
+  upload succeeded;
 * a failed upload is retried with exponential backoff and full jitter between ``retry_initial`` and
   ``retry_max`` seconds, reported through ``pipeline.reporter`` (``UPLOAD_FAILED``, once per
   ``REPORT_INTERVAL``); later segments wait, so delivery stays in order;
@@ -179,7 +180,10 @@ class Spool:
         self.uploader = uploader
         self.uploaded_segments = 0
         self.uploaded_records = 0
-        self._last_created_ns = 0  # the name of the last segment this spool created (kept across forks)
+        # The name of the last segment this spool created (kept across forks). It starts above every segment
+        # already there, so that this run's segments follow the backlog of the last even if the clock stepped
+        # back over the restart.
+        self._last_created_ns = _newest_created_ns(options.directory)
         self._reset_process_state()
 
     def _reset_process_state(self) -> None:
@@ -605,6 +609,17 @@ def _created_at(path: Path) -> dt.datetime:
     except ValueError:
         nanoseconds = 0
     return dt.datetime.fromtimestamp(nanoseconds / 1e9, dt.timezone.utc)
+
+
+def _newest_created_ns(directory: Path) -> int:
+    """The creation time in the name of the newest segment file in ``directory`` (any suffix), or 0."""
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return 0
+    suffixes = (NEW_SUFFIX, OPEN_SUFFIX, READY_SUFFIX)
+    stamps = [name.split("-", 1)[0] for name in names if name.endswith(suffixes)]
+    return max((int(stamp) for stamp in stamps if stamp.isdigit()), default=0)
 
 
 def _claim(path: Path, flags: int) -> int | None:

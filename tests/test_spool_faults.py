@@ -15,6 +15,7 @@ import orjson
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
+from activity_audit import spool as spool_module
 from activity_audit.conf import get_settings
 from activity_audit.dispatch import pipeline
 from activity_audit.plugin_options import PluginOptions
@@ -31,6 +32,7 @@ from activity_audit.spool import (
 from tests.support.remote_archive import wait_until
 
 STREAM = "aaaaaaaa-0000-4000-8000-000000000000"
+OTHER_STREAM = "bbbbbbbb-0000-4000-8000-000000000000"  # the stream of the next process
 
 
 def spool_options(**values: Any) -> SpoolOptions:
@@ -287,3 +289,25 @@ def test_room_made_by_another_process_is_seen_before_a_batch_is_refused(
     Spool("next", options, uploader)._upload_ready()
 
     assert uploaded_seqs(tmp_path / "remote") == [*taken, *(item.record["seq"] for item in batch)]
+
+
+def test_after_a_restart_with_the_clock_stepped_back_new_segments_follow_the_backlog(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    options = SpoolOptions(directory=tmp_path / "spool", segment_max_bytes=1)  # one segment per batch
+    uploader = DirectoryUploader(tmp_path / "remote", fail=True)
+    monkeypatch.setattr(spool_module, "_wall_clock_ns", lambda: 2_000_000_000_000_000_000)
+    before = unstarted(Spool("unit", options, uploader), monkeypatch)
+    before.append([entry(1)])
+    before.close()  # the remote was down: the segment waits for the next start
+    monkeypatch.setattr(spool_module, "_wall_clock_ns", lambda: 1_000_000_000_000_000_000)  # years earlier
+    after = unstarted(Spool("unit", options, uploader), monkeypatch)
+    after.append([entry(2, stream=OTHER_STREAM)])
+    uploader.fail = False
+    after._upload_ready()
+    after.close()
+
+    assert [name.rsplit("/", 1)[1] for name in uploader.names] == [
+        f"{STREAM}-000000000001-000000000001.jsonl.gz",
+        f"{OTHER_STREAM}-000000000002-000000000002.jsonl.gz",
+    ]
