@@ -11,13 +11,31 @@ the new thread never runs a moment without it.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 # Set on the pipeline's own threads: a record logged there (a sink's library logging its retries) must not
 # re-enter the pipeline and feed itself.
 pipeline_thread = threading.local()
+
+
+@contextlib.contextmanager
+def pipeline_work() -> Iterator[None]:
+    """Mark the calling thread as a pipeline thread for the block, then restore its mark.
+
+    For the pipeline's work done on another thread than its own: a sink's start-up check on the thread that
+    configures. Records its library logs meanwhile (boto3's requests, with their credentials) stay out of the
+    pipeline, as they do on the sink's own thread.
+    """
+    previous = getattr(pipeline_thread, "active", False)
+    pipeline_thread.active = True
+    try:
+        yield
+    finally:
+        pipeline_thread.active = previous
+
 
 _ASYNCHRONOUS_SIGNALS = frozenset(
     getattr(signal, name)

@@ -21,6 +21,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from django.core.exceptions import ImproperlyConfigured
 
 from activity_audit.spool import Segment
+from activity_audit.threads import pipeline_work
 
 from .config import S3Config
 
@@ -65,9 +66,15 @@ class S3Uploader:
         return self._client
 
     def check_object_lock(self) -> None:
+        """Raise ``ImproperlyConfigured`` unless the bucket has Object Lock enabled.
+
+        Runs on the thread that configures the plugin, marked as pipeline work meanwhile: botocore's DEBUG
+        records of the request (its headers hold the session token and the signature) stay out of the trail.
+        """
         config, setting = self.config, self.config.options.setting("require_object_lock")
         try:
-            answer = self.client().get_object_lock_configuration(Bucket=config.bucket)
+            with pipeline_work():
+                answer = self.client().get_object_lock_configuration(Bucket=config.bucket)
         except ClientError as exc:
             if _error_code(exc) == "ObjectLockConfigurationNotFoundError":
                 raise ImproperlyConfigured(

@@ -4,6 +4,7 @@ SSE, 403, an outage, a SIGKILL while the remote is down, and the spool cap. Ever
 from __future__ import annotations
 
 import gzip
+import logging
 import os
 import re
 import signal
@@ -22,6 +23,8 @@ from s3_server import SECRET_ACCESS_KEY, MotoS3, s3_options
 from activity_audit import flush
 from activity_audit.conf import MAX_SECONDS, build
 from activity_audit.dispatch import pipeline
+from activity_audit.logconfig import PipelineHandler
+from activity_audit.threads import pipeline_thread
 from tests.support.remote_archive import (
     audit_settings,
     count_ids,
@@ -128,6 +131,33 @@ def test_require_object_lock_refuses_a_bucket_without_it(moto_s3: MotoS3, bucket
         f"{S3}['require_object_lock'] is True but the bucket s3://{bucket} at "
         f"{moto_s3.endpoint_url} has no Object Lock configuration."
     )
+
+
+def test_the_object_lock_check_at_start_up_keeps_boto_logging_out_of_the_trail(
+    moto_s3: MotoS3, log_dir: Path
+) -> None:
+    """The check runs on the thread that configures (the main one), not on the spool's: botocore's DEBUG
+    records of it carry the session token and the signature, and must not reach app.log."""
+    token = "FwoGZXIvYXdzEBYaDHhPq3R0c2Vzc2lvbnRva2VuSUpXVzNHNENvUjJrZXkxMjM0NTY3ODkwYWJjZGVm"
+    moto_s3.create_bucket("audit-locked-logging", object_lock=True)
+    options = s3_options(moto_s3, "audit-locked-logging", require_object_lock=True, session_token=token)
+    handler = PipelineHandler(level=logging.DEBUG)  # the README's LOGGING example, at DEBUG
+    root = logging.getLogger()
+    previous_level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    try:
+        with override_settings(ACTIVITY_AUDIT=audit_settings(log_dir, s3=options)):
+            assert getattr(pipeline_thread, "active", False) is False  # the mark was the check's only
+            logging.getLogger("tests.s3").debug("configured")
+            assert flush(10)
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(previous_level)
+    records = [orjson.loads(line) for line in (log_dir / "app.log").read_bytes().splitlines()]
+    assert [record["message"] for record in records if record["name"] == "tests.s3"] == ["configured"]
+    assert [record["name"] for record in records if record["name"].startswith(("botocore", "urllib3"))] == []
+    assert token[:20] not in (log_dir / "app.log").read_text()
 
 
 # --- delivery ---------------------------------------------------------------------------------------------
