@@ -250,12 +250,13 @@ _URL_TOKEN_USER = re.compile(
 # would make "?a=?a=?a=..." quadratic.
 _KEY_EQUALS = re.compile(r"""[?&;#\s]([A-Za-z0-9_.%\-\[\]]{1,64})(=|[ \t]+=(?!=)[ \t]*)""")
 _VALUE_END = re.compile(r"""[&#;\s"'<>]""")
-# A quoted key, its colon, and the start of its value: a whole string or number, or the opening bracket of a
-# list or object (masked up to its closing bracket, see _closing_bracket). The key may spell characters as
-# JSON escapes ("pass\u0077ord"), decoded before it is judged (_decode_json_escapes).
+# A quoted key, its colon, and the start of its value: a whole string (a Python bytes literal too, as in the
+# repr of a dict of headers: 'X-Amz-Security-Token': b'...') or number, or the opening bracket of a list or
+# object (masked up to its closing bracket, see _closing_bracket). The key may spell characters as JSON
+# escapes ("pass\u0077ord"), decoded before it is judged (_decode_json_escapes).
 _QUOTED_KEY_VALUE = re.compile(
     r"""(["'])((?:[^"'\\\n]|\\u[0-9A-Fa-f]{4}){1,64})\1(\s*:\s*)"""
-    r"""("(?:[^"\\]|\\.)*"?|'(?:[^'\\]|\\.)*'?|-?\d[\d.eE+-]*|[\[{])"""
+    r"""(b?"(?:[^"\\]|\\.)*"?|b?'(?:[^'\\]|\\.)*'?|-?\d[\d.eE+-]*|[\[{])"""
 )
 # The same inside a JSON string that holds JSON (``"raw": "{\"password\": \"x\"}"``): the quotes escaped,
 # and the backslash of a key's escape too ("pass\\u0077ord").
@@ -347,7 +348,7 @@ _SHORTEST_CARD_RUN = b"1" * _MIN_CARD_DIGITS
 _NORMALISE = str.maketrans("", "", "-_ .")
 _BRACKETS = re.compile(r"[\[\]]+")
 # Values that hide nothing, whatever their key (as written in JSON text, whitespace removed).
-_EMPTY_VALUES = frozenset({'""', "''", "[]", "{}", '\\"\\"'})
+_EMPTY_VALUES = frozenset({'""', "''", 'b""', "b''", "[]", "{}", '\\"\\"'})
 # {"name": "DB_PASSWORD", "value": "x"}: the dict of a list of named values (Kubernetes and ECS environments,
 # HAR headers, AWS tags), whose value is masked when its name is a sensitive key.
 _NAMED_VALUE_KEYS = (("name", "value"), ("key", "value"), ("Name", "Value"), ("Key", "Value"))

@@ -2,13 +2,15 @@
 
 Short ``Bearer`` tokens in free text; AWS access key ids; ``password: x`` and ``password = x`` in prose;
 JSON keys spelt with ``\\u`` escapes; more header and cookie names; URLs with JSON-escaped slashes; URL
-passwords longer than 256 characters; card numbers grouped with dots; short JSON Web Tokens.
+passwords longer than 256 characters; card numbers grouped with dots; short JSON Web Tokens; Python bytes
+literals as values in the repr of a dict (botocore's DEBUG record of a request's headers).
 """
 
 from __future__ import annotations
 
 import time
 
+import orjson
 import pytest
 
 from activity_audit.redaction import MASK, Redactor
@@ -492,6 +494,58 @@ def test_words_starting_with_eyj_outside_the_shape_of_a_token_stay() -> None:
 
 def test_runs_of_eyj_and_dashes_take_linear_time() -> None:
     hostile = "eyJ-" * 50_000  # 200 KB: each "eyJ" after a dash once read the run to its end
+    started = time.perf_counter()
+    Redactor().scrub_text(hostile)
+    assert time.perf_counter() - started < 2.0
+
+
+# --- 10. Python bytes literals as values in a dict's repr --------------------------------------------------
+
+BOTOCORE_REQUEST = (
+    "Sending http request: <AWSPreparedRequest stream_output=False, method=GET, "
+    "url=http://127.0.0.1:5000/audit?object-lock, headers={'User-Agent': b'Boto3/1.35.0', "
+    "'X-Amz-Date': b'20260115T120000Z', 'X-Amz-Security-Token': b'FwoGZXIvYXdzEBYaDHhPq3R0c2Vzc2lvbg', "
+    "'Authorization': b'AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20260115/us-east-1/s3/aws4_request, "
+    "SignedHeaders=host;x-amz-date, Signature=0123456789abcdef'}>"
+)
+
+
+def test_a_bytes_value_of_a_sensitive_key_is_masked() -> None:
+    assert_scrubbed(
+        [
+            (
+                BOTOCORE_REQUEST,
+                "Sending http request: <AWSPreparedRequest stream_output=False, method=GET, "
+                "url=http://127.0.0.1:5000/audit?object-lock, headers={'User-Agent': b'Boto3/1.35.0', "
+                f"'X-Amz-Date': b'20260115T120000Z', 'X-Amz-Security-Token': \"{M}\", "
+                f"'Authorization': \"{M}\"}}>",
+            ),
+            ("{'password': b'hunter2', 'a': 1}", f"{{'password': \"{M}\", 'a': 1}}"),
+            ("{'password': b\"it's\"}", f"{{'password': \"{M}\"}}"),  # repr's double quotes
+            ("{'token': b'a\\'b'}", f"{{'token': \"{M}\"}}"),  # an escaped quote inside
+            ('{"api_key": b"abc"}', f'{{"api_key": "{M}"}}'),
+        ]
+    )
+
+
+def test_bytes_values_that_hide_nothing_stay() -> None:
+    assert_kept(
+        [
+            "{'User-Agent': b'Boto3/1.35.0', 'X-Amz-Date': b'20260115T120000Z'}",
+            "{'token': b''}",  # empty
+            'headers={"password": b""}',
+            "{'token': bytes_of_it}",  # a name, no literal
+            "{'note': b'password'}",
+        ]
+    )
+
+
+def test_the_quick_test_on_encoded_records_sees_a_bytes_value() -> None:
+    assert Redactor().may_hold_secrets(orjson.dumps({"message": BOTOCORE_REQUEST}))
+
+
+def test_bytes_literals_after_sensitive_keys_take_linear_time() -> None:
+    hostile = "'token': b'" * 20_000  # 220 KB: each value runs to the end, unclosed
     started = time.perf_counter()
     Redactor().scrub_text(hostile)
     assert time.perf_counter() - started < 2.0
