@@ -357,6 +357,7 @@ class Pipeline:
         # Set in a child forked by a thread other than the parent's main thread (see _run).
         self.watch_main_thread = False
         self._shutdown_lock = threading.RLock()
+        self._warned_unconfigured = False
         self._callers = _HookCallers()
         self._runners: dict[str, SinkRunner] = {}
         self._drop_lock = threading.Lock()
@@ -535,6 +536,8 @@ class Pipeline:
 
     # --- worker side ------------------------------------------------------------------------------------
     def _ensure_worker(self) -> None:
+        if self.pm is None:
+            self._warn_if_never_configured()
         if self._worker is not None or self.pm is None or self._stopped:
             return
         with self._start_lock:
@@ -549,6 +552,21 @@ class Pipeline:
                 self._worker = start_thread(self._run, "activity-audit-worker")
             except RuntimeError:  # the interpreter is exiting: shutdown() delivers the queue itself
                 return
+
+    def _warn_if_never_configured(self) -> None:
+        """Say so on stderr, once, when records arrive after Django has set up every app but the pipeline
+        was never configured: ``activity_audit`` is not in ``INSTALLED_APPS`` (the ``LOGGING`` helpers work
+        without it), and nothing would ever be written."""
+        if self._warned_unconfigured:
+            return
+        from django.apps import apps
+
+        if apps.ready and not apps.is_installed("activity_audit"):
+            self._warned_unconfigured = True
+            write_stderr(
+                "records are handed to the audit pipeline, but 'activity_audit' is not in INSTALLED_APPS: "
+                "nothing is written until it is (add it to INSTALLED_APPS)"
+            )
 
     def _run(self) -> None:
         pipeline_thread.active = True
@@ -762,6 +780,8 @@ class Pipeline:
         worker = self._worker
         if worker is None and self._queue and self.pm is not None:
             self._drain()  # queued, but no worker was ever started (or could be): deliver from here
+        if self.pm is None and self.enabled:
+            self._report_never_configured()
         if worker is not None:
             self._check_drops()
             self.reporter.flush_all()  # what went wrong so far goes into the trail, before the last record
@@ -796,6 +816,15 @@ class Pipeline:
         if self.pm is not None:
             _call_each(self.pm, "audit_shutdown")
         return clean
+
+    def _report_never_configured(self) -> None:
+        """At exit of a process whose pipeline was never configured: how many records were never written."""
+        left = sum(1 for item in self._queue if not isinstance(item, FlushBarrier)) + self.dropped_total
+        if left:
+            write_stderr(
+                f"{left} audit record(s) never written: the audit pipeline was never set up "
+                "(is 'activity_audit' in INSTALLED_APPS?)"
+            )
 
     def _deliver_leftovers(self) -> None:
         while self._queue:

@@ -347,3 +347,41 @@ def test_console_lines_mask_secrets_as_the_files_do() -> None:
         r"db url postgres://app:\[REDACTED\]@db/app, token=\[REDACTED\]",
         line,
     ), line
+
+
+def test_the_helpers_without_the_app_say_that_nothing_is_written(tmp_path: Path) -> None:
+    """``activity_audit`` left out of ``INSTALLED_APPS``: the pipeline is never set up. The records cannot be
+    written, so stderr says why (once), and at exit how many were lost."""
+    settings = f"""\
+{SEED_LOGGING}
+SECRET_KEY = "tests"
+INSTALLED_APPS = ["django.contrib.auth", "django.contrib.contenttypes"]
+ACTIVITY_AUDIT = {{"LOG_DIR": {str(tmp_path / "logs")!r}, "HANDLE_SIGTERM": False}}
+"""
+    (tmp_path / "project_settings.py").write_text(settings)
+    program = (
+        "import django, logging\ndjango.setup()\nfor i in range(3):\n    logging.getLogger('shop').info(i)\n"
+    )
+    environment = {
+        **os.environ,
+        "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}",
+        "DJANGO_SETTINGS_MODULE": "project_settings",
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", program],
+        cwd=tmp_path,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert result.returncode == 0, result.stderr
+    ours = [line for line in result.stderr.splitlines() if line.startswith("activity_audit:")]
+    assert ours == [
+        "activity_audit: records are handed to the audit pipeline, but 'activity_audit' is not in "
+        "INSTALLED_APPS: nothing is written until it is (add it to INSTALLED_APPS)",
+        "activity_audit: 3 audit record(s) never written: the audit pipeline was never set up "
+        "(is 'activity_audit' in INSTALLED_APPS?)",
+    ]
+    assert not (tmp_path / "logs").exists()
