@@ -20,14 +20,24 @@ def renamed(pk: int, old: str, new: str) -> dict[str, object]:
     return record("UPDATE", "Author", pk, {"name": {"old": old, "new": new}})
 
 
-def test_a_save_retried_after_its_transaction_rolled_back_is_recorded(audit_records):
+def rename(author: Author, name: str) -> None:
+    author.name = name
+    author.save()
+
+
+@pytest.fixture
+def author(audit_records) -> Author:
+    """An author saved as "Ada"; the record of that is cleared."""
     author = Author.objects.create(name="Ada")
     audit_records.clear()
+    return author
+
+
+def test_a_save_retried_after_its_transaction_rolled_back_is_recorded(audit_records, author):
     for attempt in range(2):  # a retry loop, as for a serialization failure or a deadlock
         try:
             with transaction.atomic():
-                author.name = "Grace"
-                author.save()
+                rename(author, "Grace")
                 if attempt == 0:
                     raise Rollback
         except Rollback:
@@ -37,16 +47,12 @@ def test_a_save_retried_after_its_transaction_rolled_back_is_recorded(audit_reco
     assert crud(audit_records) == [renamed(author.pk, "Ada", "Grace")]
 
 
-def test_a_save_retried_after_its_savepoint_rolled_back_is_recorded(audit_records):
-    author = Author.objects.create(name="Ada")
-    audit_records.clear()
+def test_a_save_retried_after_its_savepoint_rolled_back_is_recorded(audit_records, author):
     with transaction.atomic():
-        author.name = "Grace"
-        author.save()  # kept
+        rename(author, "Grace")  # kept
         try:
             with transaction.atomic():
-                author.name = "Hedy"
-                author.save()  # undone
+                rename(author, "Hedy")  # undone
                 raise Rollback
         except Rollback:
             pass
@@ -56,29 +62,21 @@ def test_a_save_retried_after_its_savepoint_rolled_back_is_recorded(audit_record
     assert crud(audit_records) == [renamed(author.pk, "Ada", "Grace"), renamed(author.pk, "Grace", "Hedy")]
 
 
-def test_every_save_of_a_rolled_back_transaction_is_undone(audit_records):
-    author = Author.objects.create(name="Ada")
-    audit_records.clear()
+def test_every_save_of_a_rolled_back_transaction_is_undone(audit_records, author):
     with pytest.raises(Rollback), transaction.atomic():
-        author.name = "Grace"
-        author.save()
-        author.name = "Hedy"
-        author.save()
+        rename(author, "Grace")
+        rename(author, "Hedy")
         raise Rollback
     author.save()  # "Hedy", in autocommit
 
     assert crud(audit_records) == [renamed(author.pk, "Ada", "Hedy")]
 
 
-def test_saves_of_a_committed_transaction_stay_done(audit_records):
-    author = Author.objects.create(name="Ada")
-    audit_records.clear()
+def test_saves_of_a_committed_transaction_stay_done(audit_records, author):
     with transaction.atomic():
-        author.name = "Grace"
-        author.save()
+        rename(author, "Grace")
     with pytest.raises(Rollback), transaction.atomic():
-        author.name = "Hedy"
-        author.save()
+        rename(author, "Hedy")
         raise Rollback
     author.name = "Grace"  # what the row holds: no change
     author.save()
@@ -86,28 +84,21 @@ def test_saves_of_a_committed_transaction_stay_done(audit_records):
     assert crud(audit_records) == [renamed(author.pk, "Ada", "Grace")]
 
 
-def test_a_refresh_after_a_rollback_takes_the_row_as_it_is(audit_records):
-    author = Author.objects.create(name="Ada")
-    audit_records.clear()
+def test_a_refresh_after_a_rollback_takes_the_row_as_it_is(audit_records, author):
     with pytest.raises(Rollback), transaction.atomic():
-        author.name = "Grace"
-        author.save()
+        rename(author, "Grace")
         raise Rollback
     Author.objects.filter(pk=author.pk).update(name="Lin")  # another writer
     author.refresh_from_db()
-    author.name = "Grace"
-    author.save()
+    rename(author, "Grace")
 
     assert [r["event_type"] for r in crud(audit_records)] == ["QUERYSET_UPDATE", "UPDATE"]
     assert crud(audit_records, event_type="UPDATE") == [renamed(author.pk, "Lin", "Grace")]
 
 
-def test_a_delete_after_a_rolled_back_save_records_what_the_row_held(audit_records):
-    author = Author.objects.create(name="Ada")
-    audit_records.clear()
+def test_a_delete_after_a_rolled_back_save_records_what_the_row_held(audit_records, author):
     with pytest.raises(Rollback), transaction.atomic():
-        author.name = "Grace"
-        author.save()
+        rename(author, "Grace")
         raise Rollback
     pk = author.pk
     author.delete()

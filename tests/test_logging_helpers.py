@@ -134,14 +134,24 @@ USE_TZ = True
 INSTALLED_APPS = ["activity_audit"]
 ACTIVITY_AUDIT = {{"LOG_DIR": {str(log_dir)!r}, "HANDLE_SIGTERM": False, "LOAD_ENTRY_POINTS": False}}
 """
+    result = run_program(tmp_path, settings, PROGRAM)
+    assert result.returncode == 0, result.stderr
+    files = {}
+    for path in sorted(log_dir.iterdir()):
+        files[path.name] = [json.loads(line) for line in path.read_text().splitlines()]
+    return files, result.stderr
+
+
+def run_program(tmp_path: Path, settings: str, program: str) -> subprocess.CompletedProcess[str]:
+    """Run ``program`` in a new process whose Django settings module is ``settings``."""
     (tmp_path / "project_settings.py").write_text(settings)
-    (tmp_path / "program.py").write_text(PROGRAM)
+    (tmp_path / "program.py").write_text(program)
     environment = {
         **os.environ,
         "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}",
         "DJANGO_SETTINGS_MODULE": "project_settings",
     }
-    result = subprocess.run(
+    return subprocess.run(
         [sys.executable, "program.py"],
         cwd=tmp_path,
         env=environment,
@@ -149,11 +159,6 @@ ACTIVITY_AUDIT = {{"LOG_DIR": {str(log_dir)!r}, "HANDLE_SIGTERM": False, "LOAD_E
         text=True,
         timeout=60,
     )
-    assert result.returncode == 0, result.stderr
-    files = {}
-    for path in sorted(log_dir.iterdir()):
-        files[path.name] = [json.loads(line) for line in path.read_text().splitlines()]
-    return files, result.stderr
 
 
 def without_envelope(record: dict[str, Any]) -> dict[str, Any]:
@@ -358,23 +363,10 @@ SECRET_KEY = "tests"
 INSTALLED_APPS = ["django.contrib.auth", "django.contrib.contenttypes"]
 ACTIVITY_AUDIT = {{"LOG_DIR": {str(tmp_path / "logs")!r}, "HANDLE_SIGTERM": False}}
 """
-    (tmp_path / "project_settings.py").write_text(settings)
     program = (
         "import django, logging\ndjango.setup()\nfor i in range(3):\n    logging.getLogger('shop').info(i)\n"
     )
-    environment = {
-        **os.environ,
-        "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}",
-        "DJANGO_SETTINGS_MODULE": "project_settings",
-    }
-    result = subprocess.run(
-        [sys.executable, "-c", program],
-        cwd=tmp_path,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run_program(tmp_path, settings, program)
 
     assert result.returncode == 0, result.stderr
     ours = [line for line in result.stderr.splitlines() if line.startswith("activity_audit:")]
