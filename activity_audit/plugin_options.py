@@ -86,11 +86,15 @@ class PluginOptions:
         assert value is not None
         return value
 
-    def integer(self, key: str, default: int, *, minimum: int = 1) -> int:
+    def integer(self, key: str, default: int, *, minimum: int = 1, maximum: int | None = None) -> int:
+        """An integer from ``minimum`` to ``maximum`` (no bound when None), or ``default`` when absent."""
         value = self._values.get(key, default)
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        wrong = isinstance(value, bool) or not isinstance(value, int) or value < minimum
+        if maximum is not None and (wrong or value > maximum):
+            raise self._bad(key, f"an integer from {minimum} to {maximum}")
+        if wrong:
             raise self._bad(key, f"an integer of at least {minimum}")
-        return value
+        return int(value)
 
     def seconds(self, key: str, default: float, *, minimum: float = 0.0) -> float:
         """A finite number of seconds from ``minimum`` to :data:`~activity_audit.conf.MAX_SECONDS`, or

@@ -64,6 +64,32 @@ def test_absent_seconds_are_the_default() -> None:
     assert options().seconds("wait", 60.0) == 60.0
 
 
+# --- integers ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "maximum", "problem"),
+    [
+        (70000, 65535, "must be an integer from 1 to 65535, got 70000."),
+        (0, 65535, "must be an integer from 1 to 65535, got 0."),
+        (True, 65535, "must be an integer from 1 to 65535, got True."),
+        ("22", 65535, "must be an integer from 1 to 65535, got '22'."),
+        (0, None, "must be an integer of at least 1, got 0."),
+    ],
+)
+def test_an_integer_out_of_its_range_is_refused_naming_the_setting(
+    value: Any, maximum: int | None, problem: str
+) -> None:
+    read = options(number=value)
+    assert message_of(lambda: read.integer("number", 22, maximum=maximum)) == f"{SETTING}['number'] {problem}"
+
+
+def test_an_integer_in_its_range_is_taken() -> None:
+    assert options(number=65535).integer("number", 22, maximum=65535) == 65535
+    assert options(number=10**30).integer("number", 22) == 10**30
+    assert options().integer("number", 22, maximum=65535) == 22
+
+
 # --- files ------------------------------------------------------------------------------------------------
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 import pytest
+from activity_audit_s3.config import OPTION_KEYS, SECRET_KEYS, S3Config
 from activity_audit_s3.plugin import plugin
 from botocore.exceptions import ClientError
 from django.conf import settings as django_settings
@@ -24,6 +25,7 @@ from activity_audit import flush
 from activity_audit.conf import MAX_SECONDS, build
 from activity_audit.dispatch import pipeline
 from activity_audit.logconfig import PipelineHandler
+from activity_audit.plugin_options import PluginOptions
 from activity_audit.threads import pipeline_thread
 from tests.support.remote_archive import (
     audit_settings,
@@ -61,53 +63,103 @@ def delivered(server: MotoS3, bucket: str, ids: list[str]) -> bool:
             f"{S3}['bukket'] is not an option of this plugin. Did you mean 'bucket'?",
         ),
         (
-            {"bucket": "b", "sse": "DES"},
+            {"bucket": "acme-audit", "sse": "DES"},
             f"{S3}['sse'] must be one of 'AES256', 'aws:kms', got 'DES'.",
         ),
         (
-            {"bucket": "b", "sse_kms_key_id": "k"},
+            {"bucket": "acme-audit", "sse_kms_key_id": "k"},
             f"{S3}['sse_kms_key_id'] needs {S3}['sse'] = 'aws:kms'.",
         ),
         (
-            {"bucket": "b", "secret_access_key": "Sup3rSecret"},
+            {"bucket": "acme-audit", "secret_access_key": "Sup3rSecret"},
             f"{S3}['access_key_id'] is required when the other half of the key pair is set.",
         ),
         (
-            {"bucket": "b", "access_key_id": "id", "secret_access_key": 1234567},
+            {"bucket": "acme-audit", "access_key_id": "id", "secret_access_key": 1234567},
             f"{S3}['secret_access_key'] must be a non-empty string, got a secret value.",
         ),
         (
-            {"bucket": "b", "secret_access_key": {"$env": "AUDIT_TEST_UNSET_VARIABLE"}},
+            {"bucket": "acme-audit", "secret_access_key": {"$env": "AUDIT_TEST_UNSET_VARIABLE"}},
             f"{S3}['secret_access_key'] reads the environment variable AUDIT_TEST_UNSET_VARIABLE, "
             "which is not set.",
         ),
         (
-            {"bucket": "b", "endpoint_url": "ftp://x"},
+            {"bucket": "acme-audit", "endpoint_url": "ftp://x"},
             f"{S3}['endpoint_url'] must be an http:// or https:// URL, got 'ftp://x'.",
         ),
         (
-            {"bucket": "b", "spool_max_bytes": 10},
+            {"bucket": "acme-audit", "endpoint_url": "http://"},
+            f"{S3}['endpoint_url'] must name a host (https://<host>[:<port>]), got 'http://'.",
+        ),
+        (
+            {"bucket": "acme-audit", "endpoint_url": "https://minio internal:9000"},
+            f"{S3}['endpoint_url'] has no valid host name or IP address, got 'https://minio internal:9000'.",
+        ),
+        (
+            {"bucket": "acme-audit", "endpoint_url": "http://[zz]:9000"},
+            f"{S3}['endpoint_url'] has no valid host name or IP address, got 'http://[zz]:9000'.",
+        ),
+        (
+            {"bucket": "acme-audit", "endpoint_url": "http://minio:70000"},
+            f"{S3}['endpoint_url'] has a port that is not a number from 1 to 65535, got 'http://minio:70000'.",
+        ),
+        (
+            {"bucket": "acme-audit", "endpoint_url": "http://minio:port"},
+            f"{S3}['endpoint_url'] has a port that is not a number from 1 to 65535, got 'http://minio:port'.",
+        ),
+        (
+            {"bucket": "s3://acme-audit"},
+            f"{S3}['bucket'] must be the bucket's name alone, got 's3://acme-audit': write 'acme-audit'.",
+        ),
+        (
+            {"bucket": "s3://acme-audit/prod/web/"},
+            f"{S3}['bucket'] must be the bucket's name alone, got 's3://acme-audit/prod/web/': write "
+            f"'acme-audit' and {S3}['prefix'] = 'prod/web'.",
+        ),
+        *[
+            (
+                {"bucket": bucket},
+                f"{S3}['bucket'] must be an S3 bucket name (3 to 63 lowercase letters, digits, dots and "
+                "hyphens, starting and ending with a letter or digit) or an access point ARN, "
+                f"got {bucket!r}.",
+            )
+            for bucket in (
+                "acme-audit/prod",
+                "ab",
+                "acme..audit",
+                "-acme-audit",
+                "192.168.1.10",
+                "acme audit",
+            )
+        ],
+        (
+            {"bucket": "acme-audit", "region": "eu west 1"},
+            f"{S3}['region'] must be a region name (letters, digits and hyphens, like 'eu-west-1'), "
+            "got 'eu west 1'.",
+        ),
+        (
+            {"bucket": "acme-audit", "spool_max_bytes": 10},
             f"{S3}['spool_max_bytes'] must be an integer of at least 1024, got 10.",
         ),
         (
-            {"bucket": "b", "segment_max_age": float("inf")},
+            {"bucket": "acme-audit", "segment_max_age": float("inf")},
             f"{S3}['segment_max_age'] must be a number of seconds of at least 0.01, got inf.",
         ),
         (
-            {"bucket": "b", "segment_max_age": 1e10},
+            {"bucket": "acme-audit", "segment_max_age": 1e10},
             f"{S3}['segment_max_age'] must be at most {MAX_SECONDS} seconds (the longest wait Python "
             "supports), got 10000000000.0.",
         ),
         (
-            {"bucket": "b", "retry_initial": float("nan")},
+            {"bucket": "acme-audit", "retry_initial": float("nan")},
             f"{S3}['retry_initial'] must be a number of seconds of at least 0.01, got nan.",
         ),
         (
-            {"bucket": "b", "connect_timeout": float("nan")},
+            {"bucket": "acme-audit", "connect_timeout": float("nan")},
             f"{S3}['connect_timeout'] must be a number of seconds of at least 0.1, got nan.",
         ),
         (
-            {"bucket": "b", "read_timeout": float("inf")},
+            {"bucket": "acme-audit", "read_timeout": float("inf")},
             f"{S3}['read_timeout'] must be a number of seconds of at least 0.1, got inf.",
         ),
     ],
@@ -117,6 +169,30 @@ def test_a_wrong_setting_stops_start_up_naming_it(options: dict[str, Any], messa
         configure(**options)
     assert str(error.value) == message
     assert "Sup3rSecret" not in str(error.value) and "1234567" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("bucket", "acme.audit-2024"),
+        ("bucket", "Acme_Audit_Legacy"),  # us-east-1 buckets made before March 2018
+        ("bucket", "audit-ap-a1b2c3d4e5f6g7h8i9j0k1l2m3n4o5p6-s3alias"),  # an access point alias
+        ("bucket", "arn:aws:s3:eu-west-1:123456789012:accesspoint/audit-writer"),
+        ("bucket", "audit--euw1-az1--x-s3"),  # a directory bucket
+        ("region", "eu-west-1"),
+        ("region", "us-gov-west-1"),
+        ("region", "auto"),  # S3-compatible stores name their regions as they like
+        ("region", "nyc3"),
+        ("endpoint_url", "https://minio.internal:9000"),
+        ("endpoint_url", "http://127.0.0.1:9000"),
+        ("endpoint_url", "http://[::1]:9000"),
+        ("endpoint_url", "https://s3.eu-west-1.amazonaws.com"),
+        ("endpoint_url", "https://storage.example.com/s3"),
+    ],
+)
+def test_the_forms_s3_and_compatible_stores_accept_are_taken(key: str, value: str) -> None:
+    options = PluginOptions("s3", {"bucket": "acme-audit", key: value}, OPTION_KEYS, SECRET_KEYS)
+    assert getattr(S3Config.read(options), key) == value
 
 
 def test_installed_but_not_configured_stays_inactive() -> None:

@@ -64,7 +64,7 @@ class SftpConfig:
         _check_known_hosts(options, known_hosts_path)
         return cls(
             host=options.required_text("host"),
-            port=options.integer("port", 22, minimum=1),
+            port=options.integer("port", 22, minimum=1, maximum=65535),
             username=options.required_text("username"),
             password=password,
             private_key=private_key,

@@ -87,6 +87,8 @@ def test_a_wrong_setting_stops_start_up_naming_it(sshd_server: SshdServer, tmp_p
             {**good, "password": ["Pa55word-never-shown"]},
             f"{SFTP}['password'] must be a non-empty string, got a secret value.",
         ),
+        ({**good, "port": 70000}, f"{SFTP}['port'] must be an integer from 1 to 65535, got 70000."),
+        ({**good, "port": 0}, f"{SFTP}['port'] must be an integer from 1 to 65535, got 0."),
         (
             {**good, "timeout": float("inf")},
             f"{SFTP}['timeout'] must be a number of seconds of at least 0.1, got inf.",
