@@ -197,7 +197,7 @@ class Spool:
         self._segment_bytes = 0
         self._segment_opened = 0.0
         self._used_bytes: int | None = None
-        self._claimed_fd: int | None = None
+        self._descriptors = _Descriptors()
 
     # --- writing (sink thread) ------------------------------------------------------------------------------
     def append(self, entries: Sequence[Entry]) -> None:
@@ -263,17 +263,17 @@ class Spool:
         stem = f"{created_ns:020d}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         creating = self.options.directory / f"{stem}{NEW_SUFFIX}"
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW
-        fd = os.open(creating, flags, self.options.file_mode)
+        fd = self._descriptors.open(creating, flags, self.options.file_mode)
         try:
             os.fchmod(fd, self.options.file_mode)
             fcntl.flock(fd, fcntl.LOCK_EX)  # waits only while a sweep decides about this file
             path = creating.with_suffix(OPEN_SUFFIX)
             os.rename(creating, path)
         except FileNotFoundError:
-            os.close(fd)
+            self._descriptors.close(fd)
             return None
         except BaseException:
-            os.close(fd)
+            self._descriptors.close(fd)
             with contextlib.suppress(OSError):
                 os.unlink(creating)
             raise
@@ -293,7 +293,7 @@ class Spool:
                 os.unlink(path)
             _fsync_directory(self.options.directory)
         finally:
-            os.close(fd)
+            self._descriptors.close(fd)
         self._wake.set()
 
     def _ensure_directory(self) -> None:
@@ -358,11 +358,14 @@ class Spool:
             self.uploader.close()
 
     def after_fork(self) -> None:
-        """In a forked child: drop the parent's descriptors (keeping its locks) and threads; start afresh."""
-        for fd in (self._fd, self._claimed_fd):
-            if fd is not None:
-                with contextlib.suppress(OSError):
-                    os.close(fd)  # the parent still holds its own descriptor, so its flock stays
+        """In a forked child: drop the parent's descriptors and threads; start afresh.
+
+        Every segment descriptor the parent held at the fork is closed here, also one its thread was only
+        opening or holding for a moment (adopting, sweeping, uploading, creating): a copy left open would keep
+        that segment's flock after the parent closed its own, and no process could upload it while this one
+        lives. The parent's locks stay, held through its own descriptors.
+        """
+        self._descriptors.close_inherited()
         self.uploader.forget()
         self._reset_process_state()
 
@@ -446,7 +449,7 @@ class Spool:
         for path, _size in self._segment_files():
             if path.suffix != OPEN_SUFFIX or path == self._path:
                 continue
-            fd = _claim(path, os.O_RDWR)
+            fd = self._descriptors.claim(path, os.O_RDWR)
             if fd is None:
                 continue  # its writer is alive, or another process adopted it
             try:
@@ -464,7 +467,7 @@ class Spool:
                     continue  # another process adopted it between our listing and our lock
                 _fsync_directory(self.options.directory)
             finally:
-                os.close(fd)
+                self._descriptors.close(fd)
 
     def _sweep_stale_new(self) -> None:
         """Delete the ``.new`` files left by creators that died before renaming them (they are empty)."""
@@ -476,7 +479,7 @@ class Spool:
             path = self.options.directory / name
             if time.time() - _created_at(path).timestamp() < STALE_NEW_SECONDS:
                 continue
-            fd = _claim(path, os.O_RDONLY)
+            fd = self._descriptors.claim(path, os.O_RDONLY)
             if fd is None:
                 continue  # its creator holds it (and renames it next), or it is gone
             try:
@@ -485,7 +488,7 @@ class Spool:
                         path
                     )  # the name is still this inode: its creator cannot rename it while we lock it
             finally:
-                os.close(fd)
+                self._descriptors.close(fd)
 
     def _upload_ready(self) -> None:
         """Upload every closed segment, oldest first; stop at the first failure so that order is kept."""
@@ -498,11 +501,10 @@ class Spool:
                 self._upload_one(path)
 
     def _upload_one(self, path: Path) -> None:
-        fd = _claim(path, os.O_RDONLY)
+        fd = self._descriptors.claim(path, os.O_RDONLY)
         if fd is None:
             return  # another process is uploading it, or has uploaded it
         try:
-            self._claimed_fd = fd
             content = _read_all(fd)
             if not content.strip():
                 os.unlink(path)
@@ -513,8 +515,7 @@ class Spool:
             self.uploaded_segments += 1
             self.uploaded_records += segment.records
         finally:
-            self._claimed_fd = None
-            os.close(fd)
+            self._descriptors.close(fd)
 
     def _segment_files(self) -> list[tuple[Path, int]]:
         """``(path, size)`` of every segment in the directory, oldest first."""
@@ -531,6 +532,66 @@ class Spool:
                 except FileNotFoundError:
                     continue
         return files
+
+
+# Taken by every fork (os.register_at_fork) and around opening and closing a segment descriptor, so that a
+# child never inherits a segment descriptor that its parent has not noted yet, or no longer notes.
+_FORK_GUARD = threading.Lock()
+os.register_at_fork(
+    before=_FORK_GUARD.acquire, after_in_parent=_FORK_GUARD.release, after_in_child=_FORK_GUARD.release
+)
+
+
+class _Descriptors:
+    """The segment descriptors one spool holds in this process, whatever holds them (the current segment, an
+    upload, an adoption, a sweep), so that a forked child can close its copies of all of them.
+
+    A flock belongs to the open file and lasts until its last descriptor closes, the copies in children
+    included.
+    """
+
+    def __init__(self) -> None:
+        self._held: set[int] = set()
+
+    def open(self, path: Path, flags: int, mode: int = 0o600) -> int:
+        """``os.open`` the segment file ``path`` (with ``O_CLOEXEC``) and note the descriptor."""
+        with _FORK_GUARD:
+            fd = os.open(path, flags | os.O_CLOEXEC, mode)
+            self._held.add(fd)
+        return fd
+
+    def close(self, fd: int) -> None:
+        """Close a descriptor :meth:`open` returned."""
+        with _FORK_GUARD:
+            self._held.discard(fd)
+            os.close(fd)
+
+    def claim(self, path: Path, flags: int) -> int | None:
+        """Open the segment ``path`` and take its ``flock`` without waiting; None when another process holds
+        the lock or the file is gone (even if it went after we opened it). :meth:`close` releases it."""
+        try:
+            fd = self.open(path, flags | os.O_NOFOLLOW)
+        except FileNotFoundError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if os.fstat(fd).st_nlink:
+                return fd
+        except BlockingIOError:
+            pass
+        except BaseException:
+            self.close(fd)
+            raise
+        self.close(fd)
+        return None
+
+    def close_inherited(self) -> None:
+        """In a forked child: close every descriptor noted when the parent forked (the only thread here is the
+        forking one, which may still hold :data:`_FORK_GUARD`: this does not take it)."""
+        for fd in self._held:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self._held.clear()
 
 
 class Backoff:
@@ -620,26 +681,6 @@ def _newest_created_ns(directory: Path) -> int:
     suffixes = (NEW_SUFFIX, OPEN_SUFFIX, READY_SUFFIX)
     stamps = [name.split("-", 1)[0] for name in names if name.endswith(suffixes)]
     return max((int(stamp) for stamp in stamps if stamp.isdigit()), default=0)
-
-
-def _claim(path: Path, flags: int) -> int | None:
-    """Open the segment ``path`` and take its ``flock`` without waiting; None when another process holds the
-    lock or the file is gone (even if it went after we opened it). Closing the descriptor releases it."""
-    try:
-        fd = os.open(path, flags | os.O_CLOEXEC | os.O_NOFOLLOW)
-    except FileNotFoundError:
-        return None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        if os.fstat(fd).st_nlink:
-            return fd
-    except BlockingIOError:
-        pass
-    except BaseException:
-        os.close(fd)
-        raise
-    os.close(fd)
-    return None
 
 
 def _read_all(fd: int) -> bytes:

@@ -6,8 +6,13 @@ The remote is a directory, as in ``test_spool.py``.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
+import os
+import signal
 import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -311,3 +316,79 @@ def test_after_a_restart_with_the_clock_stepped_back_new_segments_follow_the_bac
         f"{STREAM}-000000000001-000000000001.jsonl.gz",
         f"{OTHER_STREAM}-000000000002-000000000002.jsonl.gz",
     ]
+
+
+@contextlib.contextmanager
+def forked_child(spool: Spool) -> Iterator[None]:
+    """Fork now (a gunicorn worker, a multiprocessing process) and keep the child alive in the block; the
+    child calls ``after_fork`` as the ``audit_after_fork`` hook would, and then only lives."""
+    ready, ready_to_tell = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            spool.after_fork()
+            os.write(ready_to_tell, b"x")
+            time.sleep(60)
+        finally:
+            os._exit(0)
+    os.close(ready_to_tell)
+    try:
+        assert os.read(ready, 1) == b"x"
+        yield
+    finally:
+        os.close(ready)
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+
+
+def test_a_child_forked_while_a_segment_is_adopted_does_not_hold_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    directory, remote = tmp_path / "spool", tmp_path / "remote"
+    directory.mkdir()
+    abandoned = directory / f"{1:020d}-999999-deadbeef.open"  # its writer was killed
+    abandoned.write_bytes(b"".join(item.line + b"\n" for item in (entry(1), entry(2))))
+    spool = Spool("unit", SpoolOptions(directory=directory, **FAST), DirectoryUploader(remote))
+    real_read_all, reading = spool_module._read_all, threading.Event()
+
+    def slow_read_all(fd: int) -> bytes:  # the segment is big
+        reading.set()
+        time.sleep(0.3)
+        return real_read_all(fd)
+
+    monkeypatch.setattr(spool_module, "_read_all", slow_read_all)
+    try:
+        spool.start()
+        assert reading.wait(10)
+        with forked_child(spool):
+            monkeypatch.setattr(spool_module, "_read_all", real_read_all)
+            wait_until(lambda: not spool.backlog(), 10, "the adopted segment to be uploaded")
+            assert uploaded_seqs(remote) == [1, 2]
+    finally:
+        spool.close()
+
+
+def test_a_child_forked_while_a_segment_is_created_does_not_hold_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    remote = tmp_path / "remote"
+    spool = Spool("unit", SpoolOptions(directory=tmp_path / "spool", **FAST), DirectoryUploader(remote))
+    real_fchmod, creating = os.fchmod, threading.Event()
+
+    def slow_fchmod(fd: int, mode: int) -> None:  # between the creation of the segment and its flock
+        real_fchmod(fd, mode)
+        if not creating.is_set():
+            creating.set()
+            time.sleep(0.3)
+
+    monkeypatch.setattr(spool_module.os, "fchmod", slow_fchmod)
+    appending = threading.Thread(target=spool.append, args=([entry(1), entry(2)],))
+    try:
+        appending.start()
+        assert creating.wait(10)
+        with forked_child(spool):
+            appending.join()
+            wait_until(lambda: not spool.backlog(), 10, "the segment to be uploaded")
+            assert uploaded_seqs(remote) == [1, 2]
+    finally:
+        spool.close()
