@@ -29,11 +29,18 @@ Contract:
 * an ``.open`` segment whose writer died (SIGKILL) is no longer locked: any spool on the same directory trims
   its torn last line, closes it and uploads it. Several processes (gunicorn workers) share one directory: each
   writes its own segment and an upload is claimed with ``flock``;
+* a segment that cannot be closed (a failed ``fsync`` or ``rename``) stays the segment being written, and
+  closing it is tried again later; its records stay where they are;
+* the directory may be removed or renamed under a running spool (an operator cleaning ``LOG_DIR``): the next
+  batch, or the thread when the segment is due, makes it again and moves the lines of the segment being
+  written (held through its descriptor only, now) into a new segment there. Records that still cannot be
+  moved when the spool closes are lost: counted, and reported as ``SINK_FAILED``;
 * :meth:`Spool.close` (at ``audit_shutdown``) stops the thread and closes the segment without uploading:
   the next start delivers it. :meth:`Spool.after_fork` lets a forked child start its own segment and thread.
 
 Guarantee: every record that reached :meth:`Spool.append` is uploaded at least once, unless the spool was full
-(counted and reported) or the disk itself was lost.
+or its directory could not be made again (counted and reported), or closed segments were lost with the disk or
+deleted from it.
 
 Why an unlocked ``.open`` segment is always abandoned: a segment is created as ``.new``, flock'ed, and only
 then renamed to ``.open``. So no process can ever open an ``.open`` name whose inode its writer does not lock
@@ -195,6 +202,7 @@ class Spool:
         self._path: Path | None = None
         self._segment_stream: str | None = None
         self._segment_bytes = 0
+        self._segment_records = 0
         self._segment_opened = 0.0
         self._used_bytes: int | None = None
         self._descriptors = _Descriptors()
@@ -206,6 +214,7 @@ class Spool:
             return
         with self._lock:
             self._ensure_directory()
+            self._keep_segment_named()
             self._check_room(entries)
             written = 0
             for stream_id, lines in _runs_by_stream(entries):
@@ -225,33 +234,43 @@ class Spool:
             except OSError as exc:
                 raise PartialDelivery(0, f"spool fsync failed: {exc}") from exc
             if self._segment_bytes >= self.options.segment_max_bytes or self._stop.is_set():
-                self._seal_current()
+                self._seal_stored()
         self.start()
 
     def _write(self, lines: list[bytes]) -> None:
         assert self._fd is not None
         data = b"".join(line + b"\n" for line in lines)
-        view, done = memoryview(data), 0
         try:
-            while done < len(data):
-                done += os.write(self._fd, view[done:])
+            _write_all(self._fd, data)
         except OSError:
-            if done:
+            try:
                 os.ftruncate(self._fd, self._segment_bytes)  # never leave a torn line behind
+            except OSError:
+                self._let_go_of_segment()  # never write after a torn line: adopting it trims that line
             raise
         self._segment_bytes += len(data)
+        self._segment_records += len(lines)
         if self._used_bytes is not None:
             self._used_bytes += len(data)
 
     def _open_segment(self, stream_id: str) -> None:
-        created = None
-        while created is None:
-            created = self._create_locked_segment()
-        fd, path = created
-        _fsync_directory(self.options.directory)
+        fd, path = self._new_locked_segment()
+        try:
+            _fsync_directory(self.options.directory)  # its name must outlive a crash as long as its lines
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+            self._descriptors.close(fd)
+            raise
         self._fd, self._path, self._segment_stream = fd, path, stream_id
-        self._segment_bytes, self._segment_opened = 0, time.monotonic()
+        self._segment_bytes, self._segment_records, self._segment_opened = 0, 0, time.monotonic()
         self._wake.set()  # the uploader recomputes when this segment is due
+
+    def _new_locked_segment(self) -> tuple[int, Path]:
+        while True:
+            created = self._create_locked_segment()
+            if created is not None:
+                return created
 
     def _create_locked_segment(self) -> tuple[int, Path] | None:
         """Create an empty ``.open`` segment whose flock we hold from before it had that name.
@@ -262,7 +281,8 @@ class Spool:
         created_ns = self._last_created_ns = max(_wall_clock_ns(), self._last_created_ns + 1)
         stem = f"{created_ns:020d}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         creating = self.options.directory / f"{stem}{NEW_SUFFIX}"
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW
+        # Read and write: a segment whose name is lost is read back (see _keep_segment_named).
+        flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW
         fd = self._descriptors.open(creating, flags, self.options.file_mode)
         try:
             os.fchmod(fd, self.options.file_mode)
@@ -280,21 +300,101 @@ class Spool:
         return fd, path
 
     def _seal_current(self) -> None:
-        """Close the segment being written: fsync, rename to ``.ready``, unlock. The caller holds _lock."""
+        """Close the segment being written: fsync, rename to ``.ready``, unlock. The caller holds _lock.
+
+        Raises :class:`OSError` when it cannot; the segment is then still the one being written, its lines
+        still held (under its name, or through its descriptor when it lost its name), and sealing it is tried
+        again later. An empty segment is simply deleted.
+        """
         fd, path = self._fd, self._path
         if fd is None or path is None:
             return
-        self._fd = self._path = self._segment_stream = None
-        try:
-            if self._segment_bytes:
-                os.fsync(fd)
-                os.rename(path, path.with_suffix(READY_SUFFIX))
-            else:
+        if self._segment_bytes:
+            self._ensure_directory()
+            self._keep_segment_named()
+            fd, path = self._fd, self._path
+            assert fd is not None and path is not None
+            os.fsync(fd)
+            os.rename(path, path.with_suffix(READY_SUFFIX))
+        else:
+            with contextlib.suppress(OSError):
                 os.unlink(path)
-            _fsync_directory(self.options.directory)
-        finally:
-            self._descriptors.close(fd)
+        self._let_go_of_segment()
+        with contextlib.suppress(OSError):
+            _fsync_directory(self.options.directory)  # the lines are fsynced: under either name they go out
         self._wake.set()
+
+    def _seal_stored(self) -> None:
+        """Seal the segment after a batch that is stored already: a failure must not fail that batch. The
+        upload thread tries again (and reports what fails); when there is none any more, the segment is let go
+        at once (see :meth:`_abandon_current`)."""
+        try:
+            self._seal_current()
+        except OSError as exc:
+            if self._stop.is_set():
+                self._abandon_current(exc)
+
+    def _let_go_of_segment(self) -> None:
+        """Forget the segment being written and close its descriptor (releasing its flock)."""
+        fd = self._fd
+        self._fd = self._path = self._segment_stream = None
+        self._segment_bytes = self._segment_records = 0
+        if fd is not None:
+            self._descriptors.close(fd)
+
+    def _abandon_current(self, exc: OSError) -> None:
+        """Let go of a segment that could not be sealed (at :meth:`close`). The caller holds _lock.
+
+        Under its ``.open`` name, its lines are adopted by the next start. A segment that lost its name (its
+        directory was removed, and could not be made again) loses them: they are reported lost, as
+        ``SINK_FAILED`` of this spool's sink, with the error that kept them from being moved.
+        """
+        try:
+            lost_name = self._segment_lost_name()
+        except OSError:
+            lost_name = True  # when it cannot be told, the records are counted lost rather than not at all
+        lost = self._segment_records if lost_name else 0
+        self._let_go_of_segment()
+        if lost:
+            error = f"spool segment lost with its directory {self.options.directory}: {_describe(exc)}"
+            self._report("SINK_FAILED", lost=lost, error=error)
+
+    def _segment_lost_name(self) -> bool:
+        """Whether the segment being written no longer has its name (its directory was removed or renamed)."""
+        assert self._fd is not None and self._path is not None
+        try:
+            held = os.fstat(self._fd)
+            named = os.stat(self._path, follow_symlinks=False)
+        except (FileNotFoundError, NotADirectoryError):
+            return True
+        return held.st_nlink == 0 or (named.st_dev, named.st_ino) != (held.st_dev, held.st_ino)
+
+    def _keep_segment_named(self) -> None:
+        """Make sure the lines of the segment being written are in the spool directory (caller holds _lock).
+
+        When its directory was removed or renamed since it was opened, the segment is held only through its
+        descriptor: its lines are copied into a new segment in the directory (made again by the caller), and
+        the old file emptied, so that where it still has a name (a renamed directory) it delivers nothing
+        twice. Raises :class:`OSError` when that cannot be done; the old segment is then still held.
+        """
+        if self._fd is None or not self._segment_lost_name():
+            return
+        content = _read_all(self._fd)[: self._segment_bytes]
+        fd, path = self._new_locked_segment()
+        try:
+            _write_all(fd, content)
+            os.fsync(fd)
+            _fsync_directory(self.options.directory)
+        except BaseException:
+            self._descriptors.close(fd)
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+            raise
+        with contextlib.suppress(OSError):
+            os.ftruncate(self._fd, 0)
+        self._descriptors.close(self._fd)
+        self._fd, self._path, self._used_bytes = fd, path, None
+        self._segment_bytes, self._segment_records = len(content), content.count(b"\n")
 
     def _ensure_directory(self) -> None:
         directory = self.options.directory
@@ -330,7 +430,8 @@ class Spool:
     def _delete_uploaded(self, path: Path, size: int) -> None:
         """Delete the segment ``path`` (``size`` bytes) and take it off the count, at once."""
         with self._lock:
-            os.unlink(path)
+            with contextlib.suppress(FileNotFoundError):  # the directory was removed: it is gone as well
+                os.unlink(path)
             if self._used_bytes is not None:
                 self._used_bytes = max(self._used_bytes - size, 0)
 
@@ -353,7 +454,10 @@ class Spool:
         if thread is not None:
             thread.join(timeout)
         with self._lock:
-            self._seal_current()
+            try:
+                self._seal_current()
+            except OSError as exc:
+                self._abandon_current(exc)
         if thread is None or not thread.is_alive():
             self.uploader.close()
 
@@ -414,21 +518,24 @@ class Spool:
         Never raises: whatever fails here (the uploader's ``close``, the reporter) must not end the thread, or
         nothing would be uploaded again.
         """
-        from .dispatch import pipeline
-
         details: dict[str, Any] = {}
         try:
             self.uploader.close()
         except Exception as close_exc:
             details["close_error"] = _describe(close_exc)
-        try:
+        with contextlib.suppress(OSError):
             details["backlog_segments"] = len(self.backlog())
-            pipeline.reporter.problem(
-                "UPLOAD_FAILED", self.name, error=_describe(exc), retry_in_seconds=round(delay, 1), **details
-            )
+        self._report("UPLOAD_FAILED", error=_describe(exc), retry_in_seconds=round(delay, 1), **details)
+
+    def _report(self, kind: str, lost: int = 0, error: str = "", **details: Any) -> None:
+        """Report a problem of this spool to the pipeline; never raises (stderr gets it if that fails)."""
+        from .dispatch import pipeline
+
+        try:
+            pipeline.reporter.problem(kind, self.name, lost=lost, error=error, **details)
         except Exception as report_exc:
             write_stderr(
-                f"UPLOAD_FAILED {self.name}: {_describe(exc)}; reporting it failed: {_describe(report_exc)}"
+                f"{kind} {self.name}: {lost} lost; {error}; reporting it failed: {_describe(report_exc)}"
             )
 
     def _seconds_until_cut(self) -> float:
@@ -681,6 +788,12 @@ def _newest_created_ns(directory: Path) -> int:
     suffixes = (NEW_SUFFIX, OPEN_SUFFIX, READY_SUFFIX)
     stamps = [name.split("-", 1)[0] for name in names if name.endswith(suffixes)]
     return max((int(stamp) for stamp in stamps if stamp.isdigit()), default=0)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view, done = memoryview(data), 0
+    while done < len(data):
+        done += os.write(fd, view[done:])
 
 
 def _read_all(fd: int) -> bytes:

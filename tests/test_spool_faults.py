@@ -7,8 +7,10 @@ The remote is a directory, as in ``test_spool.py``.
 from __future__ import annotations
 
 import contextlib
+import errno
 import gzip
 import os
+import shutil
 import signal
 import threading
 import time
@@ -392,3 +394,99 @@ def test_a_child_forked_while_a_segment_is_created_does_not_hold_it(
             assert uploaded_seqs(remote) == [1, 2]
     finally:
         spool.close()
+
+
+def drain(options: SpoolOptions, remote: Path) -> None:
+    """What the next start does: adopt what is left in ``options.directory`` and upload it."""
+    spool = Spool("next", options, DirectoryUploader(remote))
+    spool._adopt_abandoned()
+    spool._upload_ready()
+
+
+def test_records_acknowledged_around_the_removal_of_the_spool_directory_are_delivered(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An operator removes LOG_DIR while the application runs: the segment being written goes with it, but
+    the spool still holds it open, and moves its records into the directory it creates again."""
+    options = SpoolOptions(directory=tmp_path / "logs" / "spool" / "s3")
+    spool = unstarted(Spool("unit", options, DirectoryUploader(tmp_path / "remote")), monkeypatch)
+    spool.append([entry(1), entry(2)])
+    shutil.rmtree(tmp_path / "logs")
+    spool.append([entry(3), entry(4)])
+    spool.append([entry(5)])
+    spool.close()
+    drain(options, tmp_path / "remote")
+
+    assert uploaded_seqs(tmp_path / "remote") == [1, 2, 3, 4, 5]
+    assert list(options.directory.iterdir()) == []
+
+
+def test_records_of_a_segment_whose_directory_was_renamed_are_delivered_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    options = SpoolOptions(directory=tmp_path / "logs" / "spool" / "s3")
+    spool = unstarted(Spool("unit", options, DirectoryUploader(tmp_path / "remote")), monkeypatch)
+    spool.append([entry(1), entry(2)])
+    (tmp_path / "logs").rename(tmp_path / "logs.1")  # rotated away
+    spool.append([entry(3)])
+    spool.close()
+    drain(options, tmp_path / "remote")
+    drain(SpoolOptions(directory=tmp_path / "logs.1" / "spool" / "s3"), tmp_path / "remote")  # put back later
+
+    assert uploaded_seqs(tmp_path / "remote") == [1, 2, 3]
+
+
+def test_the_upload_thread_moves_a_segment_whose_directory_was_removed(tmp_path: Path) -> None:
+    options = SpoolOptions(directory=tmp_path / "logs" / "spool" / "s3", **FAST)
+    spool = Spool("unit", options, DirectoryUploader(tmp_path / "remote"))
+    try:
+        spool.append([entry(1), entry(2)])
+        wait_until(lambda: uploaded_seqs(tmp_path / "remote") == [1, 2], 10, "the first upload")
+        spool.append([entry(3), entry(4)])
+        shutil.rmtree(tmp_path / "logs")  # before the segment is due: the thread finds it without a name
+        wait_until(lambda: uploaded_seqs(tmp_path / "remote") == [1, 2, 3, 4], 10, "the second upload")
+    finally:
+        spool.close()
+    assert list(options.directory.iterdir()) == []
+
+
+def test_a_segment_that_cannot_be_sealed_is_kept_and_delivered_later(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    options = SpoolOptions(directory=tmp_path / "spool", segment_max_bytes=1)  # sealed after every batch
+    spool = unstarted(Spool("unit", options, DirectoryUploader(tmp_path / "remote")), monkeypatch)
+    real_rename, failures = os.rename, []
+
+    def rename_failing_once(source: Any, target: Any) -> None:
+        if str(target).endswith(".ready") and not failures:
+            failures.append(target)
+            raise OSError(errno.EIO, "Input/output error")
+        real_rename(source, target)
+
+    monkeypatch.setattr(spool_module.os, "rename", rename_failing_once)
+    spool.append([entry(1)])  # stored and fsynced; sealing it failed, so it stays the segment being written
+    spool.append([entry(2)])
+    spool._upload_ready()
+    spool.close()
+
+    assert len(failures) == 1
+    assert uploaded_seqs(tmp_path / "remote") == [1, 2]
+    assert list(options.directory.iterdir()) == []
+
+
+def test_records_lost_with_a_removed_spool_directory_are_counted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reported: list[tuple[str, str, int]]
+) -> None:
+    """The directory is gone and cannot be made again (a file took its place): the records of the segment
+    it held are lost when the spool closes, and counted; the batch that came meanwhile was refused."""
+    options = SpoolOptions(directory=tmp_path / "logs" / "spool" / "s3")
+    spool = unstarted(Spool("unit", options, DirectoryUploader(tmp_path / "remote")), monkeypatch)
+    spool.append([entry(1), entry(2)])
+    shutil.rmtree(tmp_path / "logs")
+    (tmp_path / "logs").write_text("not a directory")
+    with pytest.raises(OSError):
+        spool.append([entry(3)])  # refused whole: the core counts it lost
+    assert reported == []  # nothing is lost yet: the spool still holds 1 and 2
+    spool.close()
+
+    assert reported == [("SINK_FAILED", "unit", 2)]
