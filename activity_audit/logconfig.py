@@ -175,7 +175,8 @@ class PipelineHandler(logging.Handler):
     """A logging handler that hands records to the audit pipeline instead of writing them itself.
 
     ``channel`` picks the file of the default sink (``app`` -> ``app.log``). Records logged on the pipeline's
-    own threads are ignored, so a sink whose library logs cannot feed itself. Never raises into the caller.
+    own threads, or under ``activity_audit.pipeline_work`` (a sink library's own threads), are ignored, so a
+    sink whose library logs cannot feed itself. Never raises into the caller.
     """
 
     def __init__(
@@ -188,9 +189,9 @@ class PipelineHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         from .dispatch import pipeline
-        from .threads import pipeline_thread
+        from .threads import PIPELINE_WORK_LOGGER, pipeline_thread
 
-        if getattr(pipeline_thread, "active", False):
+        if getattr(pipeline_thread, "active", False) or record.name.startswith(PIPELINE_WORK_LOGGER):
             return
         try:
             formatter = self.formatter if isinstance(self.formatter, JSONFormatter) else self._fallback

@@ -20,6 +20,11 @@ from collections.abc import Callable, Iterator
 # re-enter the pipeline and feed itself.
 pipeline_thread = threading.local()
 
+# The logger (and its children) a sink's library logs to from threads the library starts itself, where no mark
+# can be set (paramiko's transport thread: ``Transport.set_log_channel``). Records logged under it stay out of
+# the pipeline too.
+PIPELINE_WORK_LOGGER = "activity_audit.pipeline_work"
+
 
 @contextlib.contextmanager
 def pipeline_work() -> Iterator[None]:

@@ -34,6 +34,7 @@ from activity_audit.clients.ssh import (
     prefer_known_key_types,
 )
 from activity_audit.spool import Segment
+from activity_audit.threads import PIPELINE_WORK_LOGGER
 
 from .config import SftpConfig
 
@@ -140,6 +141,8 @@ class SftpUploader:
         config = self.config
         sock = socket.create_connection((config.host, config.port), timeout=config.timeout)
         transport = paramiko.Transport(sock)
+        # Its thread logs the connection and authentication: records kept out of the trail it uploads.
+        transport.set_log_channel(f"{PIPELINE_WORK_LOGGER}.paramiko")
         try:
             transport.banner_timeout = transport.auth_timeout = config.timeout
             known = KnownHosts.read(config.known_hosts_path).keys_for(config.host, config.port)
