@@ -15,7 +15,8 @@ Contract:
 
 * :meth:`Spool.append` writes whole lines and fsyncs before it returns; a batch that would take the spool past
   ``spool_max_bytes`` is refused with :class:`SpoolFull` (the core then counts it lost and records
-  ``SINK_FAILED``), and a failed write is cut back to the last whole line (:class:`PartialDelivery`);
+  ``SINK_FAILED``), and the lines of a failed write or fsync are cut back out of the segment, so that
+  :class:`PartialDelivery` counts exactly the records that stay (those fsynced before, of another stream);
 * a segment is closed when it reaches ``segment_max_bytes`` or ``segment_max_age`` seconds, and when the
   records' ``stream_id`` changes, so that one segment holds one stream;
 * closed segments are uploaded oldest first (by name: a spool never names a segment below one it created
@@ -178,6 +179,14 @@ class SpoolFull(Exception):
     """The batch was refused because the spool reached ``spool_max_bytes``."""
 
 
+class _LinesLeft(Exception):
+    """A write or fsync failed and its lines could not be cut back out: the first ``count`` of them stay."""
+
+    def __init__(self, count: int, error: OSError) -> None:
+        super().__init__(str(error))
+        self.count, self.error = count, error
+
+
 class Spool:
     """The spool of one remote sink: :meth:`append` on the sink thread, uploads on a thread of its own."""
 
@@ -209,44 +218,60 @@ class Spool:
 
     # --- writing (sink thread) ------------------------------------------------------------------------------
     def append(self, entries: Sequence[Entry]) -> None:
-        """Store ``entries`` durably in the spool; return when they are fsynced. See the module contract."""
+        """Store ``entries`` durably in the spool; return when they are fsynced. See the module contract.
+
+        Raises :class:`PartialDelivery` when only the first ``delivered`` records are stored (the others are
+        not in the spool, and never delivered), and other errors when none is.
+        """
         if not entries:
             return
         with self._lock:
             self._ensure_directory()
             self._keep_segment_named()
             self._check_room(entries)
-            written = 0
-            for stream_id, lines in _runs_by_stream(entries):
-                stream_id = stream_id or ""
-                if self._fd is not None and stream_id != self._segment_stream:
-                    self._seal_current()
-                if self._fd is None:
-                    self._open_segment(stream_id)
-                try:
-                    self._write(lines)
-                except OSError as exc:
-                    raise PartialDelivery(written, f"spool write failed: {exc}") from exc
-                written += len(lines)
-            assert self._fd is not None
-            try:
-                os.fsync(self._fd)
-            except OSError as exc:
-                raise PartialDelivery(0, f"spool fsync failed: {exc}") from exc
+            self._store(entries)
             if self._segment_bytes >= self.options.segment_max_bytes or self._stop.is_set():
                 self._seal_stored()
         self.start()
 
-    def _write(self, lines: list[bytes]) -> None:
+    def _store(self, entries: Sequence[Entry]) -> None:
+        """Write and fsync ``entries``, a run of one stream at a time; see :meth:`append` for failures."""
+        stored = 0
+        for stream_id, lines in _runs_by_stream(entries):
+            try:
+                self._store_run(stream_id or "", lines)
+            except OSError as exc:
+                raise PartialDelivery(stored, f"spool write failed: {_describe(exc)}") from exc
+            except _LinesLeft as left:
+                message = f"spool write failed: {_describe(left.error)}"
+                raise PartialDelivery(stored + left.count, message) from left.error
+            stored += len(lines)
+
+    def _store_run(self, stream_id: str, lines: list[bytes]) -> None:
+        """Write ``lines`` of ``stream_id`` to its segment and fsync them.
+
+        On :class:`OSError`, none of them is in the spool: a failed write or fsync is cut back out of the
+        segment. When cutting back fails too, :class:`_LinesLeft` tells how many whole lines stay (they are
+        delivered with the segment, which is let go so that nothing is written after a torn line: adopting it
+        trims that line).
+        """
+        if self._fd is not None and stream_id != self._segment_stream:
+            self._seal_current()
+        if self._fd is None:
+            self._open_segment(stream_id)
         assert self._fd is not None
         data = b"".join(line + b"\n" for line in lines)
+        view, done = memoryview(data), 0
         try:
-            _write_all(self._fd, data)
-        except OSError:
+            while done < len(data):
+                done += os.write(self._fd, view[done:])
+            os.fsync(self._fd)
+        except OSError as exc:
             try:
-                os.ftruncate(self._fd, self._segment_bytes)  # never leave a torn line behind
+                os.ftruncate(self._fd, self._segment_bytes)
             except OSError:
-                self._let_go_of_segment()  # never write after a torn line: adopting it trims that line
+                self._let_go_of_segment()
+                raise _LinesLeft(data[:done].count(b"\n"), exc) from exc
             raise
         self._segment_bytes += len(data)
         self._segment_records += len(lines)

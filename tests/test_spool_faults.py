@@ -25,6 +25,7 @@ from django.core.exceptions import ImproperlyConfigured
 from activity_audit import spool as spool_module
 from activity_audit.conf import get_settings
 from activity_audit.dispatch import pipeline
+from activity_audit.errors import PartialDelivery
 from activity_audit.plugin_options import PluginOptions
 from activity_audit.records import Entry
 from activity_audit.spool import (
@@ -490,3 +491,90 @@ def test_records_lost_with_a_removed_spool_directory_are_counted(
     spool.close()
 
     assert reported == [("SINK_FAILED", "unit", 2)]
+
+
+def fail_once(monkeypatch: pytest.MonkeyPatch, name: str, when: Any = lambda *args: True) -> list[tuple]:
+    """Make ``os.<name>`` raise EIO at its first call for which ``when(*args)`` holds; the calls it failed."""
+    real, failed = getattr(os, name), []
+
+    def failing(*args: Any) -> Any:
+        if not failed and when(*args):
+            failed.append(args)
+            raise OSError(errno.EIO, "Input/output error")
+        return real(*args)
+
+    monkeypatch.setattr(spool_module.os, name, failing)
+    return failed
+
+
+def test_a_batch_whose_fsync_failed_is_cut_back_out_and_counted_lost(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    options = SpoolOptions(directory=tmp_path / "spool")
+    spool = unstarted(Spool("unit", options, DirectoryUploader(tmp_path / "remote")), monkeypatch)
+    spool.append([entry(1), entry(2)])
+    failed = fail_once(monkeypatch, "fsync", lambda fd: fd == spool._fd)
+    with pytest.raises(PartialDelivery) as error:
+        spool.append([entry(3), entry(4)])
+    spool.append([entry(5)])
+    spool.close()
+    drain(options, tmp_path / "remote")
+
+    assert (len(failed), error.value.delivered) == (1, 0)
+    assert uploaded_seqs(tmp_path / "remote") == [1, 2, 5]
+
+
+def test_records_whose_fsync_failed_and_that_stay_in_the_segment_are_counted_delivered(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fsync fails, and so does cutting the lines back out: they stay, and are delivered with the rest."""
+    options = SpoolOptions(directory=tmp_path / "spool")
+    spool = unstarted(Spool("unit", options, DirectoryUploader(tmp_path / "remote")), monkeypatch)
+    spool.append([entry(1)])
+    fail_once(monkeypatch, "fsync", lambda fd: fd == spool._fd)
+    fail_once(monkeypatch, "ftruncate")
+    with pytest.raises(PartialDelivery) as error:
+        spool.append([entry(2), entry(3)])
+    spool.append([entry(4)])
+    spool.close()
+    drain(options, tmp_path / "remote")
+
+    assert error.value.delivered == 2
+    assert uploaded_seqs(tmp_path / "remote") == [1, 2, 3, 4]
+
+
+def test_a_batch_cut_short_at_a_change_of_stream_counts_what_it_stored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first stream's records are stored and sealed; the segment for the second cannot be created."""
+    options = SpoolOptions(directory=tmp_path / "spool")
+    spool = unstarted(Spool("unit", options, DirectoryUploader(tmp_path / "remote")), monkeypatch)
+    spool.append([entry(1)])
+    fail_once(monkeypatch, "open", lambda path, *rest: str(path).endswith(".new"))
+    with pytest.raises(PartialDelivery) as error:
+        spool.append([entry(2), entry(1, stream=OTHER_STREAM), entry(2, stream=OTHER_STREAM)])
+    spool.close()
+    drain(options, tmp_path / "remote")
+
+    assert error.value.delivered == 1
+    assert uploaded_lines(tmp_path / "remote") == [entry(1).line, entry(2).line]
+
+
+def test_a_batch_cut_short_by_a_segment_that_would_not_close_counts_what_it_stored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    options = SpoolOptions(directory=tmp_path / "spool")
+    spool = unstarted(Spool("unit", options, DirectoryUploader(tmp_path / "remote")), monkeypatch)
+    fail_once(monkeypatch, "rename", lambda source, target: str(target).endswith(".ready"))
+    with pytest.raises(PartialDelivery) as error:
+        spool.append([entry(1), entry(2), entry(1, stream=OTHER_STREAM)])
+    spool.append([entry(2, stream=OTHER_STREAM)])
+    spool.close()
+    drain(options, tmp_path / "remote")
+
+    assert error.value.delivered == 2
+    assert uploaded_lines(tmp_path / "remote") == [
+        entry(1).line,
+        entry(2).line,
+        entry(2, stream=OTHER_STREAM).line,
+    ]
