@@ -667,8 +667,9 @@ class Spool:
 
 
 # Taken by every fork (os.register_at_fork) and around opening and closing a segment descriptor, so that a
-# child never inherits a segment descriptor that its parent has not noted yet, or no longer notes.
-_FORK_GUARD = threading.Lock()
+# child never inherits a segment descriptor that its parent has not noted yet, or no longer notes. Reentrant:
+# in the child, the forking thread still holds it while the other fork hooks run, and those may write.
+_FORK_GUARD = threading.RLock()
 os.register_at_fork(
     before=_FORK_GUARD.acquire, after_in_parent=_FORK_GUARD.release, after_in_child=_FORK_GUARD.release
 )
@@ -719,7 +720,7 @@ class _Descriptors:
 
     def close_inherited(self) -> None:
         """In a forked child: close every descriptor noted when the parent forked (the only thread here is the
-        forking one, which may still hold :data:`_FORK_GUARD`: this does not take it)."""
+        forking one, which may still hold :data:`_FORK_GUARD`)."""
         for fd in self._held:
             with contextlib.suppress(OSError):
                 os.close(fd)
