@@ -163,7 +163,7 @@ def every_pattern(redactor: Redactor, text: str) -> str:
     text = r._XML_ELEMENT.sub(redactor._mask_element, text)
     text = r._CARD_CANDIDATE.sub(r._mask_card_match, text)
     if redactor._custom is not None:
-        text = redactor._custom.sub(MASK, text)
+        text = redactor._custom.mask(text)
     return text
 
 

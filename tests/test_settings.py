@@ -69,6 +69,13 @@ ACCEPTED = [
     ("REDACT_KEYS", ["password"], ("password",)),
     ("MAX_DEPTH", 200, 200),
     ("REDACT_PATTERNS", [r"\d{16}"], (r"\d{16}",)),
+    # each pattern is used alone: its inline flags and group names are its own
+    ("REDACT_PATTERNS", ["(?i)secret-[a-z0-9]+", "EMP"], ("(?i)secret-[a-z0-9]+", "EMP")),
+    (
+        "REDACT_PATTERNS",
+        [r"(?P<id>EMP-\d{6})", r"(?P<id>CUS-\d{6})"],
+        (r"(?P<id>EMP-\d{6})", r"(?P<id>CUS-\d{6})"),
+    ),
 ]
 
 # key, refused value, the exact message
