@@ -76,7 +76,41 @@ ACCEPTED = [
         [r"(?P<id>EMP-\d{6})", r"(?P<id>CUS-\d{6})"],
         (r"(?P<id>EMP-\d{6})", r"(?P<id>CUS-\d{6})"),
     ),
+    # repetitions that one text fills in one way only
+    ("REDACT_PATTERNS", [r"(?:[a-z0-9]+\.)+[a-z]{2,}"], (r"(?:[a-z0-9]+\.)+[a-z]{2,}",)),
+    ("REDACT_PATTERNS", [r"\b(?:\d[ -]*?){13,16}\b"], (r"\b(?:\d[ -]*?){13,16}\b",)),
+    ("REDACT_PATTERNS", [r"(?:\\.|[^\"\\])+"], (r"(?:\\.|[^\"\\])+",)),
+    ("REDACT_PATTERNS", [r"[^@\s]+@[^@\s.]+\.\S+"], (r"[^@\s]+@[^@\s.]+\.\S+",)),
 ]
+
+REDACT_PATTERNS_EMPTY = (
+    "ACTIVITY_AUDIT['REDACT_PATTERNS'] must be a list of regular expressions that match at least one "
+    "character (this one can match empty text, so [REDACTED] would be put between the characters of "
+    "every string and key: write + where * or ? lets the pattern match nothing, e.g. \\d+ rather than "
+    "\\d*), got "
+)
+REDACT_PATTERNS_NESTED = (
+    "ACTIVITY_AUDIT['REDACT_PATTERNS'] must be a list of regular expressions without nested repetition "
+    "(this one repeats a part that an inner repeat can fill alone, as (a+)+, (\\w+\\s?)+ and (\\d+|x)+ "
+    "do, so a text splits between the repetitions in exponentially many ways and a search of a few "
+    "dozen characters can stall the process for minutes: start or end each repetition with a character "
+    "the inner repeat cannot match, as in (?:\\w+\\s)+, or make it atomic or possessive, on Python "
+    "3.11+), got "
+)
+REDACT_PATTERNS_CHOICE = (
+    "ACTIVITY_AUDIT['REDACT_PATTERNS'] must be a list of regular expressions without ambiguous "
+    "repeated choices (this one repeats a choice between alternatives that can match the same text, or "
+    "one the start of the other, as (a|a)+, (a|aa)+ and (\\w|\\w\\w)+ do, so a search can take "
+    "exponential time and stall the process: let the alternatives start with different characters, as "
+    "in (?:\\d|[a-z])+), got "
+)
+REDACT_PATTERNS_SHARED_RUN = (
+    "ACTIVITY_AUDIT['REDACT_PATTERNS'] must be a list of regular expressions without two long repeats "
+    "that can share a run of text (in this one, as in \\d+\\d+x, .*secret.*= and \\S+@\\S+\\.\\S+, "
+    "such a run splits between the repeats in many ways wherever a search starts, so a search takes "
+    "time growing with the cube of the text's length, seconds to minutes for one string of 8 KiB: let "
+    "the repeats match different characters, as in [^@\\s]+@[^@\\s.]+\\.\\S+), got "
+)
 
 # key, refused value, the exact message
 REFUSED = [
@@ -168,6 +202,21 @@ REFUSED = [
         "ACTIVITY_AUDIT['REDACT_PATTERNS'] must be a list of valid regular expressions "
         "(missing ), unterminated subpattern at position 0), got '(unclosed'.",
     ),
+    # a pattern that can match empty text would mask between the characters of every string
+    ("REDACT_PATTERNS", [r"\d*"], REDACT_PATTERNS_EMPTY + "'\\\\d*'."),
+    ("REDACT_PATTERNS", ["EMP", "x|"], REDACT_PATTERNS_EMPTY + "'x|'."),
+    ("REDACT_PATTERNS", [r"\b"], REDACT_PATTERNS_EMPTY + "'\\\\b'."),
+    ("REDACT_PATTERNS", [r"(?<=password=)[^&]*"], REDACT_PATTERNS_EMPTY + "'(?<=password=)[^&]*'."),
+    # the usual shapes of exponential backtracking: one log line of 27 characters would take seconds
+    ("REDACT_PATTERNS", [r"(a+)+$"], REDACT_PATTERNS_NESTED + "'(a+)+$'."),
+    ("REDACT_PATTERNS", [r"(\w+\s?)+$"], REDACT_PATTERNS_NESTED + "'(\\\\w+\\\\s?)+$'."),
+    ("REDACT_PATTERNS", [r"x(?:\d+|[a-z]+)*!"], REDACT_PATTERNS_NESTED + "'x(?:\\\\d+|[a-z]+)*!'."),
+    ("REDACT_PATTERNS", [r"(?i)(?:[A-Z][a-z]+ ?)+!"], REDACT_PATTERNS_NESTED + "'(?i)(?:[A-Z][a-z]+ ?)+!'."),
+    ("REDACT_PATTERNS", [r"(a|a)*b"], REDACT_PATTERNS_CHOICE + "'(a|a)*b'."),
+    ("REDACT_PATTERNS", [r"(\w|\w\w)+x"], REDACT_PATTERNS_CHOICE + "'(\\\\w|\\\\w\\\\w)+x'."),
+    # two long repeats sharing a run: cubic
+    ("REDACT_PATTERNS", [r".*secret.*="], REDACT_PATTERNS_SHARED_RUN + "'.*secret.*='."),
+    ("REDACT_PATTERNS", [r"\S+@\S+\.\S+"], REDACT_PATTERNS_SHARED_RUN + "'\\\\S+@\\\\S+\\\\.\\\\S+'."),
 ]
 
 
@@ -377,6 +426,47 @@ def test_django_check_reports_an_impossible_log_dir_once_and_exits(tmp_path: Pat
     assert result.stderr.splitlines()[-1] == f"django.core.exceptions.ImproperlyConfigured: {message}"
     assert result.stderr.count(message) == 1
     assert not list(tmp_path.glob("**/*.log"))
+
+
+def test_a_pattern_that_would_stall_a_log_call_stops_start_up(tmp_path: Path) -> None:
+    # With the console formatter of the original LOGGING block, the patterns run on the thread that logs:
+    # (a+)+$ took 7 s for one logger.info("order %s", "a" * 27 + "!"), every thread of the process waiting.
+    (tmp_path / "stalling_pattern_settings.py").write_text(
+        textwrap.dedent(
+            f"""
+            from activity_audit import get_console_formatter
+            from tests.settings import *
+
+            ACTIVITY_AUDIT = {{**ACTIVITY_AUDIT, "LOG_DIR": {str(tmp_path / "logs")!r}}}
+            ACTIVITY_AUDIT["REDACT_PATTERNS"] = [r"(a+)+$"]
+            LOGGING = {{
+                "version": 1,
+                "formatters": {{"verbose": get_console_formatter()}},
+                "handlers": {{"console": {{"class": "logging.StreamHandler", "formatter": "verbose"}}}},
+                "root": {{"level": "INFO", "handlers": ["console"]}},
+            }}
+            """
+        )
+    )
+    code = (
+        'import django, logging; django.setup(); logging.getLogger("shop").info("order %s", "a" * 27 + "!")'
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        env={
+            **os.environ,
+            "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}",
+            "DJANGO_SETTINGS_MODULE": "stalling_pattern_settings",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    message = REDACT_PATTERNS_NESTED + "'(a+)+$'."
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[-1] == f"django.core.exceptions.ImproperlyConfigured: {message}"
+    assert "order" not in result.stderr
 
 
 # --- system checks -------------------------------------------------------------------------------------
