@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.apps import AppConfig
 from django.core.signals import setting_changed
 
@@ -13,8 +15,19 @@ class ActivityAuditConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import checks, runtime
+        from . import checks, request_capture, runtime
 
         checks.register()
         runtime.start()
+        request_capture.current_rules()  # the request rules too: one that cannot be built stops start-up
         setting_changed.connect(runtime.on_setting_changed, dispatch_uid="activity_audit.settings")
+        setting_changed.connect(_build_request_rules, dispatch_uid="activity_audit.request_rules")
+
+
+def _build_request_rules(*, setting: str, **kwargs: Any) -> None:
+    """``setting_changed`` receiver, connected after the one that applies the settings: the request rules of
+    a new ``ACTIVITY_AUDIT`` are built at once."""
+    if setting == "ACTIVITY_AUDIT":
+        from .request_capture import current_rules
+
+        current_rules()

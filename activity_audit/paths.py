@@ -9,14 +9,15 @@ A pattern is one of:
   ``/metrics-v2``, ``/metrics/cpu``;
 - ``"^/api/v\\d+/ping$"`` (starting with ``^``): a regular expression matched at the start of the path.
 
-``ACTIVITY_AUDIT['SKIP_PATHS']`` is checked against these forms at start-up (:mod:`activity_audit.conf`);
-the middleware compiles it with :func:`path_test` once per settings object.
+``ACTIVITY_AUDIT['SKIP_PATHS']`` is checked against these forms at start-up (:mod:`activity_audit.conf`),
+and compiled with :func:`path_test` then and whenever the settings change
+(:func:`activity_audit.request_capture.current_rules`).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 PathTest = Callable[[str], bool]
 
@@ -45,5 +46,19 @@ def path_test(patterns: tuple[str, ...]) -> PathTest:
 def _combined(exact: frozenset[str], prefixes: tuple[str, ...], expressions: list[str]) -> PathTest:
     if not expressions:
         return lambda path: path in exact or path.startswith(prefixes)
-    combined = re.compile("|".join(f"(?:{expression})" for expression in expressions))
-    return lambda path: path in exact or path.startswith(prefixes) or combined.match(path) is not None
+    matches = expressions_test(expressions)
+    return lambda path: path in exact or path.startswith(prefixes) or matches(path)
+
+
+def expressions_test(expressions: Iterable[str]) -> PathTest:
+    """A test telling whether one of ``expressions`` matches at the start of a path.
+
+    Each expression is compiled alone, so it matches exactly what it matches alone: its group names and
+    numbers, back-references and inline flags are its own. Raises :class:`re.error` for one that does not
+    compile.
+    """
+    matchers = tuple(re.compile(expression).match for expression in expressions)
+    if len(matchers) == 1:
+        (match,) = matchers
+        return lambda path: match(path) is not None
+    return lambda path: any(match(path) is not None for match in matchers)

@@ -53,6 +53,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from django.conf import settings as django_settings
+from django.core.exceptions import ImproperlyConfigured
 from django.core.handlers.wsgi import WSGIRequest
 from django.http import UnreadablePostError
 
@@ -71,7 +72,7 @@ from .bodies import (
 from .conf import AuditSettings, get_settings
 from .deferred import Pending, RouteWithSecrets
 from .encoding import MORE_ITEMS_KEY, Limits, Snapshotter
-from .paths import path_test
+from .paths import expressions_test, path_test
 from .redaction import Redactor
 
 _VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:+/=-]{0,127}")
@@ -103,7 +104,12 @@ _rules: RequestRules | None = None
 
 
 def current_rules() -> RequestRules:
-    """The compiled rules for the settings in force (recompiled when the settings object changes)."""
+    """The compiled rules for the settings in force (recompiled when the settings object changes).
+
+    Built at start-up and whenever ``ACTIVITY_AUDIT`` changes (:mod:`activity_audit.apps`), so a rule that
+    cannot be built stops start-up (:class:`~django.core.exceptions.ImproperlyConfigured` naming the setting)
+    rather than losing the record of every request.
+    """
     global _rules
     settings = get_settings()
     rules = _rules
@@ -118,8 +124,8 @@ def _compile(settings: AuditSettings) -> RequestRules:
     return RequestRules(
         settings=settings,
         limits=settings.limits,
-        is_skipped=path_test(settings.SKIP_PATHS),
-        keeps_body_for_path=path_matcher(settings.BODY_PATHS, default=True),
+        is_skipped=_path_rule("SKIP_PATHS", lambda: path_test(settings.SKIP_PATHS)),
+        keeps_body_for_path=_path_rule("BODY_PATHS", lambda: path_matcher(settings.BODY_PATHS, default=True)),
         body_methods=frozenset(settings.BODY_METHODS),
         max_body_bytes=settings.MAX_BODY_BYTES,
         trusted_proxies=settings.TRUSTED_PROXIES,
@@ -130,10 +136,21 @@ def _compile(settings: AuditSettings) -> RequestRules:
     )
 
 
-def path_matcher(patterns: tuple[str, ...], default: bool) -> Callable[[str], bool]:
-    """A test for paths: prefixes use ``str.startswith``, ``^`` patterns one combined regular expression.
+def _path_rule(key: str, build: Callable[[], Callable[[str], bool]]) -> Callable[[str], bool]:
+    """The path test ``build`` makes of ``ACTIVITY_AUDIT[key]``; a regular expression it cannot compile is an
+    :class:`~django.core.exceptions.ImproperlyConfigured` naming the setting."""
+    try:
+        return build()
+    except re.error as exc:
+        raise ImproperlyConfigured(f"ACTIVITY_AUDIT['{key}'] cannot be compiled ({exc}).") from exc
 
-    With no patterns at all the test always returns ``default``.
+
+def path_matcher(patterns: tuple[str, ...], default: bool) -> Callable[[str], bool]:
+    """A test for paths: prefixes use ``str.startswith``, ``^`` patterns are regular expressions matched at
+    the start of the path, each as it matches alone (:func:`~activity_audit.paths.expressions_test`).
+
+    With no patterns at all the test always returns ``default``. Raises :class:`re.error` for a pattern that
+    does not compile.
     """
     if not patterns:
         return lambda path: default
@@ -141,8 +158,8 @@ def path_matcher(patterns: tuple[str, ...], default: bool) -> Callable[[str], bo
     expressions = [pattern for pattern in patterns if pattern.startswith("^")]
     if not expressions:
         return lambda path: path.startswith(prefixes)
-    combined = re.compile("|".join(f"(?:{expression})" for expression in expressions))
-    return lambda path: path.startswith(prefixes) or combined.match(path) is not None
+    matches = expressions_test(expressions)
+    return lambda path: path.startswith(prefixes) or matches(path)
 
 
 # --- identity of the request -----------------------------------------------------------------------------

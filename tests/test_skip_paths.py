@@ -4,10 +4,13 @@ expression. Checked at start-up. Exact outcomes through the real middleware."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
+from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponse
-from django.test import Client
+from django.test import Client, override_settings
 from django.urls import re_path
 
 from activity_audit.conf import build
@@ -115,3 +118,53 @@ def test_a_wrong_pattern_stops_start_up_naming_the_setting(value, detail):
 def test_every_form_is_accepted_as_written():
     built = build({"SKIP_PATHS": ["/health", "/static/", "/metrics*", r"^/v\d+/ping$"]}, None)
     assert built.SKIP_PATHS == ("/health", "/static/", "/metrics*", r"^/v\d+/ping$")
+
+
+# --- regular expressions are each used alone --------------------------------------------------------------
+
+SAME_GROUP_NAME = [r"^/api/(?P<version>v1)/ping$", r"^/api/(?P<version>v2)/health$"]
+
+
+def test_skip_path_expressions_may_use_the_same_group_name(http, audit_records, settings):
+    settings.ACTIVITY_AUDIT = {**settings.ACTIVITY_AUDIT, "SKIP_PATHS": SAME_GROUP_NAME}
+    paths = ["/api/v1/ping", "/api/v2/health", "/api/v1/health", "/books/"]
+    assert recorded_paths(http, audit_records, paths) == ["/api/v1/health", "/books/"]
+
+
+def test_body_path_expressions_may_use_the_same_group_name(http, audit_records, settings):
+    settings.ACTIVITY_AUDIT = {**settings.ACTIVITY_AUDIT, "BODY_PATHS": ["/upload/", *SAME_GROUP_NAME]}
+    for path in ["/api/v1/ping", "/api/v2/health", "/api/v1/health", "/upload/x", "/books/"]:
+        assert http.post(path, data="hello", content_type="text/plain").status_code == 200
+    bodies = [
+        (r["request_repr"]["path"], r["request_repr"]["body"]) for r in audit_records.of("audit.request")
+    ]
+    assert bodies == [
+        ("/api/v1/ping", "hello"),
+        ("/api/v2/health", "hello"),
+        ("/api/v1/health", None),
+        ("/upload/x", "hello"),
+        ("/books/", None),
+    ]
+
+
+def test_a_numbered_back_reference_points_at_its_own_group():
+    test = path_test((r"^/(a)/x$", r"^/(b+)/\1$"))
+    assert [path for path in ["/a/x", "/bb/bb", "/bb/b", "/b/a", "/a/a"] if test(path)] == ["/a/x", "/bb/bb"]
+
+
+@pytest.mark.parametrize(
+    ("key", "module"),
+    [("SKIP_PATHS", "activity_audit.paths"), ("BODY_PATHS", "activity_audit.request_capture")],
+)
+def test_path_rules_are_built_with_the_settings_and_a_failure_names_the_setting(key, module, monkeypatch):
+    # The rules used to be built on the first request, and a failure lost every request's record.
+    def refuse(expressions):
+        raise re.error("cannot be used here")
+
+    monkeypatch.setattr(f"{module}.expressions_test", refuse)
+    with (
+        pytest.raises(ImproperlyConfigured) as error,
+        override_settings(ACTIVITY_AUDIT={**settings.ACTIVITY_AUDIT, key: ["/static/", r"^/v\d+/ping$"]}),
+    ):
+        pass
+    assert str(error.value) == f"ACTIVITY_AUDIT['{key}'] cannot be compiled (cannot be used here)."
