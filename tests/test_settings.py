@@ -213,6 +213,17 @@ REFUSED = [
     ("REDACT_PATTERNS", [r"x(?:\d+|[a-z]+)*!"], REDACT_PATTERNS_NESTED + "'x(?:\\\\d+|[a-z]+)*!'."),
     ("REDACT_PATTERNS", [r"(?i)(?:[A-Z][a-z]+ ?)+!"], REDACT_PATTERNS_NESTED + "'(?i)(?:[A-Z][a-z]+ ?)+!'."),
     ("REDACT_PATTERNS", [r"(a|a)*b"], REDACT_PATTERNS_CHOICE + "'(a|a)*b'."),
+    # a path expression is searched in the path of every request, which any client picks
+    (
+        "SKIP_PATHS",
+        [r"^/(\w+/?)+$"],
+        REDACT_PATTERNS_NESTED.replace("REDACT_PATTERNS", "SKIP_PATHS") + "'^/(\\\\w+/?)+$'.",
+    ),
+    (
+        "BODY_PATHS",
+        [r"^/api/(a|a)*$"],
+        REDACT_PATTERNS_CHOICE.replace("REDACT_PATTERNS", "BODY_PATHS") + "'^/api/(a|a)*$'.",
+    ),
     ("REDACT_PATTERNS", [r"(\w|\w\w)+x"], REDACT_PATTERNS_CHOICE + "'(\\\\w|\\\\w\\\\w)+x'."),
     # two long repeats sharing a run: cubic
     ("REDACT_PATTERNS", [r".*secret.*="], REDACT_PATTERNS_SHARED_RUN + "'.*secret.*='."),
