@@ -78,13 +78,15 @@ class ConsoleFormatter(logging.Formatter):
     def __init__(self, format: str = CONSOLE_FORMAT, datefmt: str | None = None, style: Any = "%") -> None:
         super().__init__(format, datefmt, style)
         self._redactor: Redactor | None = None
+        self._settings: object = None  # those the redactor was built from: built again when they change
 
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
         try:
-            if self._redactor is None:
-                settings = get_settings()
+            settings = get_settings()
+            if self._redactor is None or settings is not self._settings:
                 self._redactor = Redactor(settings.REDACT_KEYS, settings.REDACT_PATTERNS)
+                self._settings = settings
             masked = self._redactor.scrub_text(line)
         except Exception:  # settings not ready or invalid: mask with the built-in keys and patterns
             masked = Redactor().scrub_text(line)

@@ -102,3 +102,11 @@ def test_the_console_formatter_applies_every_pattern(settings):
         "shop", logging.INFO, __file__, 1, "%s %s %s", ("SECRET-ab1", "EMP-1", "CUS-123456"), None
     )
     assert ConsoleFormatter("%(message)s").format(record) == f"{M} EMP-1 {M}"
+
+
+def test_the_console_formatter_follows_a_change_of_the_patterns(settings):
+    formatter = ConsoleFormatter("%(message)s")
+    record = logging.LogRecord("shop", logging.INFO, __file__, 1, "%s", ("EMP-123456",), None)
+    assert formatter.format(record) == "EMP-123456"
+    settings.ACTIVITY_AUDIT = {**settings.ACTIVITY_AUDIT, "REDACT_PATTERNS": [r"EMP-\d{6}"]}
+    assert formatter.format(record) == M
