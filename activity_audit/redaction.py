@@ -317,6 +317,8 @@ _CARD_PATTERN = (
     r"(?:\d(?:[ -]?\d){12,18}|(?=(?:\d\.?){13})\d{3,6}(?:\.\d{3,6}){2,4}(?!\.\d))(?!\d)"
 )
 _CARD_CANDIDATE = re.compile(_CARD_PATTERN)
+_CARD_GROUP_SEPARATORS = re.compile(r"[ -]")
+_MAX_CARD_GROUP = 6  # the longest group of digits of a card number written with spaces or dashes
 _CARD_CANDIDATE_BYTES = re.compile(_CARD_PATTERN.encode())
 # Every key of SENSITIVE_KEYS and SENSITIVE_SUFFIXES, in any spelling, contains one of these (lower case);
 # every secret-shaped value contains one of the markers (a card number is found by its digits).
@@ -1300,5 +1302,23 @@ def mask_card_number(candidate: str) -> str | None:
 
 
 def _mask_card_match(match: re.Match[str]) -> str:
-    masked = mask_card_number(match.group(0))
-    return match.group(0) if masked is None else masked
+    candidate = match.group(0)
+    if _part_of_an_id(match) or _grouped_unlike_a_card(candidate):
+        return candidate
+    masked = mask_card_number(candidate)
+    return candidate if masked is None else masked
+
+
+def _part_of_an_id(match: re.Match[str]) -> bool:
+    """True when the digits touch a letter (``a399e5292602475284526dc4``: a hex id, a hash, a token): a card
+    number is written apart from letters, and an id masked by mistake no longer joins its records."""
+    text, start, end = match.string, match.start(), match.end()
+    return (start > 0 and text[start - 1].isalpha()) or (end < len(text) and text[end].isalpha())
+
+
+def _grouped_unlike_a_card(candidate: str) -> bool:
+    """True when spaces or dashes split the digits into a group longer than a card's (4-4-4-4, 4-6-5 ...):
+    the 8-4-4 of a UUID whose first groups happen to be digits only."""
+    if " " not in candidate and "-" not in candidate:
+        return False
+    return any(len(group) > _MAX_CARD_GROUP for group in _CARD_GROUP_SEPARATORS.split(candidate))

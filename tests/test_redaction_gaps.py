@@ -549,3 +549,34 @@ def test_bytes_literals_after_sensitive_keys_take_linear_time() -> None:
     started = time.perf_counter()
     Redactor().scrub_text(hostile)
     assert time.perf_counter() - started < 2.0
+
+
+# --- 11. ids whose digits happen to pass for a card number -------------------------------------------------
+# A request id or a hex key masked by mistake no longer joins the records that carry it.
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "41111111-1111-1111-a1b2-c3d4e5f6a7b8",  # a UUID whose first groups are digits: 8-4-4 is no card's
+        "a399e5292602475284526dc435ad8446",  # a hex id holding a Luhn-valid run with a card prefix
+        "sha256:9f4111111111111111ab",
+        "x 4111-111111111111 y",  # a 4-12 grouping: no card is written so
+    ],
+)
+def test_ids_whose_digits_look_like_a_card_number_stay(text: str) -> None:
+    assert Redactor().scrub_text(text) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        ("card 4111 1111 1111 1111.", "card 411111******1111."),
+        ("4111-1111-1111-1111", "411111******1111"),
+        ("pan=4111111111111111&x=1", "pan=411111******1111&x=1"),
+        ("amex 3782 822463 10005", "amex 378282*****0005"),
+        ("(4111111111111111)", "(411111******1111)"),
+    ],
+)
+def test_card_numbers_written_apart_are_still_masked(text: str, masked: str) -> None:
+    assert Redactor().scrub_text(text) == masked
