@@ -47,7 +47,7 @@ def as_tests_actor() -> Any:
 @pytest.fixture
 def remote_dir(sshd_server: SshdServer) -> Path:
     """A fresh directory on the server side, writable by the SFTP user."""
-    path = sshd_server.root_dir / uuid.uuid4().hex
+    path = sshd_server.root_dir / uuid.uuid4().hex[:12]  # no run of 13 digits: never taken for a card number
     path.mkdir()
     user = pwd.getpwnam(sshd_server.username)
     os.chown(path, user.pw_uid, user.pw_gid)
