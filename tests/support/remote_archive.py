@@ -6,14 +6,16 @@ in a subprocess, so a test can SIGKILL a real process that holds a spool.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
+import logging
 import os
 import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,7 @@ from typing import Any
 import orjson
 
 from activity_audit.emit import emit_crud
+from activity_audit.logconfig import PipelineHandler
 from activity_audit.records import new_record
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -39,6 +42,22 @@ def pipeline_events(log_dir: Path, event_type: str) -> list[dict[str, Any]]:
     path = log_dir / "audit.log"
     lines = path.read_bytes().splitlines() if path.exists() else []
     return [record for record in map(orjson.loads, lines) if record.get("event_type") == event_type]
+
+
+@contextlib.contextmanager
+def every_log_record_into_the_trail() -> Iterator[None]:
+    """For the block, the README's ``LOGGING`` example at DEBUG: every logger's records go to the pipeline
+    (``app.log``), those of the sinks' libraries too unless the package keeps them out."""
+    handler = PipelineHandler(level=logging.DEBUG)
+    root = logging.getLogger()
+    previous_level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(previous_level)
 
 
 def emit_marked(count: int, marker: str) -> list[str]:

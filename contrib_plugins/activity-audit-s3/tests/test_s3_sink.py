@@ -24,13 +24,13 @@ from s3_server import SECRET_ACCESS_KEY, MotoS3, s3_options
 from activity_audit import flush
 from activity_audit.conf import MAX_SECONDS, build
 from activity_audit.dispatch import pipeline
-from activity_audit.logconfig import PipelineHandler
 from activity_audit.plugin_options import PluginOptions
 from activity_audit.threads import pipeline_thread
 from tests.support.remote_archive import (
     audit_settings,
     count_ids,
     emit_marked,
+    every_log_record_into_the_trail,
     finish_child,
     pipeline_events,
     records_of_objects,
@@ -217,19 +217,13 @@ def test_the_object_lock_check_at_start_up_keeps_boto_logging_out_of_the_trail(
     token = "FwoGZXIvYXdzEBYaDHhPq3R0c2Vzc2lvbnRva2VuSUpXVzNHNENvUjJrZXkxMjM0NTY3ODkwYWJjZGVm"
     moto_s3.create_bucket("audit-locked-logging", object_lock=True)
     options = s3_options(moto_s3, "audit-locked-logging", require_object_lock=True, session_token=token)
-    handler = PipelineHandler(level=logging.DEBUG)  # the README's LOGGING example, at DEBUG
-    root = logging.getLogger()
-    previous_level = root.level
-    root.addHandler(handler)
-    root.setLevel(logging.DEBUG)
-    try:
-        with override_settings(ACTIVITY_AUDIT=audit_settings(log_dir, s3=options)):
-            assert getattr(pipeline_thread, "active", False) is False  # the mark was the check's only
-            logging.getLogger("tests.s3").debug("configured")
-            assert flush(10)
-    finally:
-        root.removeHandler(handler)
-        root.setLevel(previous_level)
+    with (
+        every_log_record_into_the_trail(),
+        override_settings(ACTIVITY_AUDIT=audit_settings(log_dir, s3=options)),
+    ):
+        assert getattr(pipeline_thread, "active", False) is False  # the mark was the check's only
+        logging.getLogger("tests.s3").debug("configured")
+        assert flush(10)
     records = [orjson.loads(line) for line in (log_dir / "app.log").read_bytes().splitlines()]
     assert [record["message"] for record in records if record["name"] == "tests.s3"] == ["configured"]
     assert [record["name"] for record in records if record["name"].startswith(("botocore", "urllib3"))] == []

@@ -22,11 +22,11 @@ from sftp_options import sftp_options
 
 from activity_audit import flush
 from activity_audit.conf import MAX_SECONDS, build
-from activity_audit.logconfig import PipelineHandler
 from tests.support.remote_archive import (
     audit_settings,
     count_ids,
     emit_marked,
+    every_log_record_into_the_trail,
     finish_child,
     pipeline_events,
     records_of_objects,
@@ -263,23 +263,16 @@ def test_paramiko_s_own_thread_logs_nothing_into_the_trail(
 ) -> None:
     """The transport thread paramiko starts logs the connection and the authentication: those records stay
     out of app.log, which the sink itself uploads."""
-    handler = PipelineHandler(level=logging.DEBUG)  # the README's LOGGING example, at DEBUG
-    root = logging.getLogger()
-    previous_level = root.level
-    root.addHandler(handler)
-    root.setLevel(logging.DEBUG)
-    try:
-        with override_settings(
-            ACTIVITY_AUDIT=audit_settings(log_dir, sftp=sftp_options(sshd_server, str(remote_dir)))
-        ):
-            ids = emit_marked(20, "quiet")
-            logging.getLogger("tests.sftp").debug("configured")
-            assert flush(10)
-            wait_until(lambda: delivered(remote_dir, ids), 30, "every record on the server")
-            assert flush(10)
-    finally:
-        root.removeHandler(handler)
-        root.setLevel(previous_level)
+    options = sftp_options(sshd_server, str(remote_dir))
+    with (
+        every_log_record_into_the_trail(),
+        override_settings(ACTIVITY_AUDIT=audit_settings(log_dir, sftp=options)),
+    ):
+        ids = emit_marked(20, "quiet")
+        logging.getLogger("tests.sftp").debug("configured")
+        assert flush(10)
+        wait_until(lambda: delivered(remote_dir, ids), 30, "every record on the server")
+        assert flush(10)
     records = [json.loads(line) for line in (log_dir / "app.log").read_text().splitlines()]
     assert [record["message"] for record in records if record["name"] == "tests.sftp"] == ["configured"]
     assert [record["name"] for record in records if "paramiko" in record["name"]] == []
