@@ -436,13 +436,12 @@ def _record_bulk_update(
     cut_rows: set[int] = set()
     marker = commit_marker(queryset.db) if written is not None else None
     for pk, (winner, listed_objs) in winners.items():
-        before = snapshots.loaded(winner)
-        changes, after, cut = snapshots.updated_changes(winner, policy, field_names, vendor)
+        changes, after, cut, changed, before = snapshots.updated_changes(winner, policy, field_names, vendor)
         if cut and rows is not None:
             cut_rows.add(len(rows))
         if written is not None:
             winner.__dict__[snapshots.SNAPSHOT_ATTR] = after
-            if marker is not None and after is not before:  # undone if the transaction rolls back
+            if marker is not None and changed:  # undone if the transaction rolls back
                 note_provisional(winner.__dict__, before, marker, marker.outcome)
             for loser in listed_objs:
                 if loser is not winner:  # it changed nothing, and what it holds is not what the row holds

@@ -30,7 +30,7 @@ from . import deletions, m2m, options
 from .events import CREATE, DELETE, UPDATE, row_record
 from .provisional import note_provisional
 from .selection import policy_for
-from .snapshots import SNAPSHOT_ATTR, deleted_changes, loaded, record_created, updated_changes, vendor_of
+from .snapshots import SNAPSHOT_ATTR, deleted_changes, record_created, updated_changes, vendor_of
 from .transactions import emit_on_commit
 
 _UID = "activity_audit.crud"
@@ -57,8 +57,7 @@ def on_post_save(
                 row_record(CREATE, policy, instance, using, record_created(instance, policy, vendor)), using
             )
             return
-        before = loaded(instance)
-        changes, after, cut = updated_changes(instance, policy, update_fields, vendor)
+        changes, after, cut, changed, before = updated_changes(instance, policy, update_fields, vendor)
         instance.__dict__[SNAPSHOT_ATTR] = after
         if changes or options.current.keep_empty_updates:
             record = (
@@ -67,7 +66,7 @@ def on_post_save(
                 else row_record(UPDATE, policy, instance, using, changes)
             )
             callback = emit_on_commit(record, using)
-            if callback is not None and after is not before:  # undone if the transaction rolls back
+            if callback is not None and changed:  # undone if the transaction rolls back
                 note_provisional(instance.__dict__, before, callback, callback.outcome)
     except Exception as exc:
         _failed("post_save", exc)

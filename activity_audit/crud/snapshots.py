@@ -184,6 +184,8 @@ class Diff(NamedTuple):
     changes: Changes
     snapshot: Snapshot  # to keep on the instance
     cut: bool  # a value had to be cut to the capture limits (its change says ``"truncated": true``)
+    changed: bool  # the snapshot differs from the one the instance held (see ``previous``)
+    previous: Snapshot | None  # the snapshot the instance held before the save, None when it had none
 
 
 def updated_changes(
@@ -198,7 +200,8 @@ def updated_changes(
     ``vendor`` is the database's (decimals are rounded as it stores them).
     """
     values = instance.__dict__
-    before = loaded(instance) or {}
+    previous = loaded(instance)
+    before = previous or {}
     after: Snapshot | None = None
     changes: Changes = {}
     any_cut = False
@@ -233,7 +236,7 @@ def updated_changes(
         if cut:
             change["truncated"] = any_cut = True
         changes[spec.name] = change
-    return Diff(changes, before if after is None else after, any_cut)
+    return Diff(changes, before if after is None else after, any_cut, after is not None, previous)
 
 
 def row_values(instance: models.Model, policy: ModelPolicy, vendor: str) -> tuple[dict[str, Any], bool]:
