@@ -15,10 +15,12 @@
 - the value of a named value whose name is a sensitive key: ``{"name": "DB_PASSWORD", "value": ...}``
   (also ``key``/``value``, ``Name``/``Value``, ``Key``/``Value``) and, in a list of pairs,
   ``["Authorization", ...]``.
-- inside any string: JSON Web Tokens, PEM private keys, GitHub, Stripe and Slack tokens and AWS access key
-  ids (their prefix kept), ``Bearer``/``Basic``/``Digest`` credentials (every Digest parameter), the
-  password of ``scheme://user:password@host`` (one with a raw quote, backslash or ``<`` too; the slashes
-  maybe escaped, ``https:\\/\\/``), a token-like user name of ``scheme://user@host``, payment card
+- inside any string: JSON Web Tokens, PEM private keys, the tokens of GitHub, Stripe, Slack, OpenAI,
+  Anthropic, Google, GitLab, npm, PyPI, Hugging Face, SendGrid, Shopify and DigitalOcean, AWS access key ids
+  (their prefix kept), the secret path of Slack and Discord webhook URLs, ``Bearer``/``Basic``/``Digest``
+  credentials (every Digest parameter), the password of ``scheme://user:password@host`` (one with a raw
+  quote, backslash or ``<`` too; the slashes maybe escaped, ``https:\\/\\/``), a token-like user name
+  of ``scheme://user@host``, payment card
   numbers, whatever ``REDACT_PATTERNS`` match, the value of a sensitive header line (``Authorization: Token
   x``, ``X-Api-Key: x``), the word after a sensitive name and ``": "`` or ``" = "`` in prose (``password:
   x``), and the value next to a sensitive key in ``key=value`` pairs (query strings and fragments, form
@@ -203,16 +205,36 @@ _DIGEST_PARAMS = re.compile(
     re.IGNORECASE,
 )
 # Vendor tokens, recognisable anywhere by their prefix, which stays visible: GitHub, Stripe secret and
-# restricted keys, Slack.
+# restricted keys and webhook secrets, Slack, OpenAI and Anthropic ("sk-" and 32 characters or more, a digit
+# among them), Google API keys, GitLab, npm, PyPI, Hugging Face, SendGrid, Shopify and DigitalOcean tokens,
+# and the secret path of Slack and Discord webhook URLs. A token whose characters include "-" or "_" starts
+# only where a run of such characters starts (so "sk-sk-sk-..." is read once, not once per "sk-").
+_WORD_RUN_START = r"(?<![A-Za-z0-9_-])"
+_WORD_RUN_END = r"(?![A-Za-z0-9_-])"
 _VENDOR_TOKEN = re.compile(
     r"(?<![A-Za-z0-9])(?:(gh[pousr]_)[A-Za-z0-9]{36,}|(github_pat_)[A-Za-z0-9_]{22,}"
     r"|([sr]k_(?:live|test)_)[A-Za-z0-9]{16,}|(xox[abprs]-)[0-9]+-[A-Za-z0-9-]{8,})"
+    rf"|{_WORD_RUN_START}(?:(sk-)(?=[A-Za-z0-9_-]*[0-9])[A-Za-z0-9_-]{{32,}}"
+    rf"|(AIza)[A-Za-z0-9_-]{{35}}{_WORD_RUN_END}"
+    r"|(gl(?:pat|dt|rt|ptt|soat)-)[A-Za-z0-9_-]{20,}"
+    rf"|(npm_)[A-Za-z0-9]{{36}}{_WORD_RUN_END}"
+    r"|(pypi-)AgE[A-Za-z0-9_-]{50,}"
+    rf"|(hf_)[A-Za-z]{{34}}{_WORD_RUN_END}"
+    rf"|(SG\.)[A-Za-z0-9_-]{{22}}\.[A-Za-z0-9_-]{{43}}{_WORD_RUN_END}"
+    rf"|(shp(?:at|ss|ca|pa)_)[a-fA-F0-9]{{32}}{_WORD_RUN_END}"
+    rf"|(do[opr]_v1_)[a-f0-9]{{64}}{_WORD_RUN_END}"
+    r"|(whsec_)[A-Za-z0-9+/=]{24,})"
+    r"|(hooks\.slack\.com/services/)[A-Za-z0-9_/-]+"
+    r"|(discord(?:app)?\.com/api/webhooks/[0-9]+/)[A-Za-z0-9_-]+"
 )
 # AWS access key ids, long-term (AKIA) and temporary (ASIA): the prefix, then 16 upper-case letters and
 # digits; the prefix stays visible.
 _AWS_ACCESS_KEY_ID = re.compile(r"(?<![A-Za-z0-9])(AKIA|ASIA)[A-Z0-9]{16}(?![A-Za-z0-9])")
 _AWS_ACCESS_KEY_ID_BYTES = re.compile(rb"(?<![A-Za-z0-9])(?:AKIA|ASIA)[A-Z0-9]{16}(?![A-Za-z0-9])")
 _GITHUB_TOKEN_PREFIX = re.compile(r"gh[pousr]_")  # a literal start, which the regex engine searches for fast
+# The shortest text of the vendor tokens other than GitHub's, Stripe's keys and Slack's (a GitLab token, 26
+# characters; a Slack webhook URL's prefix and one character).
+_SHORTEST_LONG_TOKEN = 26
 # Django's stored password hashes ("pbkdf2_sha256$<iterations>$<salt>$<hash>" ...), which the SQL debug log of
 # django.db.backends shows in its statements and parameters; the algorithm stays visible.
 _PASSWORD_HASH = re.compile(
@@ -330,6 +352,8 @@ _KEY_ROOTS = frozenset(
 _VALUE_MARKERS = frozenset(
     {"eyj", "private key", "bearer", "basic", "digest", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"}
     | {"sk_live_", "rk_live_", "sk_test_", "rk_test_", "xox", *_PASSWORD_HASH_MARKERS}
+    | {"sk-", "aiza", "glpat-", "gldt-", "glrt-", "glptt-", "glsoat-", "npm_", "pypi-", "hf_", "sg."}
+    | {"shpat_", "shpss_", "shpca_", "shppa_", "_v1_", "whsec_", "hooks.slack.com/", "/api/webhooks/"}
 )
 # The keys "auth", "basic_auth", "auth2" but not "author" (a key with "authKey" has the root "key").
 _AUTH_WORD_BYTES = re.compile(rb"auth(?![a-z])")
@@ -1142,15 +1166,26 @@ def _mask_vendor_token(match: re.Match[str]) -> str:
 
 
 def _may_hold_vendor_token(text: str) -> bool:
-    """False when :data:`_VENDOR_TOKEN` cannot match (a few substring searches in C)."""
-    return "xox" in text or (
-        "_" in text
-        and (
-            "k_live_" in text
-            or "k_test_" in text
-            or "github_pat_" in text
-            or _GITHUB_TOKEN_PREFIX.search(text) is not None
+    """False when :data:`_VENDOR_TOKEN` cannot match (a few substring searches in C; those for the longer
+    tokens only in text long enough to hold one, and by the ``_``, ``-`` or ``.`` their prefix has)."""
+    if "xox" in text:
+        return True
+    long_enough = len(text) >= _SHORTEST_LONG_TOKEN
+    if "_" in text and (
+        "k_live_" in text
+        or "k_test_" in text
+        or "github_pat_" in text
+        or _GITHUB_TOKEN_PREFIX.search(text) is not None
+        or (
+            long_enough
+            and ("npm_" in text or "hf_" in text or "shp" in text or "_v1_" in text or "whsec_" in text)
         )
+    ):
+        return True
+    return long_enough and (
+        "AIza" in text
+        or ("-" in text and ("sk-" in text or "gl" in text or "pypi-" in text))
+        or ("." in text and ("SG." in text or "hooks.slack.com/" in text or "/api/webhooks/" in text))
     )
 
 

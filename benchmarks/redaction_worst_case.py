@@ -41,6 +41,8 @@ SHAPES = {
     "digest parameters, unclosed": 'Digest nonce=x, realm="',
     "digest parameters without value": "Digest realm ",
     "vendor token prefixes, too short": "ghp_abc1 sk_live_x xoxb-1-",
+    "vendor token prefixes in one run": "sk-1glpat-AIzaSG.",
+    "webhook URL prefixes": "hooks.slack.com/services/a.",
     "scheme://user:pass'word without @": "://a:p'w",
     "scheme://token-like user without @": "://a1b2c3d4e5f6g7h8i9",
     "scheme:\\/\\/user: (escaped) without @": ":\\/\\/a:",

@@ -102,6 +102,12 @@ CASES = [
         f"https%3A%2F%2Fa.example%2Fcb%3Ftoken%3D{M}",
     ),
     ("note35", "postgres://app:pa'ss@db/app", f"postgres://app:{M}@db/app"),
+    ("note38", "model key sk-proj-Ab1Cd2Ef3Gh4Ab1Cd2Ef3Gh4Ab1Cd2Ef3Gh4", f"model key sk-{M}"),
+    (
+        "note39",
+        "https://hooks.slack.com/services/T0AB/B0CD/aBcDeF12",
+        f"https://hooks.slack.com/services/{M}",
+    ),
     # --- look-alike strings that stay --------------------------------------------------------------------
     ("note20", "1718000000000", "1718000000000"),
     ("note21", 1718000000000, 1718000000000),

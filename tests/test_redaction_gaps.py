@@ -3,7 +3,9 @@
 Short ``Bearer`` tokens in free text; AWS access key ids; ``password: x`` and ``password = x`` in prose;
 JSON keys spelt with ``\\u`` escapes; more header and cookie names; URLs with JSON-escaped slashes; URL
 passwords longer than 256 characters; card numbers grouped with dots; short JSON Web Tokens; Python bytes
-literals as values in the repr of a dict (botocore's DEBUG record of a request's headers).
+literals as values in the repr of a dict (botocore's DEBUG record of a request's headers); tokens of more
+vendors (OpenAI, Anthropic, Google, GitLab, npm, PyPI, Hugging Face, SendGrid, Shopify, DigitalOcean, Stripe
+webhooks) and the secret path of Slack and Discord webhook URLs.
 """
 
 from __future__ import annotations
@@ -580,3 +582,81 @@ def test_ids_whose_digits_look_like_a_card_number_stay(text: str) -> None:
 )
 def test_card_numbers_written_apart_are_still_masked(text: str, masked: str) -> None:
     assert Redactor().scrub_text(text) == masked
+
+
+# --- 12. tokens of more vendors, and webhook URLs -----------------------------------------------------------
+
+OPENAI_KEY = "sk-proj-" + "Ab1Cd2Ef3Gh4" * 4
+ANTHROPIC_KEY = "sk-ant-api03-" + "xY9_zW8-" * 10
+GOOGLE_API_KEY = "AIzaSyD" + "aB3dE6gH9jK2mN5pQ8sT1vW4yZ7bC0eF"
+GITLAB_TOKEN = "glpat-" + "x1Y2z3A4b5C6d7E8f9G0"
+NPM_TOKEN = "npm_" + "a1B2c3D4e5F6g7H8i9J0" + "k1L2m3N4o5P6q7R8"
+PYPI_TOKEN = "pypi-AgEIcHlwaS5vcmcCJ" + "Gh4Ij5Kl6Mn7" * 5
+HUGGING_FACE_TOKEN = "hf_" + "AbCdEfGhIjKlMnOpQrStUvWxYzAbCdEfGh"
+SENDGRID_KEY = "SG." + "aB3dE6gH9jK2mN5pQ8sT1v" + "." + "W4yZ7bC0eF3hI6kL9nO2qR5tU8wX1zA4cD7fG0iJ3lM"
+SHOPIFY_TOKEN = "shpat_" + "0123456789abcdef" * 2
+DIGITALOCEAN_TOKEN = "dop_v1_" + "0123456789abcdef" * 4
+STRIPE_WEBHOOK_SECRET = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+
+def test_tokens_of_more_vendors_are_masked_wherever_they_appear() -> None:
+    assert_scrubbed(
+        [
+            (f"calling the model with {OPENAI_KEY}", f"calling the model with sk-{M}"),
+            (f"key={ANTHROPIC_KEY}; retry", f"key=sk-{M}; retry"),
+            (f"anthropic {ANTHROPIC_KEY}", f"anthropic sk-{M}"),
+            (f"maps {GOOGLE_API_KEY} quota", f"maps AIza{M} quota"),
+            (f"clone with {GITLAB_TOKEN}", f"clone with glpat-{M}"),
+            (f"//registry.npmjs.org/:_authToken {NPM_TOKEN}", f"//registry.npmjs.org/:_authToken npm_{M}"),
+            (f"upload {PYPI_TOKEN}", f"upload pypi-{M}"),
+            (f"model pull {HUGGING_FACE_TOKEN}.", f"model pull hf_{M}."),
+            (f"mail {SENDGRID_KEY}", f"mail SG.{M}"),
+            (f"shop {SHOPIFY_TOKEN}", f"shop shpat_{M}"),
+            (f"droplet {DIGITALOCEAN_TOKEN}", f"droplet dop_v1_{M}"),
+            (f"verify with {STRIPE_WEBHOOK_SECRET}", f"verify with whsec_{M}"),
+            (
+                "POST https://hooks.slack.com/services/T0AB12CD3/B0EF45GH6/aBcDeFgHiJkLmNoPqRsTuVwX failed",
+                f"POST https://hooks.slack.com/services/{M} failed",
+            ),
+            (
+                "https://discord.com/api/webhooks/123456789012345678/AbC-dEf_GhI123",
+                f"https://discord.com/api/webhooks/123456789012345678/{M}",
+            ),
+        ]
+    )
+
+
+def test_words_with_those_prefixes_that_are_no_token_stay() -> None:
+    assert_kept(
+        [
+            "sk-learn 1.5 is installed",
+            "disk-sk-0123456789abcdefghijklmnopqrstuvwxyz",  # "sk-" inside a word
+            "sk-abcdefghijklmnopqrstuvwxyzabcdefghij",  # no digit: a slug, not a key
+            "AIza is too short",
+            "the global glossary of english",
+            "npm_config_registry is set",
+            "hf_hub_download(repo_id)",
+            "SG.com is a site",
+            "shpat_short",
+            "see https://hooks.slack.com/ for webhooks",
+            "https://discord.com/api/webhooks/ is the endpoint",
+        ]
+    )
+
+
+def test_the_quick_test_on_encoded_records_sees_the_vendor_tokens() -> None:
+    redactor = Redactor()
+    for token in (OPENAI_KEY, GOOGLE_API_KEY, GITLAB_TOKEN, NPM_TOKEN, PYPI_TOKEN, HUGGING_FACE_TOKEN):
+        assert redactor.may_hold_secrets(orjson.dumps({"note": f"a {token} b"})), token
+    for token in (SENDGRID_KEY, SHOPIFY_TOKEN, DIGITALOCEAN_TOKEN, STRIPE_WEBHOOK_SECRET):
+        assert redactor.may_hold_secrets(orjson.dumps({"note": f"a {token} b"})), token
+    assert redactor.may_hold_secrets(b'{"url": "https://hooks.slack.com/services/T0/B0/x"}')
+    assert not redactor.may_hold_secrets(b'{"note": "the global glossary"}')
+
+
+@pytest.mark.parametrize("unit", ["sk-", "sk-1", "glpat-", "AIza", "SG.", "hooks.slack.com/services/a."])
+def test_runs_of_vendor_prefixes_take_linear_time(unit: str) -> None:
+    hostile = unit * (200_000 // len(unit))  # a token starting at each prefix would read the run again
+    started = time.perf_counter()
+    Redactor().scrub_text(hostile)
+    assert time.perf_counter() - started < 2.0
