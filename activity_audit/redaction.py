@@ -18,16 +18,16 @@
 - inside any string: JSON Web Tokens, PEM private keys, the tokens of GitHub, Stripe, Slack, OpenAI,
   Anthropic, Google, GitLab, npm, PyPI, Hugging Face, SendGrid, Shopify and DigitalOcean, AWS access key ids
   (their prefix kept), the secret path of Slack and Discord webhook URLs, ``Bearer``/``Basic``/``Digest``
-  credentials (every Digest parameter), the password of ``scheme://user:password@host`` (one with a raw
-  quote, backslash or ``<`` too; the slashes maybe escaped, ``https:\\/\\/``), a token-like user name
-  of ``scheme://user@host``, payment card
-  numbers, whatever ``REDACT_PATTERNS`` match, the value of a sensitive header line (``Authorization: Token
-  x``, ``X-Api-Key: x``), the word after a sensitive name and ``": "`` or ``" = "`` in prose (``password:
-  x``), and the value next to a sensitive key in ``key=value`` pairs (query strings and fragments, form
-  text, signed URLs), ``"key": value`` pairs (JSON text, e.g. a truncated body, also JSON held in a JSON
-  string, its quotes escaped; a list or object value is masked whole), database errors (``Key
-  (api_token)=(...)``) and XML (``<password>...</password>``, ``password="..."``). A string holding percent
-  escapes is also searched decoded, and what is found there is masked in the encoded text.
+  credentials (every Digest parameter), the password of ``scheme://user:password@host`` (one with a raw quote,
+  backslash or ``<`` too; the slashes maybe escaped, ``https:\\/\\/``), a token-like user name of
+  ``scheme://user@host``, payment card numbers, whatever ``REDACT_PATTERNS`` match, the value of a sensitive
+  header line (``Authorization: Token x``, ``X-Api-Key: x``), the word after a sensitive name and ``": "``,
+  ``":"`` or ``" = "`` in prose (``password: x``; not a host and port, ``db.secret:5432``), and the value next
+  to a sensitive key in ``key=value`` pairs (query strings and fragments, form text, signed URLs), ``"key":
+  value`` pairs (JSON text, e.g. a truncated body, also JSON held in a JSON string, its quotes escaped; a list
+  or object value is masked whole), database errors (``Key (api_token)=(...)``) and XML
+  (``<password>...</password>``, ``password="..."``). A string holding percent escapes is also searched
+  decoded, and what is found there is masked in the encoded text.
 - secret-shaped text in a dict **key** (``{"<JWT>": ""}`` from a bare query string): the key is replaced by
   its masked text; keys that become equal are kept apart with a suffix (``[REDACTED] (2)``).
 - integers that are payment card numbers (values and keys).
@@ -810,7 +810,7 @@ class Redactor:
             position = match.end()
             name = match.group(1)
             if not self._is_sensitive_header(name):
-                if match.group(2) != ":" and self._is_prose_secret_name(name):
+                if self._is_prose_secret_name(name) and not _is_host_and_port(text, match):
                     span = _prose_value_span(text, position)
                     if span is not None:
                         pieces += (text[done : span[0]], MASK)
@@ -890,6 +890,16 @@ def _key_names(key: str) -> list[str]:
         return [key]
     parts = [part for part in _BRACKETS.split(key) if part and not part.isdigit()]
     return [*parts, _BRACKETS.sub("", key)]
+
+
+def _is_host_and_port(text: str, name: re.Match[str]) -> bool:
+    """True when a name and a colon (:data:`_HEADER_LINE_START`) with no space after it are rather a host and
+    a port than a name and its value: a digit follows the colon, and the name has a dot (``db.secret:5432``)
+    or follows ``/`` or ``@`` (``redis://secret:6379``)."""
+    if name.group(2) != ":" or not text[name.end() : name.end() + 1].isdigit():
+        return False
+    start = name.start()
+    return "." in name.group(1) or (start > 0 and text[start - 1] in "/@")
 
 
 def _prose_value_span(text: str, start: int) -> tuple[int, int] | None:

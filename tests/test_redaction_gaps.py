@@ -158,6 +158,33 @@ def test_a_secret_after_a_sensitive_name_a_colon_and_a_space_is_masked() -> None
     )
 
 
+def test_a_secret_right_after_a_sensitive_name_and_a_colon_is_masked() -> None:
+    assert_scrubbed(
+        [
+            ("login failed password:hunter2 for bob", f"login failed password:{M} for bob"),
+            ("password:hunter2", f"password:{M}"),
+            ("pin:1234", f"pin:{M}"),
+            ("otp:123456 sent", f"otp:{M} sent"),
+            ("api_key:abc-123", f"api_key:{M}"),
+            ("spring.datasource.password:s3cr3t", f"spring.datasource.password:{M}"),
+        ]
+    )
+
+
+def test_a_host_and_port_or_a_weak_name_right_before_a_colon_stays() -> None:
+    assert_kept(
+        [
+            "http://secret:8080/health",
+            "redis://password:6379/0",
+            "ada@secret:22",
+            "db.password:5432",
+            "token:expired",
+            "pwd:/home/ada",
+            "code:E123",
+        ]
+    )
+
+
 def test_a_secret_after_a_sensitive_name_and_a_spaced_equals_sign_is_masked() -> None:
     assert_scrubbed(
         [
