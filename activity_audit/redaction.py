@@ -105,6 +105,10 @@ SENSITIVE_KEYS = frozenset(
         "privatekey",
         "secretkeybase",
         "otp",
+        "totp",
+        "mfacode",
+        "passcode",
+        "jwt",
         "pin",
         # card data
         "cardnumber",
@@ -137,6 +141,7 @@ SENSITIVE_SUFFIXES = (
     "subscriptionkey",
     "functionskey",
     "masterkey",
+    "accountkey",
     "encryptionkey",
     "signingkey",
     "signature",
@@ -347,7 +352,7 @@ _CARD_CANDIDATE_BYTES = re.compile(_CARD_PATTERN.encode())
 _KEY_ROOTS = frozenset(
     {"pass", "pwd", "secret", "token", "key", "authoriz", "cookie", "session", "code", "sig", "credential"}
     | {"sessid", "connect.sid", "connect_sid", "connect-sid", "connect sid", "connectsid"}
-    | {"card", "cvv", "cvc", "cvn", "otp", "pin", "private", "ccnum", "cc_num", "cc-num", "cc num"}
+    | {"card", "cvv", "cvc", "cvn", "otp", "pin", "private", "ccnum", "cc_num", "cc-num", "cc num", "jwt"}
 )
 _VALUE_MARKERS = frozenset(
     {"eyj", "private key", "bearer", "basic", "digest", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"}

@@ -687,3 +687,27 @@ def test_runs_of_vendor_prefixes_take_linear_time(unit: str) -> None:
     started = time.perf_counter()
     Redactor().scrub_text(hostile)
     assert time.perf_counter() - started < 2.0
+
+
+# --- 13. more sensitive key names ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "key", ["AccountKey", "storage_account_key", "totp", "mfa_code", "passcode", "jwt", "JWT"]
+)
+def test_more_names_of_secrets_are_sensitive_keys(key: str) -> None:
+    record = {"fields": {key: "abc123", "account": "acct"}}
+    assert Redactor().redact(record) == [f"fields.{key}"]
+    assert record == {"fields": {key: M, "account": "acct"}}
+    assert Redactor().may_hold_secrets(orjson.dumps({key: "abc123"}))
+
+
+def test_the_account_key_of_an_azure_connection_string_is_masked() -> None:
+    assert_scrubbed(
+        [
+            (
+                "DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=abc123xyz==;EndpointSuffix=x.net",
+                f"DefaultEndpointsProtocol=https;AccountName=acct;AccountKey={M};EndpointSuffix=x.net",
+            ),
+        ]
+    )
