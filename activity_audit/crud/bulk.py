@@ -436,7 +436,9 @@ def _record_bulk_update(
     cut_rows: set[int] = set()
     marker = commit_marker(queryset.db) if written is not None else None
     for pk, (winner, listed_objs) in winners.items():
-        changes, after, cut, changed, before = snapshots.updated_changes(winner, policy, field_names, vendor)
+        changes, after, cut, changed, before = snapshots.updated_changes(
+            winner, policy, field_names, vendor, queryset.db
+        )
         if cut and rows is not None:
             cut_rows.add(len(rows))
         if written is not None:

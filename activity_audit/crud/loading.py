@@ -22,7 +22,7 @@ from django.db.models import Model
 from ..dispatch import pipeline
 from .provisional import UNDO_ATTR
 from .selection import policy_for
-from .snapshots import SNAPSHOT_ATTR, loaded, remember, take
+from .snapshots import ROW_KEY, SNAPSHOT_ATTR, loaded, remember, same_row, take
 
 _MARK = "__activity_audit_wrapped__"
 
@@ -69,7 +69,11 @@ def _wrap_refresh(original: Callable[..., None]) -> Callable[..., None]:
                         spec.attname for spec in policy.fields if {spec.name, spec.attname} & set(fields)
                     }
                     fresh = {key: reloaded[key] for key in wanted if key in reloaded}
-                    reloaded = {**(loaded(self) or {}), **fresh}
+                    fresh[ROW_KEY] = row = reloaded[ROW_KEY]
+                    earlier = loaded(self)
+                    if earlier is not None and same_row(earlier, row[0], row[1], policy):
+                        fresh = {**earlier, **fresh}
+                    reloaded = fresh
                 self.__dict__[SNAPSHOT_ATTR] = reloaded
                 self.__dict__.pop(UNDO_ATTR, None)  # read from the row: nothing earlier is left to undo
         except Exception as exc:

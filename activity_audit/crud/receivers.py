@@ -57,7 +57,7 @@ def on_post_save(
                 row_record(CREATE, policy, instance, using, record_created(instance, policy, vendor)), using
             )
             return
-        changes, after, cut, changed, before = updated_changes(instance, policy, update_fields, vendor)
+        changes, after, cut, changed, before = updated_changes(instance, policy, update_fields, vendor, using)
         instance.__dict__[SNAPSHOT_ATTR] = after
         if changes or options.current.keep_empty_updates:
             record = (
@@ -81,7 +81,7 @@ def on_post_delete(
         if policy is None or m2m.in_progress(sender):
             return
         if origin is None or origin is instance:
-            changes = deleted_changes(instance, policy)
+            changes = deleted_changes(instance, policy, using)
             if changes is None:  # never loaded nor saved here: what the row held is not known
                 record = row_record(DELETE, policy, instance, using, {}, old_values_unknown=True)
             else:

@@ -36,6 +36,10 @@ from .provisional import UNDO_ATTR, settled
 from .selection import FILE, MUTABLE, FieldSpec, ModelPolicy
 
 SNAPSHOT_ATTR = "_activity_audit_loaded"
+# The row a snapshot holds the values of, kept in it: (database alias, primary key). A snapshot of another row
+# (the instance saved to another database with ``save(using=...)``, or under another primary key) says
+# nothing of the row written, and is not diffed against. Never an attribute name.
+ROW_KEY = "\x00row"
 
 Snapshot = dict[str, Any]
 Changes = dict[str, dict[str, Any]]
@@ -92,6 +96,8 @@ def take(values: dict[str, Any], policy: ModelPolicy, vendor: str | None = None)
     database stores them. Values loaded from a row are already in that form.
     """
     snap = {attname: values[attname] for attname in policy.attnames if attname in values}
+    state = values.get("_state")
+    snap[ROW_KEY] = (None if state is None else state.db, values.get(policy.pk_attname))
     for spec in policy.mutables:
         if spec.attname in snap:
             snap[spec.attname] = _frozen(spec, snap[spec.attname])
@@ -136,14 +142,16 @@ def record_created(instance: models.Model, policy: ModelPolicy, vendor: str) -> 
     return Pending(whole_row, snap, policy, True, reports_cut=True)
 
 
-def deleted_changes(instance: models.Model, policy: ModelPolicy) -> Pending | None:
-    """Every audited field of a deleted row, as last loaded or saved: ``{"old": value, "new": None}``.
+def deleted_changes(instance: models.Model, policy: ModelPolicy, alias: str) -> Pending | None:
+    """Every audited field of a row deleted from database ``alias``, as last loaded or saved: ``{"old":
+    value, "new": None}``.
 
     Built on the worker, like :func:`record_created`. None when the instance was never loaded nor saved
-    here (``Book(pk=7).delete()``): what the row held is not known, and its defaults would be made up.
+    here (``Book(pk=7).delete()``): what the row held is not known, and its defaults would be made up; also
+    when its snapshot is that of another row (loaded from another database).
     """
     snap = loaded(instance)
-    if snap is None:
+    if snap is None or not same_row(snap, alias, instance.pk, policy):
         return None
     return Pending(whole_row, snap, policy, False, reports_cut=True)
 
@@ -188,8 +196,22 @@ class Diff(NamedTuple):
     previous: Snapshot | None  # the snapshot the instance held before the save, None when it had none
 
 
+def same_row(snap: Snapshot, alias: str, pk: Any, policy: ModelPolicy) -> bool:
+    """True when ``snap`` holds the values of the row ``pk`` of database ``alias`` (or does not say)."""
+    row = snap.get(ROW_KEY)
+    if row is None:
+        return True
+    if row[0] != alias and row[0] is not None:
+        return False
+    return bool(row[1] == pk or policy.canonical_pk(row[1]) == policy.canonical_pk(pk))
+
+
 def updated_changes(
-    instance: models.Model, policy: ModelPolicy, update_fields: Collection[str] | None, vendor: str
+    instance: models.Model,
+    policy: ModelPolicy,
+    update_fields: Collection[str] | None,
+    vendor: str,
+    alias: str,
 ) -> Diff:
     """The fields a save changed, ``{"old": loaded value, "new": saved value}``, and the snapshot to keep.
 
@@ -197,10 +219,15 @@ def updated_changes(
     whose loaded value is unknown (deferred at load time, loaded later, or computed by the database from an
     expression) is reported with ``"old": None`` and ``"old_unknown": true``. A field saved from an
     expression (``F("count") + 1``) shows the expression as ``"new"`` with ``"expression": true``.
-    ``vendor`` is the database's (decimals are rounded as it stores them).
+    ``vendor`` is that of database ``alias``, the one written (decimals are rounded as it stores them). A
+    snapshot of another row (loaded from another database, or under another primary key) is no ``old``: the
+    fields are reported as unknown, as for an instance never loaded.
     """
     values = instance.__dict__
     previous = loaded(instance)
+    pk = values.get(policy.pk_attname)
+    if previous is not None and not same_row(previous, alias, pk, policy):
+        previous = None
     before = previous or {}
     after: Snapshot | None = None
     changes: Changes = {}
@@ -236,7 +263,10 @@ def updated_changes(
         if cut:
             change["truncated"] = any_cut = True
         changes[spec.name] = change
-    return Diff(changes, before if after is None else after, any_cut, after is not None, previous)
+    snapshot = before if after is None else after
+    if snapshot.get(ROW_KEY) != (alias, pk):
+        snapshot = {**snapshot, ROW_KEY: (alias, pk)}  # a new dict: a stored snapshot is never mutated
+    return Diff(changes, snapshot, any_cut, after is not None, previous)
 
 
 def row_values(instance: models.Model, policy: ModelPolicy, vendor: str) -> tuple[dict[str, Any], bool]:

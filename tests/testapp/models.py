@@ -121,3 +121,58 @@ class Note(models.Model):
 class Board(models.Model):
     name = models.CharField(max_length=50)
     notes = GenericRelation(Note)
+
+
+class Replica(models.Model):
+    """Has a table on both databases (copies of rows are saved from one to the other)."""
+
+    name = models.CharField(max_length=50)
+    n = models.IntegerField(default=0)
+
+
+class Code(models.Model):
+    """A primary key the application chooses, and may change."""
+
+    code = models.CharField(max_length=10, primary_key=True)
+    label = models.CharField(max_length=50, default="")
+
+
+class Region(models.Model):
+    code = models.CharField(max_length=10, unique=True)
+    name = models.CharField(max_length=50, default="")
+
+
+class Office(models.Model):
+    """Points at a region by its code, not its primary key (``to_field``)."""
+
+    region = models.ForeignKey(
+        Region, to_field="code", on_delete=models.CASCADE, null=True, related_name="offices"
+    )
+    name = models.CharField(max_length=50, default="")
+
+
+class LiveTopics(models.Manager["Topic"]):
+    """A soft-deleting default manager: archived topics are not returned."""
+
+    def get_queryset(self) -> models.QuerySet["Topic"]:
+        return super().get_queryset().filter(archived=False)
+
+
+class Topic(models.Model):
+    label = models.CharField(max_length=50)
+    archived = models.BooleanField(default=False)
+
+    objects = LiveTopics()
+    all_objects = models.Manager()
+
+
+class Post(models.Model):
+    title = models.CharField(max_length=50)
+    topics = models.ManyToManyField(Topic, related_name="posts", blank=True)
+
+
+class Counter(models.Model):
+    """A unique key, for upserts (``bulk_create(update_conflicts=True)``)."""
+
+    key = models.CharField(max_length=20, unique=True)
+    value = models.IntegerField(default=0)
