@@ -409,6 +409,24 @@ def test_save_of_a_stale_object_after_a_related_remove_records_the_key_it_writes
     ]
 
 
+def test_save_of_a_stale_object_after_a_related_remove_one_by_one_records_the_key_it_writes_back(
+    audit_records, moved_review
+):
+    """``remove(bulk=False)`` saves copies of the rows it loads itself: the object given is as stale."""
+    review, b1, _ = moved_review
+    audit_records.clear()
+
+    b1.reviews.remove(review, bulk=False)
+    assert Review.objects.get(pk=review.pk).book_id is None and review.book_id == b1.pk
+    review.save()
+
+    assert Review.objects.get(pk=review.pk).book_id == b1.pk
+    assert crud(audit_records) == [
+        record("UPDATE", "Review", review.pk, {"book": {"old": b1.pk, "new": None}}),
+        record("UPDATE", "Review", review.pk, {"book": {"old": None, "new": b1.pk}}),
+    ]
+
+
 def test_save_after_a_generic_relation_add_records_only_what_the_save_changed(audit_records):
     first, second = Board.objects.create(name="first"), Board.objects.create(name="second")
     note = Note.objects.get(pk=first.notes.create(text="hello").pk)

@@ -100,7 +100,9 @@ def _wrap_write(original: Callable[..., Any], key_of: KeyOf, cleared: bool) -> C
 
     def write(self: Any, *objs: Model, **kwargs: Any) -> Any:
         result = original(self, *objs, **kwargs)
-        if objs and kwargs.get("bulk", True):
+        # add(bulk=False) saves the objects given (their snapshots follow in post_save); remove(bulk=False)
+        # saves copies it loads itself, which leaves the objects given as stale as a bulk remove() does.
+        if objs and (cleared or kwargs.get("bulk", True)):
             try:
                 moved(objs, key_of(self), cleared)
             except Exception as exc:
