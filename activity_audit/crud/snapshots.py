@@ -343,9 +343,13 @@ def _copy(value: Any) -> tuple[Any, bool]:
 
 def assigned_form(spec: FieldSpec, value: Any, vendor: str) -> Any:
     """A value ``QuerySet.update()`` writes, in the form the rows will hold (see :func:`take`); a model
-    instance given for a foreign key becomes its pk."""
+    instance given for a foreign key becomes the value of the field it points to (its pk, or its
+    ``to_field``)."""
     if isinstance(value, models.Model):
-        value = value.pk
+        field = spec.field
+        value = (
+            getattr(value, field.target_field.attname) if isinstance(field, models.ForeignKey) else value.pk
+        )
     return _stored_form(spec, value, vendor)
 
 
