@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tests.crud_helpers import bulk, crud, record
-from tests.testapp.models import Office, Region
+from tests.testapp.models import Office, Post, Region, Topic
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -38,4 +38,40 @@ def test_a_reverse_add_through_a_to_field_records_the_value_the_rows_hold(audit_
     assert crud(audit_records) == [
         bulk("QUERYSET_UPDATE", "Office", 1, operation="update", values={"region": "US"}, pks=[office.pk]),
         record("UPDATE", "Office", office.pk, {"name": {"old": "Rome", "new": "Roma"}}),
+    ]
+
+
+def test_m2m_remove_and_clear_record_only_the_links_a_filtering_default_manager_lets_django_delete(
+    audit_records,
+):
+    post = Post.objects.create(title="p")
+    live, archived = Topic.objects.create(label="live"), Topic.objects.create(label="old")
+    post.topics.add(live, archived)
+    Topic.all_objects.filter(pk=archived.pk).update(archived=True)  # hidden by Topic.objects
+    audit_records.clear()
+
+    post.topics.remove(archived)  # Django deletes nothing: the default manager does not return it
+    post.topics.clear()  # deletes the link to the live topic only
+
+    links = Post.topics.through.objects.filter(post=post).values_list("topic_id", flat=True)
+    assert list(links) == [archived.pk]
+    assert crud(audit_records) == [
+        record(
+            "M2M_CLEAR", "Post", post.pk, {"topics": {"cleared": [live.pk]}}, related_model="testapp.Topic"
+        ),
+    ]
+
+
+def test_m2m_remove_from_the_other_side_of_a_filtering_manager_records_what_was_deleted(audit_records):
+    post, other = Post.objects.create(title="p"), Post.objects.create(title="q")
+    topic = Topic.objects.create(label="live")
+    topic.posts.add(post, other)
+    audit_records.clear()
+
+    topic.posts.remove(post)
+
+    assert crud(audit_records) == [
+        record(
+            "M2M_REMOVE", "Topic", topic.pk, {"posts": {"removed": [post.pk]}}, related_model="testapp.Post"
+        ),
     ]

@@ -103,7 +103,7 @@ def _handle(
     if action.startswith("pre_"):
         _mark(sender, using)
         if action in ("pre_remove", "pre_clear"):
-            _remember_existing(sender, instance, reverse, pk_set, using)
+            _remember_existing(sender, instance, reverse, model, pk_set, using)
         return
     _unmark(sender)
     field = _field_of(sender)
@@ -128,8 +128,16 @@ def _handle(
 
 
 def _remember_existing(
-    through: type[models.Model], instance: models.Model, reverse: bool, pk_set: set[Any] | None, using: str
+    through: type[models.Model],
+    instance: models.Model,
+    reverse: bool,
+    related: type[models.Model],
+    pk_set: set[Any] | None,
+    using: str,
 ) -> None:
+    """Note the links that ``remove()`` (``pk_set``) or ``clear()`` (None) is about to delete, as Django
+    chooses them: only those whose ``related`` object the default manager of its model returns (a
+    soft-deleting manager hides rows, and Django leaves their links alone)."""
     field = _field_of(through)
     if field is None:
         return
@@ -139,6 +147,9 @@ def _remember_existing(
     links = through._default_manager.using(using).filter(**{source: instance})
     if pk_set is not None:
         links = links.filter(**{f"{target}__in": pk_set})
+    visible = related._default_manager.get_queryset()
+    if visible.query.has_filters():
+        links = links.filter(**{f"{target}__in": visible.using(using)})
     existing = set(links.values_list(target, flat=True))
     _existing.set((through, id(instance), reverse, existing))
 
