@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tests.crud_helpers import bulk, crud, record
-from tests.testapp.models import Office, Post, Region, Topic
+from tests.testapp.models import Counter, Office, Post, Region, Topic
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -74,4 +74,35 @@ def test_m2m_remove_from_the_other_side_of_a_filtering_manager_records_what_was_
         record(
             "M2M_REMOVE", "Topic", topic.pk, {"posts": {"removed": [post.pk]}}, related_model="testapp.Post"
         ),
+    ]
+
+
+@pytest.mark.parametrize(
+    "conflicts",
+    [
+        {"update_conflicts": True, "unique_fields": ["key"], "update_fields": ["value"]},
+        {"ignore_conflicts": True},
+    ],
+    ids=["update_conflicts", "ignore_conflicts"],
+)
+def test_an_upsert_of_a_loaded_object_leaves_it_no_snapshot(audit_records, conflicts):
+    """The row may or may not hold what the object held: the next save cannot tell what it changes."""
+    Counter.objects.create(key="visits", value=10)
+    counter = Counter.objects.get(key="visits")
+    counter.value = 50
+    Counter.objects.bulk_create([counter], **conflicts)
+    audit_records.clear()
+
+    counter.value = 10
+    counter.save()
+
+    assert Counter.objects.get(key="visits").value == 10
+    unknown = {"old": None, "old_unknown": True}
+    assert crud(audit_records) == [
+        record(
+            "UPDATE",
+            "Counter",
+            counter.pk,
+            {"key": {**unknown, "new": "visits"}, "value": {**unknown, "new": 10}},
+        )
     ]

@@ -51,7 +51,7 @@ from ..dispatch import pipeline
 from . import m2m, options, related, snapshots
 from .chunks import parts, sorted_pks, with_part
 from .events import BULK_CREATE, BULK_UPDATE, QUERYSET_UPDATE, Moment, bulk_message, crud_record, moment
-from .provisional import note_provisional
+from .provisional import UNDO_ATTR, note_provisional
 from .selection import FieldSpec, ModelPolicy, is_masked, policy_for
 from .transactions import commit_marker, emit_on_commit
 
@@ -391,6 +391,9 @@ def _record_bulk_create(
         # Django cannot tell which rows were inserted and which met a conflict (skipped, or updated with
         # update_fields only): the record lists what was submitted and says so.
         fields.update(_conflict_fields(policy, kwargs))
+        for obj in created:  # what each row now holds is not known: a snapshot read earlier is stale
+            obj.__dict__.pop(snapshots.SNAPSHOT_ATTR, None)
+            obj.__dict__.pop(UNDO_ATTR, None)
     else:
         for obj in created:
             snapshots.remember(obj, policy, vendor)  # saved now: later saves diff against these values
