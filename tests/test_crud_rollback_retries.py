@@ -7,7 +7,7 @@ import pytest
 from django.db import transaction
 
 from tests.crud_helpers import crud, record
-from tests.testapp.models import Author
+from tests.testapp.models import Author, Book
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -116,3 +116,51 @@ def test_a_bulk_update_retried_after_its_transaction_rolled_back_is_recorded(aud
     first.save()  # "Grace", in autocommit: the row still holds "Ada"
 
     assert crud(audit_records) == [renamed(first.pk, "Ada", "Grace")]
+
+
+def test_a_refresh_inside_a_transaction_that_rolls_back_is_undone_with_it(audit_records, author):
+    for attempt in range(2):
+        try:
+            with transaction.atomic():
+                rename(author, "Grace")
+                author.refresh_from_db()  # reads the row as the transaction left it
+                if attempt == 0:
+                    raise Rollback
+        except Rollback:
+            assert Author.objects.get(pk=author.pk).name == "Ada"
+
+    assert Author.objects.get(pk=author.pk).name == "Grace"
+    assert crud(audit_records) == [renamed(author.pk, "Ada", "Grace")]
+
+
+def test_a_deferred_field_read_inside_a_transaction_that_rolls_back_is_undone_with_it(audit_records):
+    book = Book.objects.create(title="Dune", pages=412, author=Author.objects.create(name="Frank"))
+    book = Book.objects.only("title").get(pk=book.pk)
+    audit_records.clear()
+    for attempt in range(2):
+        try:
+            with transaction.atomic():
+                book.title = "Dune Messiah"
+                book.save()
+                assert book.pages == 412  # a deferred field: read from the row by refresh_from_db
+                if attempt == 0:
+                    raise Rollback
+        except Rollback:
+            assert Book.objects.get(pk=book.pk).title == "Dune"
+
+    assert Book.objects.get(pk=book.pk).title == "Dune Messiah"
+    (update,) = crud(audit_records)
+    assert update["changes"]["title"] == {"old": "Dune", "new": "Dune Messiah"}
+    # read only inside the transaction that rolled back: not known to be what the row held
+    assert update["changes"]["pages"] == {"old": None, "new": 412, "old_unknown": True}
+
+
+def test_a_refresh_inside_a_transaction_that_commits_stays(audit_records, author):
+    with transaction.atomic():
+        Author.objects.filter(pk=author.pk).update(name="Grace")
+        author.refresh_from_db()
+    audit_records.clear()
+
+    rename(author, "Hedy")
+
+    assert crud(audit_records) == [renamed(author.pk, "Grace", "Hedy")]

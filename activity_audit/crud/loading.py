@@ -17,12 +17,14 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
+from django.db import DEFAULT_DB_ALIAS
 from django.db.models import Model
 
 from ..dispatch import pipeline
-from .provisional import UNDO_ATTR
+from .provisional import UNDO_ATTR, note_provisional
 from .selection import policy_for
-from .snapshots import ROW_KEY, SNAPSHOT_ATTR, loaded, remember, same_row, take
+from .snapshots import ROW_KEY, SNAPSHOT_ATTR, Snapshot, loaded, remember, same_row, take
+from .transactions import commit_marker
 
 _MARK = "__activity_audit_wrapped__"
 
@@ -61,6 +63,7 @@ def _wrap_refresh(original: Callable[..., None]) -> Callable[..., None]:
             policy = policy_for(type(self))
             if policy is not None:
                 fields = kwargs.get("fields", args[1] if len(args) > 1 else None)
+                earlier = loaded(self)
                 reloaded = take(self.__dict__, policy)
                 if fields is not None:
                     # Only these came from the row; the other attributes are whatever the code set, and an
@@ -70,17 +73,27 @@ def _wrap_refresh(original: Callable[..., None]) -> Callable[..., None]:
                     }
                     fresh = {key: reloaded[key] for key in wanted if key in reloaded}
                     fresh[ROW_KEY] = row = reloaded[ROW_KEY]
-                    earlier = loaded(self)
                     if earlier is not None and same_row(earlier, row[0], row[1], policy):
                         fresh = {**earlier, **fresh}
                     reloaded = fresh
                 self.__dict__[SNAPSHOT_ATTR] = reloaded
-                self.__dict__.pop(UNDO_ATTR, None)  # read from the row: nothing earlier is left to undo
+                _read_in(self, earlier)
         except Exception as exc:
             _failed(exc)
 
     setattr(refresh_from_db, _MARK, True)
     return refresh_from_db
+
+
+def _read_in(instance: Model, earlier: Snapshot | None) -> None:
+    """Settle what a refresh read: for good in autocommit, while inside a transaction only until it rolls
+    back (the row then holds again what ``earlier`` says, and what earlier saves of the transaction wrote is
+    undone as well: see provisional.py)."""
+    marker = commit_marker(instance._state.db or DEFAULT_DB_ALIAS)
+    if marker is None:
+        instance.__dict__.pop(UNDO_ATTR, None)  # read from a committed row: nothing earlier is left to undo
+    else:
+        note_provisional(instance.__dict__, earlier, marker, marker.outcome)
 
 
 def _failed(exc: Exception) -> None:
