@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 from django.db import connection, transaction
-from django.db.models import F
+from django.db.models import F, OuterRef, Subquery
 from django.test.utils import CaptureQueriesContext
 
 from tests.crud_helpers import audit_settings, bulk, crud
@@ -42,6 +42,18 @@ def test_queryset_update_records_values_count_and_pks(audit_records, author):
         )
     ]
     assert sorted(Book.objects.values_list("pages", flat=True)) == [0, 11, 12]
+
+
+def test_queryset_update_from_a_subquery_records_a_text_without_memory_address(audit_records, author):
+    make_books(author, 1)
+    audit_records.clear()
+    first_title = Book.objects.filter(author=OuterRef("pk")).order_by("pk").values("title")[:1]
+
+    Author.objects.filter(pk=author.pk).update(name=Subquery(first_title))
+
+    assert Author.objects.get(pk=author.pk).name == "B0"
+    (update,) = crud(audit_records)
+    assert update["values"] == {"name": "Subquery(...)"}
 
 
 def test_update_of_no_row_writes_nothing(audit_records, author):

@@ -23,6 +23,7 @@ import copy
 import datetime as dt
 import decimal
 import math
+import re
 import uuid
 from collections.abc import Collection
 from typing import Any, NamedTuple
@@ -49,6 +50,7 @@ _IMMUTABLE_TYPES = frozenset({str, int, float, bool, type(None), bytes})
 _PASSED_AS_IS = frozenset({bool, type(None), dt.datetime, dt.date, uuid.UUID})
 _JSON_OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
 _INT64 = range(-(2**63), 2**63)
+_DEFAULT_OBJECT_TEXT = re.compile(r"<(?:[\w.]+\.)?(\w+) object at 0x[0-9a-fA-F]+>")
 
 limits = Limits()
 
@@ -76,6 +78,13 @@ class Computed(str):
         return True
 
     __hash__ = str.__hash__
+
+    @classmethod
+    def of(cls, expression: Any) -> Computed:
+        """``expression`` as text; a part without a text of its own (a ``Subquery``, whose ``str()`` is the
+        default ``<... object at 0x...>``) shows as its class name, ``Subquery(...)``: the same expression
+        always reads the same, and no memory address reaches a record."""
+        return cls(_DEFAULT_OBJECT_TEXT.sub(r"\1(...)", str(expression)))
 
 
 def masked() -> dict[str, bool]:
@@ -359,11 +368,11 @@ def _stored_form(spec: FieldSpec, value: Any, vendor: str) -> Any:
         return None
     kind = spec.kind
     if kind == MUTABLE:
-        return Computed(value) if _is_expression(value) else _frozen(spec, value)
+        return Computed.of(value) if _is_expression(value) else _frozen(spec, value)
     if kind == FILE:
         if type(value) is str:
             return value
-        return Computed(value) if _is_expression(value) else _file_name(value)  # F("x").name is "x"
+        return Computed.of(value) if _is_expression(value) else _file_name(value)  # F("x").name is "x"
     if spec.python_type is not None and type(value) is not spec.python_type:
         value = _converted(spec, value)
     if spec.normalise is not None:
@@ -371,14 +380,14 @@ def _stored_form(spec: FieldSpec, value: Any, vendor: str) -> Any:
     if spec.quantum is not None and type(value) is decimal.Decimal:
         return _rounded(spec, value, vendor)
     if spec.python_type is None and _is_expression(value):
-        return Computed(value)
+        return Computed.of(value)
     return value
 
 
 def _converted(spec: FieldSpec, value: Any) -> Any:
     """``value`` as the field's Python type (``to_python``); an expression becomes :class:`Computed`."""
     if _is_expression(value):
-        return Computed(value)
+        return Computed.of(value)
     try:
         value = spec.field.to_python(value)
     except Exception:  # Django will refuse it on save; compare and record it as given
