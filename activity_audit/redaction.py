@@ -98,6 +98,8 @@ SENSITIVE_KEYS = frozenset(
         "sessionid",
         "sessionkey",
         "code",
+        "authcode",
+        "authorizationcode",
         "sig",
         "signature",
         "xamzsignature",
@@ -150,6 +152,7 @@ SENSITIVE_SUFFIXES = (
     "sessionid",
     "cardnumber",
     "authorization",
+    "jwt",
 )
 # A key is also sensitive when a word of it names what the value is derived from or compared with
 # (password_confirmation, passwordConfirm, password_digest, apiKeyValue, code_verifier): these words are

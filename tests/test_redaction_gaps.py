@@ -693,7 +693,18 @@ def test_runs_of_vendor_prefixes_take_linear_time(unit: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "key", ["AccountKey", "storage_account_key", "totp", "mfa_code", "passcode", "jwt", "JWT"]
+    "key",
+    [
+        "AccountKey",
+        "storage_account_key",
+        "totp",
+        "mfa_code",
+        "passcode",
+        "jwt",
+        "X-JWT",
+        "auth_code",
+        "authorization_code",
+    ],
 )
 def test_more_names_of_secrets_are_sensitive_keys(key: str) -> None:
     record = {"fields": {key: "abc123", "account": "acct"}}
