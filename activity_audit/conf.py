@@ -166,6 +166,16 @@ def _seconds(key: str, value: Any) -> float:
     return _at_most_max_seconds(key, value)
 
 
+def _report_seconds(key: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 1 <= value < math.inf:
+        # A report about a failing sink goes to that sink too, and fails there again: with no interval
+        # between reports it would feed itself for ever.
+        raise _bad(
+            key, "a number of seconds of at least 1 (a report about a failing sink can fail again)", value
+        )
+    return _at_most_max_seconds(key, value)
+
+
 def _positive_seconds(key: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
         raise _bad(key, "a number of seconds greater than 0", value)
@@ -361,7 +371,7 @@ VALIDATORS: dict[str, Validator] = {
     "SINK_QUEUE_BYTES": _positive_int,
     "FSYNC_INTERVAL": _optional_seconds,
     "SHUTDOWN_TIMEOUT": _seconds,
-    "REPORT_INTERVAL": _seconds,
+    "REPORT_INTERVAL": _report_seconds,
     "HANDLE_SIGTERM": _boolean,
     "MAX_FIELD_CHARS": _positive_int,
     "MAX_ITEMS": _positive_int,

@@ -45,7 +45,8 @@ ACCEPTED = [
     ("FSYNC_INTERVAL", None, None),
     ("FSYNC_INTERVAL", 0, 0.0),
     ("SHUTDOWN_TIMEOUT", 2, 2.0),
-    ("REPORT_INTERVAL", 0.5, 0.5),
+    ("REPORT_INTERVAL", 1, 1.0),
+    ("REPORT_INTERVAL", 2.5, 2.5),
     ("HANDLE_SIGTERM", False, False),
     ("MAX_FIELD_CHARS", 100, 100),
     ("MAX_ITEMS", 10, 10),
@@ -144,6 +145,18 @@ REFUSED = [
         "FLUSH_INTERVAL",
         0,
         "ACTIVITY_AUDIT['FLUSH_INTERVAL'] must be a number of seconds greater than 0, got 0.",
+    ),
+    (
+        "REPORT_INTERVAL",
+        0,
+        "ACTIVITY_AUDIT['REPORT_INTERVAL'] must be a number of seconds of at least 1 (a report about a "
+        "failing sink can fail again), got 0.",
+    ),
+    (
+        "REPORT_INTERVAL",
+        0.5,
+        "ACTIVITY_AUDIT['REPORT_INTERVAL'] must be a number of seconds of at least 1 (a report about a "
+        "failing sink can fail again), got 0.5.",
     ),
     (
         "FSYNC_INTERVAL",
