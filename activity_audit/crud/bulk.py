@@ -38,6 +38,7 @@ dropped from the snapshots of its objects: their next save reports them with ``"
 from __future__ import annotations
 
 import contextvars
+import copy
 import functools
 from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Any
@@ -282,6 +283,8 @@ def _emit(
     message = bulk_message(event_type, policy.name, count)
     listed = len(pks) if pks is not None else len(rows) if rows is not None else 0
     for chunk, part in parts(range(listed), options.current.chunk_size):
+        if part is not None and part["index"] > 1:
+            fields = copy.deepcopy(fields)  # each part's record its own: a plugin may change one in place
         detail: dict[str, Any] = {"operation": operation, "count": count, **fields}
         if pks is not None:
             detail["pks"] = [pks[index] for index in chunk]

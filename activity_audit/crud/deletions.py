@@ -72,7 +72,7 @@ class DeleteBatch:
                 if pks is not None:
                     fields["pks"] = list(chunk)
                 fields["cascade"] = policy.model is not self.origin_model
-                fields["origin"] = self.origin_ref
+                fields["origin"] = dict(self.origin_ref)  # each record its own
                 emit_now(
                     crud_record(
                         BULK_DELETE,

@@ -62,7 +62,12 @@ def crud_record(
     changes: Any = None,
     **fields: Any,
 ) -> dict[str, Any]:
-    """One ``audit.crud`` record in the documented key order; ``fields`` follow ``db``."""
+    """One ``audit.crud`` record in the documented key order; ``fields`` follow ``db``.
+
+    The record owns its ``user`` (a copy: the records of one bulk operation share their moment, and a
+    plugin may change a record in place).
+    """
+    user = when.actor.user
     record: dict[str, Any] = {
         "timestamp": when.timestamp,
         "level": AUDIT_LEVEL,
@@ -71,7 +76,7 @@ def crud_record(
         "model": model_name,
         "event_type": event_type,
         "instance_id": instance_id,
-        "user": when.actor.user,
+        "user": None if user is None else dict(user),
         "extra": {},
         "model_label": model_label,
         "changes": {} if changes is None else changes,
