@@ -283,9 +283,9 @@ def _emit(
     message = bulk_message(event_type, policy.name, count)
     listed = len(pks) if pks is not None else len(rows) if rows is not None else 0
     for chunk, part in parts(range(listed), options.current.chunk_size):
-        if part is not None and part["index"] > 1:
-            fields = copy.deepcopy(fields)  # each part's record its own: a plugin may change one in place
-        detail: dict[str, Any] = {"operation": operation, "count": count, **fields}
+        # Each part's record owns its values: a plugin may change a record in place, at once in autocommit.
+        shared = fields if part is None else copy.deepcopy(fields)
+        detail: dict[str, Any] = {"operation": operation, "count": count, **shared}
         if pks is not None:
             detail["pks"] = [pks[index] for index in chunk]
         if rows is not None:
