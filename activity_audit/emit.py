@@ -14,6 +14,7 @@ from .deferred import realise_pending
 from .dispatch import pipeline
 from .manager import AuditPluginManager, get_plugin_manager
 from .records import CHANNEL_API, CHANNEL_AUDIT
+from .reporting import where_it_failed
 
 # One implementation of an audit_* hook, called directly: (plugin name, function, takes the record).
 _Impl = tuple[str, Callable[..., Any], bool]
@@ -58,7 +59,7 @@ def _run_hook(cache: _ImplCache, record: dict[str, Any]) -> bool:
             if (function(record=record) if takes_record else function()) is False:
                 keep = False
         except Exception as exc:
-            error = f"{type(exc).__name__}: {exc}"
+            error = where_it_failed(exc)  # not its message: the hook read the record before redaction
             pipeline.reporter.problem("HOOK_FAILED", f"{cache.hook_name}:{name}", error=error)
     return keep
 

@@ -8,12 +8,28 @@ sink that works shows the failures of one that does not).
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+
+def where_it_failed(exc: BaseException) -> str:
+    """``exc`` named by its type and the place it was raised (``ValueError in enrich (hooks.py:12)``),
+    without its message: the message of an exception raised by code that read an unredacted record may
+    quote a value from it (``invalid literal for int(): '<a PIN>'``), and reports are not redacted on
+    stderr."""
+    name = type(exc).__name__
+    trace = exc.__traceback__
+    if trace is None:
+        return name
+    while trace.tb_next is not None:
+        trace = trace.tb_next
+    code = trace.tb_frame.f_code
+    return f"{name} in {code.co_name} ({os.path.basename(code.co_filename)}:{trace.tb_lineno})"
 
 
 @dataclass

@@ -166,7 +166,7 @@ def test_hook_audit_crud_event(audit_records: CapturedRecords) -> None:
     class Broken:
         @hookimpl
         def audit_crud_event(self, record: dict[str, Any]) -> None:
-            raise RuntimeError("enricher bug")
+            raise RuntimeError(f"enricher bug on {record['message']}")  # a value of the unredacted record
 
     with (
         registered_plugin(Enricher(), name="tests.enricher"),
@@ -184,7 +184,9 @@ def test_hook_audit_crud_event(audit_records: CapturedRecords) -> None:
     ]
     assert second["seq"] == first["seq"] + 1
     [failure] = problems(audit_records, "HOOK_FAILED", "audit_crud_event:tests.broken")
-    assert (failure["occurrences"], failure["lost"], failure["error"]) == (1, 0, "RuntimeError: enricher bug")
+    line = Broken.audit_crud_event.__code__.co_firstlineno + 2
+    error = f"RuntimeError in audit_crud_event (test_hooks_contract.py:{line})"  # where, not the message
+    assert (failure["occurrences"], failure["lost"], failure["error"]) == (1, 0, error)
 
 
 def test_hook_audit_request(audit_records: CapturedRecords) -> None:
