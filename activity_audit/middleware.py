@@ -16,8 +16,9 @@ Auditing never breaks a request: a failure inside it is reported through the pip
 response goes out unchanged; a failure that costs the record is reported as one record lost. Failing to read
 the user costs nothing but the user: the record says actor ``unknown`` and ``actor_error`` (the exception's
 class), and the failure is reported once as ``ACTOR_UNKNOWN``. An exception raised by the view is recorded
-(status 500, class and message) and still reaches Django exactly as before. The record's schema is in
-``docs/requests.md``.
+(status 500, class and message) and still reaches Django exactly as before. A request cancelled at any point
+(the ASGI client went away), also while the user is read after the view, is recorded too, with status null.
+The record's schema is in ``docs/requests.md``.
 """
 
 from __future__ import annotations
@@ -139,11 +140,11 @@ class AuditLoggingMiddleware:
             try:
                 response = await self.get_response(request)
             except BaseException as exc:
-                _finish(flight, request, None, exc, await _actor_after_async_view(flight, request))
+                await _finish_async(flight, request, None, exc)
                 raise
             finally:
                 _in_flight.reset(token)
-            _finish(flight, request, response, None, await _actor_after_async_view(flight, request))
+            await _finish_async(flight, request, response, None)
             if getattr(response, "streaming", False):
                 _stream_in_request_context(response)
         return response
@@ -309,6 +310,24 @@ def _text_of(value: Any, copier: Snapshotter) -> Any:
     if value is None or (type(value) is str and len(value) <= copier.limits.max_chars):
         return value
     return copier.copy(value)
+
+
+async def _finish_async(flight: _InFlight, request: Any, response: Any, exc: BaseException | None) -> None:
+    """:func:`_finish` in an async stack, the actor read first on the event loop
+    (:func:`_actor_after_async_view`). Raises only what interrupts that read, once the record is written.
+
+    When the ASGI client goes away while the user is read, Django cancels the request's task: the record is
+    written all the same, as that of a request whose response was never sent (no response: status null, or
+    500 when the view raised), ``error_message`` the view's exception or else the interruption
+    (``CancelledError``), and actor ``unknown`` with ``actor_error`` naming the interruption, not reported (a
+    client leaving is no fault of the audit's). Then the interruption goes on.
+    """
+    try:
+        actor = await _actor_after_async_view(flight, request)
+    except BaseException as interruption:
+        _finish(flight, request, None, exc or flight.exception or interruption, unknown_actor(interruption))
+        raise
+    _finish(flight, request, response, exc, actor)
 
 
 async def _actor_after_async_view(flight: _InFlight, request: Any) -> Actor | None:

@@ -1,0 +1,149 @@
+"""Requests at the edges of their life, each with the exact record fields concerned and exactly one record
+per request.
+
+ASGI requests here go through Django's own ``ASGIHandler``, driven as a server drives it (the body in
+``http.request`` messages, then ``http.disconnect`` when the client goes), so that the request's body is the
+file Django receives it into and a disconnect cancels the request's task as it does under uvicorn."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+from unittest import mock
+
+import pytest
+from asgiref.sync import async_to_sync
+from django.core.handlers.asgi import ASGIHandler
+from django.http import HttpRequest, HttpResponse
+from django.urls import path
+
+from activity_audit import actor
+from activity_audit.dispatch import pipeline
+
+pytestmark = pytest.mark.django_db
+
+AUDIT = "activity_audit.middleware.AuditLoggingMiddleware"
+SESSIONS = "django.contrib.sessions.middleware.SessionMiddleware"
+AUTHENTICATION = "django.contrib.auth.middleware.AuthenticationMiddleware"
+STACK = [AUDIT, SESSIONS, AUTHENTICATION]
+SESSION_COOKIE = (b"cookie", b"sessionid=k3y0fas3ssion")  # a session the audit must look up
+
+
+# --- views -----------------------------------------------------------------------------------------------
+
+
+async def answers_at_once(request: HttpRequest) -> HttpResponse:
+    return HttpResponse("fast", content_type="text/plain")
+
+
+async def raises(request: HttpRequest) -> HttpResponse:
+    raise ValueError("the view failed")
+
+
+urlpatterns = [
+    path("fast/", answers_at_once),
+    path("raises/", raises),
+]
+
+
+@pytest.fixture
+def stack(settings) -> list[str]:
+    settings.ROOT_URLCONF = __name__
+    settings.MIDDLEWARE = STACK
+    return STACK
+
+
+def only_record(audit_records) -> dict[str, Any]:
+    records = audit_records.of("audit.request")
+    assert len(records) == 1, records
+    return records[0]
+
+
+def reports():
+    """A spy on the pipeline's reporter."""
+    return mock.patch.object(pipeline.reporter, "problem", wraps=pipeline.reporter.problem)
+
+
+# --- driving Django's ASGI handler ----------------------------------------------------------------------
+
+
+async def serve_asgi(
+    path: str,
+    *,
+    method: str = "GET",
+    headers: Iterable[tuple[bytes, bytes]] = (),
+    body: Iterable[bytes] = (b"",),
+    client_gone: Callable[[], Awaitable[Any]] | None = None,
+) -> list[dict[str, Any]]:
+    """One request through Django's ``ASGIHandler``; the messages it sent.
+
+    ``body`` is sent as ``http.request`` messages, one per piece. Then the client stays until the handler
+    ends the request, or, with ``client_gone``, goes away (``http.disconnect``) once that has returned.
+    """
+    pieces = list(body)
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        if pieces:
+            piece = pieces.pop(0)
+            return {"type": "http.request", "body": piece, "more_body": bool(pieces)}
+        await (client_gone() if client_gone is not None else asyncio.Event().wait())
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"testserver"), *headers],
+        "client": ("127.0.0.1", 50000),
+        "server": ("testserver", 80),
+    }
+    await ASGIHandler()(scope, receive, send)
+    return sent
+
+
+# --- the ASGI client goes away while the audit reads the user after the view ------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "status", "error"),
+    [("/fast/", None, "CancelledError"), ("/raises/", 500, "ValueError: the view failed")],
+    ids=["view answered", "view raised"],
+)
+def test_a_client_gone_while_the_user_is_read_after_the_view_still_gets_its_record(
+    stack, audit_records, url, status, error
+):
+    async def scenario() -> list[dict[str, Any]]:
+        lookup_started = asyncio.Event()
+
+        async def session_store_that_never_answers(request: HttpRequest) -> Any:
+            lookup_started.set()
+            await asyncio.Event().wait()  # only the request's cancellation ends it
+
+        with mock.patch.object(actor, "asession_user", session_store_that_never_answers):
+            return await serve_asgi(url, headers=[SESSION_COOKIE], client_gone=lookup_started.wait)
+
+    with reports() as spy:
+        sent = async_to_sync(scenario)()
+
+    assert sent == []  # the response never went out
+    record = only_record(audit_records)
+    assert record["request_repr"]["path"] == url
+    assert record["response_repr"] == {"status_code": status, "headers": {}, "body": None}
+    assert record["error_message"] == error
+    assert (record["actor"], record["actor_error"], record["request_repr"]["user"]) == (
+        "unknown",
+        "CancelledError",
+        None,
+    )
+    assert spy.call_args_list == []  # a client leaving is no fault of the audit's
