@@ -72,6 +72,7 @@ class _InFlight:
     __slots__ = (
         "body_error",
         "client_ip",
+        "elapsed",
         "exception",
         "request_id",
         "rules",
@@ -89,6 +90,12 @@ class _InFlight:
         self.body_error: str | None = None  # the class of the error met reading the body before the view
         self.timestamp = now()
         self.started = time.perf_counter()
+        self.elapsed = 0.0
+
+    def stop(self) -> None:
+        """Note that the stack below answered (or raised): ``execution_time`` ends here, before the audit's
+        own work (reading the user after the view) begins."""
+        self.elapsed = time.perf_counter() - self.started
 
 
 _in_flight: contextvars.ContextVar[_InFlight | None] = contextvars.ContextVar(
@@ -120,10 +127,12 @@ class AuditLoggingMiddleware:
             try:
                 response = self.get_response(request)
             except BaseException as exc:
+                flight.stop()
                 _finish(flight, request, None, exc, None)
                 raise
             finally:
                 _in_flight.reset(token)
+            flight.stop()
             _finish(flight, request, response, None, None)
             if getattr(response, "streaming", False):
                 _stream_in_request_context(response)
@@ -140,10 +149,12 @@ class AuditLoggingMiddleware:
             try:
                 response = await self.get_response(request)
             except BaseException as exc:
+                flight.stop()
                 await _finish_async(flight, request, None, exc)
                 raise
             finally:
                 _in_flight.reset(token)
+            flight.stop()
             await _finish_async(flight, request, response, None)
             if getattr(response, "streaming", False):
                 _stream_in_request_context(response)
@@ -253,7 +264,6 @@ def _record(
     actor: Actor | None,
 ) -> dict[str, Any]:
     rules = flight.rules
-    elapsed = time.perf_counter() - flight.started
     who = _actor_after_view() if actor is None else actor
     keeps_body = rules.keeps_body(request.method, request.path)
     meta = request.META
@@ -287,7 +297,7 @@ def _record(
         request_repr=request_repr,
         response_repr=response_repr,
         error_message=error_text(exc) if exc is not None else None,
-        execution_time=elapsed,
+        execution_time=flight.elapsed,
         request_id=flight.request_id,
         client_ip=flight.client_ip,
         forwarded_for=_text_of(meta.get("HTTP_X_FORWARDED_FOR"), copier),

@@ -14,11 +14,15 @@ from unittest import mock
 
 import pytest
 from asgiref.sync import async_to_sync
+from django.contrib.auth.models import AnonymousUser
 from django.core.handlers.asgi import ASGIHandler
 from django.http import HttpRequest, HttpResponse
+from django.test import AsyncClient, Client
 from django.urls import path
+from django.utils.deprecation import MiddlewareMixin
+from django.utils.functional import SimpleLazyObject
 
-from activity_audit import actor
+from activity_audit import actor, middleware
 from activity_audit.dispatch import pipeline
 
 pytestmark = pytest.mark.django_db
@@ -41,9 +45,45 @@ async def raises(request: HttpRequest) -> HttpResponse:
     raise ValueError("the view failed")
 
 
+class Clock:
+    """``time.perf_counter`` for the middleware, moved on by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def perf_counter(self) -> float:
+        return self.now
+
+
+CLOCK = Clock()
+
+
+def slow_user() -> AnonymousUser:
+    CLOCK.now += 100.0  # the audit's own read of the user after the view
+    return AnonymousUser()
+
+
+class SlowUserMiddleware(MiddlewareMixin):
+    """An authentication layer whose user costs 100 (clock) seconds to read."""
+
+    def process_request(self, request: HttpRequest) -> None:
+        request.user = SimpleLazyObject(slow_user)  # type: ignore[assignment]
+
+
+def takes_a_quarter(request: HttpRequest) -> HttpResponse:
+    CLOCK.now += 0.25
+    return HttpResponse("done", content_type="text/plain")
+
+
+async def atakes_a_quarter(request: HttpRequest) -> HttpResponse:
+    return takes_a_quarter(request)
+
+
 urlpatterns = [
     path("fast/", answers_at_once),
     path("raises/", raises),
+    path("quarter/", takes_a_quarter),
+    path("aquarter/", atakes_a_quarter),
 ]
 
 
@@ -147,3 +187,20 @@ def test_a_client_gone_while_the_user_is_read_after_the_view_still_gets_its_reco
         None,
     )
     assert spy.call_args_list == []  # a client leaving is no fault of the audit's
+
+
+# --- execution_time ends when the stack below answered ----------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["wsgi", "asgi"])
+def test_execution_time_leaves_out_the_audits_own_read_of_the_user(settings, audit_records, kind):
+    settings.ROOT_URLCONF = __name__
+    settings.MIDDLEWARE = [AUDIT, f"{__name__}.SlowUserMiddleware"]
+    with mock.patch.object(middleware, "time", CLOCK):
+        if kind == "wsgi":
+            Client().get("/quarter/")
+        else:
+            async_to_sync(AsyncClient().get)("/aquarter/")
+
+    record = only_record(audit_records)
+    assert (record["execution_time"], record["actor"]) == (0.25, "anonymous")
