@@ -233,8 +233,8 @@ def _finish(
     one record lost; one that does not (echoing the id) is reported without loss.
     """
     try:
-        if response is not None and flight.rules.request_id_header not in response:
-            response[flight.rules.request_id_header] = flight.request_id
+        if response is not None:
+            _echo_request_id(response, flight.rules.request_id_header, flight.request_id)
     except Exception as failure:
         _report(failure)
     if flight.skipped:
@@ -243,6 +243,17 @@ def _finish(
         emit_request(_record(flight, request, response, exc or flight.exception, actor))
     except Exception as failure:
         _report(failure, lost=1)
+
+
+def _echo_request_id(response: Any, header: str, request_id: str) -> None:
+    """Echo ``request_id`` in the response's ``header``, unless the view or a middleware set it itself.
+
+    A response object may be returned for more than one request (a cached response, an ``lru_cache``'d
+    view, ``UpdateCacheMiddleware`` listed before this one): a header this middleware wrote for an earlier
+    request (noted on the response, and still holding what was written) gets this request's id instead.
+    """
+    if header not in response or getattr(response, "_activity_audit_request_id", None) == response[header]:
+        response[header] = response._activity_audit_request_id = request_id
 
 
 def _actor_after_view() -> Actor:

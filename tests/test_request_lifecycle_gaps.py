@@ -8,6 +8,7 @@ file Django receives it into and a disconnect cancels the request's task as it d
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 from unittest import mock
@@ -79,11 +80,40 @@ async def atakes_a_quarter(request: HttpRequest) -> HttpResponse:
     return takes_a_quarter(request)
 
 
+@functools.cache
+def maintenance_page() -> HttpResponse:
+    return HttpResponse("down for maintenance", status=503, content_type="text/plain")
+
+
+def maintenance(request: HttpRequest) -> HttpResponse:
+    """Answers every request with one and the same response object."""
+    return maintenance_page()
+
+
+@functools.cache
+def traced_page() -> HttpResponse:
+    response = HttpResponse("traced", content_type="text/plain")
+    response["X-Request-ID"] = "set-by-the-view"
+    return response
+
+
+def traced(request: HttpRequest) -> HttpResponse:
+    """One and the same response object, whose id header the view set itself."""
+    return traced_page()
+
+
+def cacheable(request: HttpRequest) -> HttpResponse:
+    return HttpResponse("the same for everybody", content_type="text/plain")
+
+
 urlpatterns = [
     path("fast/", answers_at_once),
     path("raises/", raises),
     path("quarter/", takes_a_quarter),
     path("aquarter/", atakes_a_quarter),
+    path("maintenance/", maintenance),
+    path("traced/", traced),
+    path("cacheable/", cacheable),
 ]
 
 
@@ -204,3 +234,60 @@ def test_execution_time_leaves_out_the_audits_own_read_of_the_user(settings, aud
 
     record = only_record(audit_records)
     assert (record["execution_time"], record["actor"]) == (0.25, "anonymous")
+
+
+# --- one response object answered to several requests -----------------------------------------------------
+
+
+def test_a_response_object_answered_again_carries_each_requests_own_id(stack, audit_records):
+    client = Client()
+    sent = ["client-a-0001", "client-b-0002", "client-c-0003"]
+
+    echoed = [
+        client.get("/maintenance/", HTTP_X_REQUEST_ID=request_id)["X-Request-ID"] for request_id in sent
+    ]
+
+    assert echoed == sent
+    records = audit_records.of("audit.request")
+    assert [(r["request_id"], r["response_repr"]["headers"]["X-Request-ID"]) for r in records] == [
+        (request_id, request_id) for request_id in sent
+    ]
+    assert [r["response_repr"]["status_code"] for r in records] == [503, 503, 503]
+
+
+def test_an_id_header_the_view_set_on_a_shared_response_is_left_alone(stack, audit_records):
+    client = Client()
+
+    echoed = [
+        client.get("/traced/", HTTP_X_REQUEST_ID=rid)["X-Request-ID"] for rid in ("req-0001", "req-0002")
+    ]
+
+    assert echoed == ["set-by-the-view", "set-by-the-view"]
+    records = audit_records.of("audit.request")
+    assert [(r["request_id"], r["response_repr"]["headers"]["X-Request-ID"]) for r in records] == [
+        ("req-0001", "set-by-the-view"),
+        ("req-0002", "set-by-the-view"),
+    ]
+
+
+def test_a_response_served_from_the_cache_middleware_carries_each_requests_own_id(settings, audit_records):
+    settings.ROOT_URLCONF = __name__
+    settings.CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "lifecycle-gaps"}
+    }
+    settings.MIDDLEWARE = [
+        "django.middleware.cache.UpdateCacheMiddleware",
+        *STACK,
+        "django.middleware.cache.FetchFromCacheMiddleware",
+    ]
+    client = Client()
+    sent = ["cache-miss-0001", "cache-hit-0002", "cache-hit-0003"]
+
+    responses = [client.get("/cacheable/", HTTP_X_REQUEST_ID=request_id) for request_id in sent]
+
+    assert [response["X-Request-ID"] for response in responses] == sent
+    assert [response.content for response in responses] == [b"the same for everybody"] * 3
+    records = audit_records.of("audit.request")
+    assert [(r["request_id"], r["response_repr"]["headers"]["X-Request-ID"]) for r in records] == [
+        (request_id, request_id) for request_id in sent
+    ]
