@@ -49,7 +49,8 @@ import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from tempfile import SpooledTemporaryFile
+from typing import IO, Any
 from urllib.parse import parse_qsl
 
 from django.conf import settings as django_settings
@@ -360,7 +361,8 @@ def request_body(
     A body sent with a ``Content-Encoding`` (gzip ...) is only described, read or not (see
     :func:`~activity_audit.bodies.encoded_body`). ``read_error`` is what :func:`preload_request_body`
     returned: the body could not be read, and the record says ``{"type": ..., "size": ..., "error":
-    "<exception class>"}``.
+    "<exception class>"}``. A body of undeclared length (chunked) that nothing read is unread, size null
+    (:func:`_undeclared_body`).
     """
     meta = request.META
     content_type = meta.get("CONTENT_TYPE") or None
@@ -371,6 +373,8 @@ def request_body(
         if encoding and is_encoded(encoding):
             size = len(body) if body else length
             return copier.copy(encoded_body(content_type, size, str(encoding)))
+    else:  # no length declared, no byte read: no body, or one of unknown length nothing read
+        return _undeclared_body(request, content_type, copier)
     if type(body) is bytes and len(body) <= copier.limits.max_chars:
         return Pending(summarize_body, content_type, body, rules.max_body_bytes)
     if body is not None:
@@ -379,9 +383,47 @@ def request_body(
         return copier.copy(parsed_multipart(request, rules.max_body_bytes))
     if read_error is not None:
         return {"type": content_type, "size": length, "error": read_error}
-    if length is None:
-        return None
     return {"type": content_type, "size": length, "unread": True}
+
+
+def _undeclared_body(request: Any, content_type: str | None, copier: Snapshotter) -> Any:
+    """After the view, for a request that declared no length and whose body nothing read: None when it has
+    no body, else ``{"type": ..., "size": null, "unread": true}`` (or, sent with a ``Content-Encoding``,
+    :func:`~activity_audit.bodies.encoded_body` with size null). Never reads a stream."""
+    if not _has_undeclared_body(request):
+        return None
+    encoding = request.META.get("HTTP_CONTENT_ENCODING")
+    if encoding and is_encoded(encoding):
+        return copier.copy(encoded_body(content_type, None, str(encoding)))
+    return {"type": content_type, "size": None, "unread": True}
+
+
+def _has_undeclared_body(request: Any) -> bool:
+    """True when a request without a ``Content-Length`` carries a body all the same (chunked, or an HTTP/2
+    stream). Reads nothing.
+
+    Under ASGI, Django has received the whole body into a temporary file before the view: its size decides.
+    Otherwise a ``Transfer-Encoding`` header says a body follows (RFC 9112, section 6.1). Django's WSGI
+    request reads nothing of a body without ``Content-Length`` (gunicorn, ``runserver``: the view gets
+    ``b""``), so such a body stays unread whatever the view does.
+    """
+    stream = request.__dict__.get("_stream")
+    if type(stream) is SpooledTemporaryFile:  # what Django's ASGI handler receives the body into
+        size = _stored_size(stream)
+        if size is not None:
+            return size > 0
+    return bool(request.META.get("HTTP_TRANSFER_ENCODING"))
+
+
+def _stored_size(stream: IO[bytes]) -> int | None:
+    """The size of a seekable file, its position left as it was; None when it cannot be told (closed)."""
+    try:
+        position = stream.tell()
+        size = stream.seek(0, os.SEEK_END)
+        stream.seek(position)
+    except (OSError, ValueError):
+        return None
+    return size
 
 
 def parsed_multipart(request: Any, max_bytes: int) -> dict[str, Any]:

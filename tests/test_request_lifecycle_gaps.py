@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import io
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 from unittest import mock
@@ -17,14 +18,17 @@ import pytest
 from asgiref.sync import async_to_sync
 from django.contrib.auth.models import AnonymousUser
 from django.core.handlers.asgi import ASGIHandler
+from django.core.handlers.wsgi import WSGIRequest
 from django.http import HttpRequest, HttpResponse
-from django.test import AsyncClient, Client
+from django.test import AsyncClient, Client, RequestFactory
 from django.urls import path
 from django.utils.deprecation import MiddlewareMixin
 from django.utils.functional import SimpleLazyObject
+from django.views.decorators.csrf import csrf_exempt
 
 from activity_audit import actor, middleware
 from activity_audit.dispatch import pipeline
+from activity_audit.middleware import AuditLoggingMiddleware
 
 pytestmark = pytest.mark.django_db
 
@@ -33,6 +37,8 @@ SESSIONS = "django.contrib.sessions.middleware.SessionMiddleware"
 AUTHENTICATION = "django.contrib.auth.middleware.AuthenticationMiddleware"
 STACK = [AUDIT, SESSIONS, AUTHENTICATION]
 SESSION_COOKIE = (b"cookie", b"sessionid=k3y0fas3ssion")  # a session the audit must look up
+JSON = {"order": 42}
+JSON_BYTES = b'{"order": 42}'
 
 
 # --- views -----------------------------------------------------------------------------------------------
@@ -106,6 +112,24 @@ def cacheable(request: HttpRequest) -> HttpResponse:
     return HttpResponse("the same for everybody", content_type="text/plain")
 
 
+async def ignores_body(request: HttpRequest) -> HttpResponse:
+    return HttpResponse("not read", content_type="text/plain")
+
+
+@csrf_exempt
+async def reads_body(request: HttpRequest) -> HttpResponse:
+    return HttpResponse(request.body, content_type="text/plain")
+
+
+@csrf_exempt
+def sync_reads_body(request: HttpRequest) -> HttpResponse:
+    return HttpResponse(repr(request.body), content_type="text/plain")
+
+
+def sync_ignores_body(request: HttpRequest) -> HttpResponse:
+    return HttpResponse("not read", content_type="text/plain")
+
+
 urlpatterns = [
     path("fast/", answers_at_once),
     path("raises/", raises),
@@ -114,6 +138,8 @@ urlpatterns = [
     path("maintenance/", maintenance),
     path("traced/", traced),
     path("cacheable/", cacheable),
+    path("ignores-body/", ignores_body),
+    path("reads-body/", reads_body),
 ]
 
 
@@ -291,3 +317,86 @@ def test_a_response_served_from_the_cache_middleware_carries_each_requests_own_i
     assert [(r["request_id"], r["response_repr"]["headers"]["X-Request-ID"]) for r in records] == [
         (request_id, request_id) for request_id in sent
     ]
+
+
+# --- a request body of undeclared length ------------------------------------------------------------------
+
+
+def post_asgi(url: str, headers: list[tuple[bytes, bytes]]) -> None:
+    """POST ``JSON_BYTES`` through Django's ASGI handler in two pieces, as a chunked body arrives."""
+    async_to_sync(serve_asgi)(url, method="POST", headers=headers, body=[JSON_BYTES[:5], JSON_BYTES[5:]])
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        (
+            [(b"content-type", b"application/json"), (b"transfer-encoding", b"chunked")],
+            {"type": "application/json", "size": None, "unread": True},
+        ),
+        (  # HTTP/2: a body streamed without Content-Length and without Transfer-Encoding
+            [(b"content-type", b"application/json")],
+            {"type": "application/json", "size": None, "unread": True},
+        ),
+        (
+            [(b"content-type", b"application/json"), (b"content-encoding", b"gzip")],
+            {"type": "application/json", "size": None, "content_encoding": "gzip"},
+        ),
+    ],
+    ids=["chunked", "http2 stream", "compressed"],
+)
+def test_an_asgi_body_of_undeclared_length_the_view_did_not_read_is_unread(
+    stack, audit_records, headers, expected
+):
+    post_asgi("/ignores-body/", headers)
+
+    assert only_record(audit_records)["request_repr"]["body"] == expected
+
+
+def test_an_asgi_chunked_body_the_view_read_is_recorded_as_read(stack, audit_records):
+    post_asgi("/reads-body/", [(b"content-type", b"application/json"), (b"transfer-encoding", b"chunked")])
+
+    assert only_record(audit_records)["request_repr"]["body"] == JSON
+
+
+@pytest.mark.parametrize(
+    ("method", "headers"),
+    [("GET", []), ("GET", [(b"content-type", b"application/json")]), ("POST", [(b"content-length", b"0")])],
+    ids=["plain GET", "GET with a content type", "empty POST"],
+)
+def test_an_asgi_request_without_a_body_has_body_null(stack, audit_records, method, headers):
+    async_to_sync(serve_asgi)("/ignores-body/", method=method, headers=headers)
+
+    assert only_record(audit_records)["request_repr"]["body"] is None
+
+
+def chunked_wsgi_request() -> WSGIRequest:
+    """A POST as gunicorn and ``runserver`` hand a chunked request to Django: no ``CONTENT_LENGTH``, the
+    ``Transfer-Encoding`` header, and the chunked body in ``wsgi.input``."""
+    meta = RequestFactory().post("/", data=JSON_BYTES, content_type="application/json").META
+    meta.pop("CONTENT_LENGTH", None)
+    meta["HTTP_TRANSFER_ENCODING"] = "chunked"
+    meta["wsgi.input"] = io.BytesIO(b"%x\r\n%s\r\n0\r\n\r\n" % (len(JSON_BYTES), JSON_BYTES))
+    return WSGIRequest(meta)
+
+
+@pytest.mark.parametrize(
+    ("view", "answer"),
+    [(sync_ignores_body, b"not read"), (sync_reads_body, b"b''")],
+    ids=["view does not read", "view reads"],
+)
+def test_a_wsgi_chunked_body_is_unread_as_django_never_reads_it(audit_records, view, answer):
+    response = AuditLoggingMiddleware(view)(chunked_wsgi_request())
+
+    assert response.content == answer  # Django's WSGIRequest reads nothing of a body without a length
+    assert only_record(audit_records)["request_repr"]["body"] == {
+        "type": "application/json",
+        "size": None,
+        "unread": True,
+    }
+
+
+def test_a_wsgi_get_without_a_body_has_body_null(stack, audit_records):
+    Client().get("/ignores-body/", CONTENT_TYPE="application/json")
+
+    assert only_record(audit_records)["request_repr"]["body"] is None
