@@ -80,7 +80,8 @@ def _authenticated_user(request: Any, after_view: bool = False) -> Any:
     When ``AuthenticationMiddleware``'s lazy user was never evaluated and the session holds no user id,
     Django would build an ``AnonymousUser``: None says so without building it. ``after_view``: the view has
     returned, so that lazy user is read without side effects on the session
-    (:func:`~activity_audit.session_user.session_user`) and left unevaluated for whoever reads it next.
+    (:func:`~activity_audit.session_user.session_user`) and left unevaluated for whoever reads it next. A
+    user the view loaded with ``await request.auser()`` is taken from Django's cache of it, at no cost.
     """
     session = getattr(request, "session", None)
     accessed = getattr(session, "accessed", None)
@@ -100,6 +101,9 @@ def _user_of(request: Any, session: Any, after_view: bool) -> Any:
     if type(setup) is _SeenUser:
         return setup.user
     if _is_django_setup(setup):
+        loaded = _user_loaded_async(request)
+        if loaded is not _NO_USER:
+            return loaded
         if _holds_no_user(session):
             return None
         if after_view:
@@ -121,7 +125,8 @@ async def authenticated_user_async(request: Any) -> Any:
 
     ``AuthenticationMiddleware``'s lazy user, not evaluated yet, is read as Django's ``aget_user`` reads it
     but without side effects on the session (:func:`~activity_audit.session_user.asession_user`), and left
-    unevaluated; any other lazy user not evaluated yet on a thread, as Django would.
+    unevaluated; any other lazy user not evaluated yet on a thread, as Django would. A user the view loaded
+    with ``await request.auser()`` is taken as it is.
     """
     setup = _pending_setup(request)
     if setup is None and not hasattr(request, "user"):
@@ -130,6 +135,9 @@ async def authenticated_user_async(request: Any) -> Any:
         return _authenticated_user(request)  # at hand: no I/O
     if not _is_django_setup(setup):
         return await sync_to_async(_authenticated_user)(request)
+    loaded = _user_loaded_async(request)
+    if loaded is not _NO_USER:
+        return loaded if _is_user(loaded) else None
     session = request.session
     accessed = session.accessed
     try:
@@ -141,6 +149,12 @@ async def authenticated_user_async(request: Any) -> Any:
     finally:
         if accessed is False:
             session.accessed = False
+
+
+def _user_loaded_async(request: Any) -> Any:
+    """The user the view loaded with ``await request.auser()`` (Django 5.0+), which caches it on the request
+    apart from the lazy ``request.user``; ``_NO_USER`` when it did not. Reading it costs no query."""
+    return request.__dict__.get("_acached_user", _NO_USER)
 
 
 class _SeenUser:

@@ -10,17 +10,21 @@ from __future__ import annotations
 import asyncio
 import functools
 import io
+import re
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 from unittest import mock
 
+import django
 import pytest
 from asgiref.sync import async_to_sync
-from django.contrib.auth.models import AnonymousUser
+from django.contrib.auth.models import AnonymousUser, User
 from django.core.handlers.asgi import ASGIHandler
 from django.core.handlers.wsgi import WSGIRequest
+from django.db import connection
 from django.http import HttpRequest, HttpResponse
 from django.test import AsyncClient, Client, RequestFactory
+from django.test.utils import CaptureQueriesContext
 from django.urls import path
 from django.utils.deprecation import MiddlewareMixin
 from django.utils.functional import SimpleLazyObject
@@ -39,6 +43,7 @@ STACK = [AUDIT, SESSIONS, AUTHENTICATION]
 SESSION_COOKIE = (b"cookie", b"sessionid=k3y0fas3ssion")  # a session the audit must look up
 JSON = {"order": 42}
 JSON_BYTES = b'{"order": 42}'
+USER_QUERY = re.compile(r"\bauth_user\b")
 
 
 # --- views -----------------------------------------------------------------------------------------------
@@ -130,6 +135,11 @@ def sync_ignores_body(request: HttpRequest) -> HttpResponse:
     return HttpResponse("not read", content_type="text/plain")
 
 
+async def loads_user_async(request: HttpRequest) -> HttpResponse:
+    user = await request.auser()  # type: ignore[attr-defined]  # Django 5.0+
+    return HttpResponse(f"hello {user.username}", content_type="text/plain")
+
+
 urlpatterns = [
     path("fast/", answers_at_once),
     path("raises/", raises),
@@ -140,6 +150,7 @@ urlpatterns = [
     path("cacheable/", cacheable),
     path("ignores-body/", ignores_body),
     path("reads-body/", reads_body),
+    path("auser/", loads_user_async),
 ]
 
 
@@ -400,3 +411,40 @@ def test_a_wsgi_get_without_a_body_has_body_null(stack, audit_records):
     Client().get("/ignores-body/", CONTENT_TYPE="application/json")
 
     assert only_record(audit_records)["request_repr"]["body"] is None
+
+
+# --- a user the view loaded with ``await request.auser()`` --------------------------------------------------
+
+
+@pytest.mark.skipif(django.VERSION < (5, 0), reason="HttpRequest.auser() is Django 5.0+")
+@pytest.mark.parametrize("kind", ["wsgi", "asgi"])
+def test_a_user_loaded_with_auser_costs_no_second_query(stack, audit_records, kind):
+    user = User.objects.create_user("ada")
+    client = Client()
+    client.force_login(user)
+    audit_records.clear()
+
+    with CaptureQueriesContext(connection) as queries:
+        if kind == "wsgi":
+            response = client.get("/auser/")
+        else:
+            aclient = AsyncClient()
+            aclient.cookies = client.cookies
+            response = async_to_sync(aclient.get)("/auser/")
+
+    assert response.content == b"hello ada"
+    assert len([q for q in queries.captured_queries if USER_QUERY.search(q["sql"])]) == 1  # the view's own
+    record = only_record(audit_records)
+    assert (record["actor"], record["request_repr"]["user"]) == (
+        f"user:{user.pk}",
+        {"id": user.pk, "username": "ada"},
+    )
+
+
+@pytest.mark.skipif(django.VERSION < (5, 0), reason="HttpRequest.auser() is Django 5.0+")
+def test_an_anonymous_user_loaded_with_auser_is_recorded_anonymous(stack, audit_records):
+    response = async_to_sync(AsyncClient().get)("/auser/")
+
+    assert response.content == b"hello "
+    record = only_record(audit_records)
+    assert (record["actor"], record["request_repr"]["user"]) == ("anonymous", None)
