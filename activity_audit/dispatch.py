@@ -134,6 +134,8 @@ class SinkRunner:
         self._thread: threading.Thread | None = None
         self._inline = False  # no thread could be started: deliver on the thread that offers
         self.busy_since: float | None = None
+        self._exited = False  # its thread has taken its last item: nothing appended now is delivered by it
+        self.abandoned = False  # still busy when shutdown stopped waiting for it: hung, never called again
         self.delivered = 0
         self.lost = 0
         self.failures = 0
@@ -221,12 +223,36 @@ class SinkRunner:
                 while not self._items and not self._stopping:
                     self._cond.wait()
                 if not self._items:
+                    self._exited = True
                     return
                 item = self._items.popleft()
             if isinstance(item, FlushBarrier):
                 item.arrive()
                 continue
             self._deliver(*item)
+
+    def deliver_late(self, batch: list[rec.Entry]) -> None:
+        """Deliver ``batch``, formatted after shutdown began: behind the backlog while this runner's thread
+        still delivers it, at once on the calling thread once that thread has ended (or never started).
+        A sink that hung at shutdown is not called again (the process could never end): the batch is
+        counted lost for it, and reported."""
+        with self._cond:
+            abandoned = self.abandoned
+            if abandoned:
+                self.lost += len(batch)
+            elif self._thread is not None and not self._exited:
+                size = sum(len(entry.line) for entry in batch)
+                self._items.append((batch, size))
+                self._backlog += len(batch)
+                self._backlog_bytes += size
+                self._cond.notify()
+                return
+        if abandoned:
+            self._pipeline.reporter.problem(
+                "SINK_FAILED", self.name, lost=len(batch), error="hung at shutdown; not called again"
+            )
+        else:
+            self.deliver_now(batch)
 
     def deliver_now(self, batch: list[rec.Entry]) -> None:
         """Deliver ``batch`` on the calling thread, counted as usual, outside the backlog (after shutdown)."""
@@ -470,7 +496,8 @@ class Pipeline:
             try:
                 entries = self._format([item])
                 for runner in self._runners.values():
-                    runner.deliver_now(entries)
+                    runner.deliver_late(entries)
+                self.reporter.flush_all()  # the exit's last report has been made: nothing else would
             except BaseException as exc:  # never into the caller, at exit least of all
                 write_stderr(f"a record submitted after the audit pipeline stopped was lost: {exc!r}")
                 return False
@@ -806,6 +833,7 @@ class Pipeline:
         for runner in self._runners.values():
             runner.stop()
         for runner in _join_all(list(self._runners.values()), deadline):
+            runner.abandoned = runner.busy_since is not None or bool(runner.backlog)
             if runner.backlog:  # an empty one is only on its way out
                 clean = False
                 write_stderr(
@@ -827,6 +855,8 @@ class Pipeline:
             )
 
     def _deliver_leftovers(self) -> None:
+        """Hand the records queued as the worker made its last check to the sinks, behind their backlogs
+        (the sinks' threads still run: they deliver in order, one batch at a time)."""
         while self._queue:
             item = self._queue.popleft()
             if isinstance(item, FlushBarrier):
@@ -835,7 +865,7 @@ class Pipeline:
             with self._late_lock:
                 entries = self._format([item])
                 for runner in self._runners.values():
-                    runner.deliver_now(entries)
+                    runner.deliver_late(entries)
 
     def after_fork_in_child(self) -> None:
         """Start over in a forked child: the parent owns, and writes, everything queued before the fork."""

@@ -88,3 +88,20 @@ def test_hanging_sink(tmp_path: Path) -> None:
     assert [(r["occurrences"], r["lost"]) for r in in_trail] == reports[:2]
     assert f"sink {name} did not finish in time; {stats['backlog']} records not delivered" in finished.stderr
     assert finished.stderr.count("activity_audit:") == 4
+
+
+def test_records_after_the_drain_skip_a_sink_that_hung_through_it(tmp_path: Path) -> None:
+    name = "tests.proc.hanging_sink"
+    finished = run_scenario(
+        "hung_sink_then_late_records", tmp_path, {"before": 20, "after": 3}, timeout=20.0,
+        HOOKS_MODULES=[name], SHUTDOWN_TIMEOUT=1, **QUIET,
+    )  # fmt: skip
+
+    assert finished.returncode == 0, finished.stderr  # it ended: the hung sink was not called again
+    assert finished.result["clean"] is False
+    written = read_written(tmp_path)
+    assert written.origins() == {"before": 20, "after": 3}  # the file sink got the late records at once
+    stats = finished.result["stats"]["sinks"][name]
+    assert stats["lost"] == 3 and stats["delivered"] == 0
+    assert finished.reports("SINK_FAILED", name) == [(1, 1), (1, 1), (1, 1)]
+    assert "hung at shutdown; not called again" in finished.stderr

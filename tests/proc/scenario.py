@@ -322,6 +322,16 @@ def faulty_sink(args: Args) -> None:
 
 
 @scenario
+def hung_sink_then_late_records(args: Args) -> None:
+    """A sink hangs through the exit drain, then records come after it (an ``atexit`` handler's): they must
+    reach the other sinks without the hung one being called again, which would keep the process alive."""
+    emit("before", args["before"])
+    clean = pipeline.shutdown()
+    emit("after", args["after"])
+    result(clean=clean, stats=pipeline.stats())
+
+
+@scenario
 def overflow(args: Args) -> None:
     """A stalled sink, a stalled worker, then a burst of ``total`` records; report memory and counters."""
     from . import stalls
