@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import types
 from dataclasses import dataclass
 from typing import Any
 
@@ -172,10 +173,30 @@ def known_plugin_names(installed_apps: list[str] | None = None) -> set[str]:
 
 
 def _register(pm: pluggy.PluginManager, plugin: object, name: str, what: str) -> None:
+    """Register ``plugin`` under ``name``; the very same object found a second way (an entry point naming
+    a module that ``HOOKS_MODULES`` or an app's ``audit_hooks`` also brings) is loaded once, under the
+    first name. A different plugin under a name already taken is a start-up error naming both."""
+    if pm.is_registered(plugin):
+        return
+    taken = pm.get_plugin(name)
+    if taken is not None:
+        raise ImproperlyConfigured(
+            f"The activity_audit {what} '{name}' ({_describe(plugin)}) has the name of another plugin "
+            f"already loaded ({_describe(taken)}). Uninstall one of them, or add '{name}' to "
+            "ACTIVITY_AUDIT['DISABLED_PLUGINS'] to load neither."
+        )
     try:
         pm.register(plugin, name=name)
     except pluggy.PluginValidationError as exc:
         raise ImproperlyConfigured(f"The activity_audit {what} '{name}' is invalid: {exc}") from exc
+
+
+def _describe(plugin: object) -> str:
+    """``module example.hooks`` or ``example.hooks.Plugin object``: what a plugin is, for messages."""
+    if isinstance(plugin, types.ModuleType):
+        return f"module {plugin.__name__}"
+    kind = type(plugin)
+    return f"{kind.__module__}.{kind.__qualname__} object"
 
 
 def _load_entry_points(pm: pluggy.PluginManager) -> None:
@@ -199,7 +220,7 @@ def _load_entry_points(pm: pluggy.PluginManager) -> None:
 
 
 def _register_hooks_module(pm: pluggy.PluginManager, module_name: str, origin: str) -> None:
-    if pm.is_blocked(module_name) or pm.has_plugin(module_name):
+    if pm.is_blocked(module_name):
         return
     try:
         module = importlib.import_module(module_name)

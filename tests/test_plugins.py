@@ -132,6 +132,28 @@ def test_an_entry_point_that_fails_to_load_stops_start_up_naming_it(distribution
     )
 
 
+@pytest.mark.usefixtures("reload_after")
+def test_a_plugin_found_as_an_entry_point_and_a_hooks_module_is_loaded_once(
+    distributions: Distributions, audit_records: CapturedRecords
+) -> None:
+    module = distributions.add("ep-trail", TRAIL_PLUGIN, module="aa_tests_twice")
+    with override_settings(ACTIVITY_AUDIT=audit_settings(HOOKS_MODULES=[module])):
+        assert "ep-trail" in registered_names() and module not in registered_names()
+        assert emit_traced(audit_records)["redact_trail"] == ["ep-trail"]  # its hooks run once
+
+
+def test_two_plugins_under_one_name_stop_start_up_naming_both(distributions: Distributions) -> None:
+    module = distributions.add("tests.plugins.hooks_first", "x = 1", module="aa_tests_same_name")
+    settings_with_clash = audit_settings(HOOKS_MODULES=["tests.plugins.hooks_first"])
+    with pytest.raises(ImproperlyConfigured) as error, override_settings(ACTIVITY_AUDIT=settings_with_clash):
+        pass
+    assert str(error.value) == (
+        "The activity_audit hooks module 'tests.plugins.hooks_first' (module tests.plugins.hooks_first) has "
+        f"the name of another plugin already loaded (module {module}). Uninstall one of them, or add "
+        "'tests.plugins.hooks_first' to ACTIVITY_AUDIT['DISABLED_PLUGINS'] to load neither."
+    )
+
+
 def test_a_disabled_entry_point_is_not_even_imported(distributions: Distributions) -> None:
     module = distributions.add("ep-broken", "raise RuntimeError('never imported')", module="aa_tests_broken")
     with override_settings(ACTIVITY_AUDIT=audit_settings(DISABLED_PLUGINS=["ep-broken"])):
