@@ -294,6 +294,7 @@ class _HookCallers:
         self._generation = -1
         self.redactors: list[tuple[str, RecordCall]] = []
         self.formatters: list[tuple[str, RecordCall]] = []
+        self.format_candidates = ""
         self.sinks: list[tuple[str, Callable[[Sequence[rec.Entry]], Any]]] = []
         self._names_by_code: dict[Any, str] = {}
 
@@ -318,6 +319,12 @@ class _HookCallers:
         self._pm, self._generation = pm, pm.generation
         self.redactors = _per_record_callers(pm, pm.hook.redact)
         self.formatters = _per_record_callers(pm, pm.hook.format_record)
+        # Who may have returned a value through pluggy (wrapper mode), in call order: blamed together.
+        self.format_candidates = ", ".join(
+            _plugin_name(pm, impl)
+            for impl in reversed(pm.hook.format_record.get_hookimpls())
+            if not (impl.hookwrapper or getattr(impl, "wrapper", False))
+        )
         self._names_by_code = {
             impl.function.__code__: _plugin_name(pm, impl)
             for hook in (pm.hook.redact, pm.hook.format_record)
@@ -678,6 +685,8 @@ class Pipeline:
             checked = one_line(line) if isinstance(line, bytes) else None
             if checked is not None:
                 return checked
+            if name == _ALL_AT_ONCE:  # through a wrapper: whichever implementation answered first
+                name = f"one of {self._callers.format_candidates}"
             self.reporter.problem("FORMAT_FAILED", name, error="format_record must return one line of bytes")
             break
         return dumps_line(record, self._max_bytes, self._limits)

@@ -551,3 +551,29 @@ def test_a_failure_is_blamed_on_its_plugin_when_a_wrapper_calls_the_hook(
     assert withheld["redaction_failed"] == "tests.faulty"
     [report] = problems(audit_records, "REDACTION_FAILED", "tests.faulty")
     assert report["error"] == "ValueError"
+
+
+def test_a_wrong_value_returned_through_a_wrapper_is_blamed_on_the_formatters_that_may_have_returned_it(
+    audit_records: CapturedRecords,
+) -> None:
+    class Wrapping:
+        @hookimpl(wrapper=True)
+        def format_record(self, record: dict[str, Any]) -> Any:
+            return (yield)
+
+    class TextFormatter:
+        @hookimpl
+        def format_record(self, record: dict[str, Any]) -> str:
+            return "not bytes"
+
+    with (
+        registered_plugin(TextFormatter(), name="tests.text-formatter"),
+        registered_plugin(Wrapping(), name="tests.wrapping"),
+    ):
+        record = contract_record("formatted")
+        emit_crud(record)
+    [written] = [r for r in only_mine(audit_records.records) if r["event_id"] == record["event_id"]]
+    assert written["message"] == "formatted"  # the built-in encoder took over
+    culprits = "one of tests.text-formatter, activity_audit.plugins.json_formatter"
+    [report] = problems(audit_records, "FORMAT_FAILED", culprits)
+    assert report["error"] == "format_record must return one line of bytes"
