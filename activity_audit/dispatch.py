@@ -956,11 +956,13 @@ _inherited: list[object] = []
 
 
 def _call_each(pm: pluggy.PluginManager, hook_name: str) -> None:
-    """Call every implementation of a lifecycle hook, each isolated from the others' failures."""
+    """Call every implementation of a lifecycle hook, each isolated from the others' failures (any
+    exception: a plugin's ``CancelledError`` or ``SystemExit`` is its failure, not a reason to skip the
+    others' shutdown, which closes their files)."""
     for impl in reversed(getattr(pm.hook, hook_name).get_hookimpls()):
         try:
             impl.function()
-        except Exception as exc:
+        except BaseException as exc:
             write_stderr(f"{hook_name} of {_plugin_name(pm, impl)} failed: {type(exc).__name__}: {exc}")
 
 

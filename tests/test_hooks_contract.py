@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import os
 import re
@@ -375,6 +376,30 @@ def test_hook_audit_shutdown(capsys: pytest.CaptureFixture[str]) -> None:
         "audit_shutdown of tests.broken-close failed: OSError: socket already closed"
         in capsys.readouterr().err
     )
+
+
+def test_an_audit_shutdown_raising_a_base_exception_lets_the_others_run(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    calls: list[str] = []
+
+    class Closing:
+        @hookimpl
+        def audit_shutdown(self) -> None:
+            calls.append("closed")
+
+    class Cancelled:
+        @hookimpl
+        def audit_shutdown(self) -> None:
+            raise asyncio.CancelledError
+
+    with (
+        registered_plugin(Closing(), name="tests.closing"),
+        registered_plugin(Cancelled(), name="tests.cancelled-close"),
+    ):
+        pipeline.reset_for_tests()  # shutdown, then a fresh stream
+    assert calls == ["closed"]
+    assert "audit_shutdown of tests.cancelled-close failed: CancelledError" in capsys.readouterr().err
 
 
 def test_hook_audit_after_fork() -> None:
