@@ -43,8 +43,8 @@ from __future__ import annotations
 import io
 import re
 import time
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from ..bodies import DEFAULT_MAX_BODY_BYTES, capture_headers, group_pairs, summarize_body
@@ -72,6 +72,7 @@ _HEADER_VALUE = re.compile(r"[\x21-\x7e]{1,200}")
 
 _Timeout = float | tuple[float, float] | tuple[float, None] | None
 _Cert = bytes | str | tuple[bytes | str, bytes | str] | None
+_T = TypeVar("_T")
 
 
 class AuditingAdapter(BaseAdapter):
@@ -140,16 +141,23 @@ class AuditingAdapter(BaseAdapter):
     ) -> None:
         """Record the exchange; ``body`` is what :func:`_read_body` gave (or the exception that interrupted
         it), None for a streamed response. Attempts urllib3 made before ``response`` are listed as
-        ``retries`` (see :func:`retry_history`); the field is absent when there were none."""
+        ``retries`` (see :func:`retry_history`); the field is absent when there were none.
+
+        Each part is captured apart (and each body inside its part): what fails to be captured is replaced by
+        what says so, and the rest (method, URL, status, headers) is recorded all the same.
+        """
+        max_bytes = _max_body_bytes()
+        request_repr = _captured(
+            lambda: describe_request(request, max_bytes), lambda exc: _bare_request(request, exc)
+        )
+        response_repr: dict[str, Any] | None = None
         retries: list[dict[str, Any]] = []
-        try:
-            max_bytes = _max_body_bytes()
-            request_repr = describe_request(request, max_bytes)
-            response_repr = describe_response(response, body, max_bytes) if response is not None else None
-            retries = retry_history(response, request.url) if response is not None else []
-        except Exception as exc:  # never let a capture problem reach the caller
-            request_repr = {"method": request.method, "capture_error": describe_error(exc)}
-            response_repr = None
+        if response is not None:
+            response_repr = _captured(
+                lambda: describe_response(response, body, max_bytes),
+                lambda exc: _bare_response(response, exc, request.url),
+            )
+            retries = _captured(lambda: retry_history(response, request.url), lambda _exc: [])
         record_call(
             self.service_name,
             PROTOCOL,
@@ -159,6 +167,29 @@ class AuditingAdapter(BaseAdapter):
             response_repr=response_repr,
             **({"retries": retries} if retries else {}),
         )
+
+
+def _captured(describe: Callable[[], _T], fallback: Callable[[Exception], _T]) -> _T:
+    """``describe()``, or ``fallback(error)`` when it raised: a capture problem never reaches the caller,
+    nor takes the other parts of the record with it."""
+    try:
+        return describe()
+    except Exception as exc:
+        return fallback(exc)
+
+
+def _bare_request(request: PreparedRequest, exc: Exception) -> dict[str, Any]:
+    """What is sure to be known of a request that :func:`describe_request` could not describe."""
+    return {
+        "method": request.method,
+        "url": _captured(lambda: _without_query(request.url), lambda _exc: None),
+        "capture_error": _error_without_query(exc, request.url),
+    }
+
+
+def _bare_response(response: Response, exc: Exception, url: str | None) -> dict[str, Any]:
+    """What is sure to be known of a response that :func:`describe_response` could not describe."""
+    return {"status_code": response.status_code, "capture_error": _error_without_query(exc, url)}
 
 
 class HTTPClient(requests.Session):
@@ -224,16 +255,32 @@ class _ServiceName:
 
 
 def describe_request(request: PreparedRequest, max_bytes: int) -> dict[str, Any]:
-    """``{method, url, params, headers, body}`` of a prepared request; ``url`` without the query string."""
-    scheme, netloc, path, query, _fragment = urlsplit(request.url or "")
+    """``{method, url, params, headers, body}`` of a prepared request; ``url`` without the query string.
+
+    A body that cannot be described is ``{"type", "size": null, "error": "<ExceptionClass>"}``.
+    """
     headers = capture_headers(request.headers)
+    content_type = _header(headers, "Content-Type")
     return {
         "method": request.method,
-        "url": urlunsplit((scheme, netloc, path, "", "")),
-        "params": group_pairs(parse_qsl(query, keep_blank_values=True)),
+        "url": _without_query(request.url),
+        "params": group_pairs(parse_qsl(urlsplit(request.url or "").query, keep_blank_values=True)),
         "headers": headers,
-        "body": _request_body(request.body, headers, max_bytes),
+        "body": _captured(
+            lambda: _request_body(request.body, headers, max_bytes), lambda exc: _no_body(content_type, exc)
+        ),
     }
+
+
+def _without_query(url: str | None) -> str:
+    """``url`` without its query string and fragment (the query can hold tokens; ``params`` has it)."""
+    scheme, netloc, path, _query, _fragment = urlsplit(url or "")
+    return urlunsplit((scheme, netloc, path, "", ""))
+
+
+def _no_body(content_type: str | None, exc: Exception) -> dict[str, Any]:
+    """A body that could not be described, in the shape :mod:`activity_audit.bodies` gives to one."""
+    return {"type": content_type, "size": None, "error": type(exc).__name__}
 
 
 def retry_history(response: Response, url: str | None) -> list[dict[str, Any]]:
@@ -260,8 +307,7 @@ def _attempt(entry: Any, url: str | None) -> dict[str, Any]:
     if entry.error is not None:
         attempt["error"] = _error_without_query(entry.error, url)
     if entry.redirect_location:
-        scheme, netloc, path, _query, _fragment = urlsplit(str(entry.redirect_location))
-        attempt["redirect"] = urlunsplit((scheme, netloc, path, "", ""))
+        attempt["redirect"] = _without_query(str(entry.redirect_location))
     return attempt
 
 
@@ -271,19 +317,33 @@ def describe_response(
     """``{status_code, headers, body}`` of a response whose body was read as ``body`` (never read here).
 
     ``body`` is None for a streamed response (described as ``{"streamed": true, "type", "size"}``), or the
-    error that reading it met (``{"unreadable": "<ExceptionClass>"}``).
+    error that reading it met (``{"unreadable": "<ExceptionClass>"}``). A body that cannot be described is
+    ``{"type", "size": null, "error": "<ExceptionClass>"}``.
     """
     headers = capture_headers(response.headers)
     content_type = response.headers.get("Content-Type")
-    summary: Any
-    if body is None:
-        summary = {"streamed": True, "type": content_type, "size": _content_length(headers)}
-    elif isinstance(body, BaseException):
-        summary = {"unreadable": type(body).__name__}
-    else:
-        encoding = _still_encoded(response.headers.get("Content-Encoding"))
-        summary = _summarize_bytes(content_type, body, max_bytes, encoding)
+    summary = _captured(
+        lambda: _response_body(response, content_type, headers, body, max_bytes),
+        lambda exc: _no_body(content_type, exc),
+    )
     return {"status_code": response.status_code, "headers": headers, "body": summary}
+
+
+def _response_body(
+    response: Response,
+    content_type: str | None,
+    headers: Mapping[str, str],
+    body: bytes | BaseException | None,
+    max_bytes: int,
+) -> Any:
+    """The ``body`` of :func:`describe_response`."""
+    if body is None:
+        return {"streamed": True, "type": content_type, "size": _content_length(headers)}
+    if isinstance(body, BaseException):
+        return {"unreadable": type(body).__name__}
+    return _summarize_bytes(
+        content_type, body, max_bytes, _still_encoded(response.headers.get("Content-Encoding"))
+    )
 
 
 def _still_encoded(content_encoding: str | None) -> str | None:
@@ -370,8 +430,14 @@ def _summarize_bytes(
 
 
 def _content_length(headers: Mapping[str, str]) -> int | None:
-    value = _header(headers, "Content-Length")
-    return int(value) if value is not None and value.isdigit() else None
+    """``Content-Length`` as a number; None when absent or not a number of ASCII digits (``²`` is a digit to
+    ``str.isdigit``, not to ``int``)."""
+    value = (_header(headers, "Content-Length") or "").strip()
+    return int(value) if value.isascii() and value.isdigit() and len(value) <= _MAX_LENGTH_DIGITS else None
+
+
+# More digits than any body has (and far fewer than int() refuses to read).
+_MAX_LENGTH_DIGITS = 20
 
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:
@@ -396,5 +462,8 @@ def _error_without_query(exc: BaseException, url: str | None) -> str:
 
 
 def _max_body_bytes() -> int:
-    value = getattr(get_settings(), "MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES)
+    """The body cap (``MAX_BODY_BYTES``), or the default when the settings cannot give a usable one."""
+    value = _captured(
+        lambda: getattr(get_settings(), "MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES), lambda _exc: None
+    )
     return value if isinstance(value, int) and value > 0 else DEFAULT_MAX_BODY_BYTES

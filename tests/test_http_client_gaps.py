@@ -1,0 +1,153 @@
+"""HTTPClient and audit_session where urllib3, requests and the record could part ways.
+
+- a ``Content-Length`` that is no number, or a part of the record that cannot be captured, leaves the rest
+  of the record (URL, status, headers) as it is;
+
+Real HTTP server on loopback (the routes of :mod:`tests.support.outbound_http`, plus those below).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from http.server import ThreadingHTTPServer
+from typing import Any
+
+import pytest
+import requests
+
+from activity_audit.clients import http as http_client
+from activity_audit.clients.http import HTTPClient
+from tests.support.outbound_http import (
+    FIXED_DATE,
+    Handler,
+    OutboundServer,
+    response_headers,
+)
+
+pytest_plugins = ["tests.support.outbound_http_fixtures"]  # the per-test ``server`` fixture
+
+SENT_BY_REQUESTS = dict(requests.utils.default_headers())
+
+
+class GapsHandler(Handler):
+    """The shared routes, plus:
+
+    * ``/odd-length``: 200 ``text/plain`` ``hello`` with ``Content-Length: ²`` (no number to ``int``),
+      then the connection is closed;
+    """
+
+    def do_GET(self) -> None:
+        route = self.path.split("?", 1)[0]
+        if route == "/odd-length":
+            self.odd_length()
+        else:
+            super().do_GET()
+
+    do_POST = do_PUT = do_DELETE = do_GET
+
+    def odd_length(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", "\xb2")  # SUPERSCRIPT TWO: str.isdigit() is True, int() fails
+        self.end_headers()
+        self.wfile.write(b"hello")
+        self.close_connection = True
+
+
+@pytest.fixture(scope="module")
+def outbound_server() -> Iterator[OutboundServer]:
+    """The shared fixture's server (``server`` uses it), answering with :class:`GapsHandler`."""
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), GapsHandler)
+    httpd.daemon_threads = True
+    state = OutboundServer(f"http://127.0.0.1:{httpd.server_address[1]}")
+    httpd.state = state  # type: ignore[attr-defined]
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield state
+    finally:
+        state.release.set()
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def only_record(audit_records: Any) -> dict[str, Any]:
+    records = audit_records.of("audit.request")
+    assert len(records) == 1, records
+    return records[0]
+
+
+# --- parts that cannot be captured ---------------------------------------------------------------------
+
+
+def test_a_streamed_response_with_a_content_length_that_is_no_number_is_recorded_whole(
+    server: OutboundServer, audit_records: Any
+) -> None:
+    response = HTTPClient("partner").get(f"{server.base_url}/odd-length?page=2", stream=True)
+
+    assert (response.status_code, response.content) == (200, b"hello")
+    record = only_record(audit_records)
+    assert record["request_repr"] == {
+        "method": "GET",
+        "url": f"{server.base_url}/odd-length",
+        "params": {"page": "2"},
+        "headers": SENT_BY_REQUESTS,
+        "body": None,
+    }
+    assert record["response_repr"] == {
+        "status_code": 200,
+        "headers": {
+            "Server": "test-server",
+            "Date": FIXED_DATE,
+            "Content-Type": "text/plain",
+            "Content-Length": "²",
+        },
+        "body": {"streamed": True, "type": "text/plain", "size": None},
+    }
+    assert record["error_message"] is None
+
+
+def test_a_body_that_cannot_be_captured_leaves_the_rest_of_the_record(
+    server: OutboundServer, audit_records: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def fails(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("capture bug")
+
+    monkeypatch.setattr(http_client, "summarize_body", fails)
+    response = HTTPClient("partner").post(f"{server.base_url}/echo?page=2", json={"a": 1})
+
+    assert response.json() == {"a": 1}
+    record = only_record(audit_records)
+    failed = {"type": "application/json", "size": None, "error": "RuntimeError"}
+    assert record["request_repr"] == {
+        "method": "POST",
+        "url": f"{server.base_url}/echo",
+        "params": {"page": "2"},
+        "headers": {**SENT_BY_REQUESTS, "Content-Length": "8", "Content-Type": "application/json"},
+        "body": failed,
+    }
+    assert record["response_repr"] == {
+        "status_code": 201,
+        "headers": response_headers("application/json", 8),
+        "body": failed,
+    }
+    assert record["error_message"] is None
+
+
+def test_headers_that_cannot_be_captured_leave_the_url_and_status(
+    server: OutboundServer, audit_records: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def fails(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("capture bug")
+
+    monkeypatch.setattr(http_client, "capture_headers", fails)
+    HTTPClient("partner").get(f"{server.base_url}/json?token=abc")
+
+    record = only_record(audit_records)
+    assert record["request_repr"] == {
+        "method": "GET",
+        "url": f"{server.base_url}/json",
+        "capture_error": "RuntimeError: capture bug",
+    }
+    assert record["response_repr"] == {"status_code": 200, "capture_error": "RuntimeError: capture bug"}
