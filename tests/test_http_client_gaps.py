@@ -1,5 +1,7 @@
 """HTTPClient and audit_session where urllib3, requests and the record could part ways.
 
+- a ``Content-Encoding`` urllib3 does not match exactly (``gzip `` with a space) is handed over compressed:
+  the record describes the body, never keeps its bytes;
 - a ``Content-Length`` that is no number, or a part of the record that cannot be captured, leaves the rest
   of the record (URL, status, headers) as it is;
 
@@ -20,6 +22,8 @@ from activity_audit.clients import http as http_client
 from activity_audit.clients.http import HTTPClient
 from tests.support.outbound_http import (
     FIXED_DATE,
+    GZIPPED_TOKEN,
+    TOKEN,
     Handler,
     OutboundServer,
     response_headers,
@@ -33,13 +37,24 @@ SENT_BY_REQUESTS = dict(requests.utils.default_headers())
 class GapsHandler(Handler):
     """The shared routes, plus:
 
+    * ``/gzip-space``: :data:`GZIPPED_TOKEN` declared ``Content-Encoding: gzip `` (a trailing space, which
+      urllib3 does not match, so it hands the bytes over compressed); ``/gzip-upper``: declared ``GZIP``,
+      which urllib3 decodes;
     * ``/odd-length``: 200 ``text/plain`` ``hello`` with ``Content-Length: ²`` (no number to ``int``),
       then the connection is closed;
     """
 
     def do_GET(self) -> None:
         route = self.path.split("?", 1)[0]
-        if route == "/odd-length":
+        if route == "/gzip-space":
+            self.send_body(
+                200, {"Content-Type": "application/json", "Content-Encoding": "gzip "}, GZIPPED_TOKEN
+            )
+        elif route == "/gzip-upper":
+            self.send_body(
+                200, {"Content-Type": "application/json", "Content-Encoding": "GZIP"}, GZIPPED_TOKEN
+            )
+        elif route == "/odd-length":
             self.odd_length()
         else:
             super().do_GET()
@@ -76,6 +91,42 @@ def only_record(audit_records: Any) -> dict[str, Any]:
     records = audit_records.of("audit.request")
     assert len(records) == 1, records
     return records[0]
+
+
+def all_lines(audit_records: Any) -> str:
+    return "\n".join(entry.line.decode() for entry in audit_records.entries)
+
+
+# --- a body urllib3 did not decode -------------------------------------------------------------------
+
+
+def test_a_body_urllib3_hands_over_compressed_is_described_never_kept(
+    server: OutboundServer, audit_records: Any
+) -> None:
+    url = f"{server.base_url}/gzip-space"
+    assert requests.get(url).content == GZIPPED_TOKEN  # plain requests: still compressed
+
+    response = HTTPClient("oauth").get(url)
+
+    assert response.content == GZIPPED_TOKEN
+    assert only_record(audit_records)["response_repr"] == {
+        "status_code": 200,
+        "headers": {
+            **response_headers("application/json", len(GZIPPED_TOKEN)),
+            "Content-Encoding": "gzip ",
+        },
+        "body": {"type": "application/json", "size": len(GZIPPED_TOKEN), "content_encoding": "gzip"},
+    }
+    assert "\\x8b" not in all_lines(audit_records)  # no escaped gzip bytes (1f 8b ...) to unpack
+
+
+def test_a_body_urllib3_decoded_is_still_recorded_as_json(server: OutboundServer, audit_records: Any) -> None:
+    response = HTTPClient("oauth").get(f"{server.base_url}/gzip-upper")
+
+    assert response.json() == {"access_token": TOKEN, "expires_in": 3600}
+    record = only_record(audit_records)
+    assert record["response_repr"]["body"] == {"access_token": "[REDACTED]", "expires_in": 3600}
+    assert TOKEN not in all_lines(audit_records)
 
 
 # --- parts that cannot be captured ---------------------------------------------------------------------

@@ -47,7 +47,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
-from ..bodies import DEFAULT_MAX_BODY_BYTES, capture_headers, group_pairs, summarize_body
+from ..bodies import DEFAULT_MAX_BODY_BYTES, capture_headers, group_pairs, is_encoded, summarize_body
 from ..conf import get_settings
 from ..context import current
 from .outbound import auditing_enabled, describe_error, record_call
@@ -56,7 +56,6 @@ try:
     import requests
     from requests.adapters import BaseAdapter
     from requests.models import PreparedRequest, Response
-    from urllib3.response import HTTPResponse
 except ImportError as exc:  # pragma: no cover - exercised in a test that hides requests
     from .outbound import missing_extra
 
@@ -341,19 +340,32 @@ def _response_body(
         return {"streamed": True, "type": content_type, "size": _content_length(headers)}
     if isinstance(body, BaseException):
         return {"unreadable": type(body).__name__}
-    return _summarize_bytes(
-        content_type, body, max_bytes, _still_encoded(response.headers.get("Content-Encoding"))
-    )
+    return _summarize_bytes(content_type, body, max_bytes, _still_encoded(response, body))
 
 
-def _still_encoded(content_encoding: str | None) -> str | None:
-    """The ``Content-Encoding`` of a response body as ``response.content`` holds it: None when urllib3
-    decoded it (every coding listed is one it knows), else the header (``br`` without brotli installed)."""
-    if content_encoding is None:
+def _still_encoded(response: Response, body: bytes) -> str | None:
+    """The ``Content-Encoding`` of ``body`` as ``response.content`` holds it: None when there is nothing to
+    undo (no coding, ``identity``, no bytes) or urllib3 decoded it, else the header.
+
+    Decided from what urllib3 did, not from the header: urllib3 decodes only the codings it matches exactly
+    (``gzip ``, with a space, is handed over compressed), and ``requests`` decodes nothing itself, so a body
+    that did not come through a urllib3 decoder is as it was sent.
+    """
+    content_encoding = response.headers.get("Content-Encoding")
+    if not body or not is_encoded(content_encoding) or _decoded_by_urllib3(response.raw):
         return None
-    decoders = getattr(HTTPResponse, "CONTENT_DECODERS", ())
-    codings = [coding.strip().lower() for coding in content_encoding.split(",") if coding.strip()]
-    return None if all(coding in decoders or coding == "identity" for coding in codings) else content_encoding
+    return content_encoding
+
+
+def _decoded_by_urllib3(raw: Any) -> bool:
+    """True when ``raw`` (``response.raw``) is a urllib3 response that ran its body through a decoder.
+
+    ``_decoder`` is set when urllib3 chose a decoder for the ``Content-Encoding`` (at the first read), and
+    ``_has_decoded_content`` once it decoded bytes (it drops ``_decoder`` when it drains the connection).
+    Anything else (an adapter's own ``raw``, a later urllib3 that names them otherwise) counts as not
+    decoded: its body is described, never kept.
+    """
+    return getattr(raw, "_decoder", None) is not None or getattr(raw, "_has_decoded_content", False) is True
 
 
 def _read_body(response: Response) -> bytes | Exception:
