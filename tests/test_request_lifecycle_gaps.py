@@ -28,7 +28,6 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import path
 from django.utils.deprecation import MiddlewareMixin
 from django.utils.functional import SimpleLazyObject
-from django.views.decorators.csrf import csrf_exempt
 
 from activity_audit import actor, middleware
 from activity_audit.dispatch import pipeline
@@ -121,12 +120,10 @@ async def ignores_body(request: HttpRequest) -> HttpResponse:
     return HttpResponse("not read", content_type="text/plain")
 
 
-@csrf_exempt
 async def reads_body(request: HttpRequest) -> HttpResponse:
     return HttpResponse(request.body, content_type="text/plain")
 
 
-@csrf_exempt
 def sync_reads_body(request: HttpRequest) -> HttpResponse:
     return HttpResponse(repr(request.body), content_type="text/plain")
 
@@ -222,6 +219,7 @@ async def serve_asgi(
 # --- the ASGI client goes away while the audit reads the user after the view ------------------------------
 
 
+@pytest.mark.skipif(django.VERSION < (5, 0), reason="Django 5.0+ cancels a request whose client went away")
 @pytest.mark.parametrize(
     ("url", "status", "error"),
     [("/fast/", None, "CancelledError"), ("/raises/", 500, "ValueError: the view failed")],
@@ -238,7 +236,8 @@ def test_a_client_gone_while_the_user_is_read_after_the_view_still_gets_its_reco
             await asyncio.Event().wait()  # only the request's cancellation ends it
 
         with mock.patch.object(actor, "asession_user", session_store_that_never_answers):
-            return await serve_asgi(url, headers=[SESSION_COOKIE], client_gone=lookup_started.wait)
+            served = serve_asgi(url, headers=[SESSION_COOKIE], client_gone=lookup_started.wait)
+            return await asyncio.wait_for(served, timeout=10)  # fails, rather than hangs, if nothing cancels
 
     with reports() as spy:
         sent = async_to_sync(scenario)()
