@@ -2,6 +2,7 @@
 
 - a ``Content-Encoding`` urllib3 does not match exactly (``gzip `` with a space) is handed over compressed:
   the record describes the body, never keeps its bytes;
+- ``session.get_adapter(url)`` reads and configures the adapter that sends (``max_retries``);
 - a ``Content-Length`` that is no number, or a part of the record that cannot be captured, leaves the rest
   of the record (URL, status, headers) as it is;
 
@@ -11,15 +12,18 @@ Real HTTP server on loopback (the routes of :mod:`tests.support.outbound_http`, 
 from __future__ import annotations
 
 import threading
+import uuid
 from collections.abc import Iterator
 from http.server import ThreadingHTTPServer
 from typing import Any
 
 import pytest
 import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
 
 from activity_audit.clients import http as http_client
-from activity_audit.clients.http import HTTPClient
+from activity_audit.clients.http import HTTPClient, audit_session
 from tests.support.outbound_http import (
     FIXED_DATE,
     GZIPPED_TOKEN,
@@ -127,6 +131,45 @@ def test_a_body_urllib3_decoded_is_still_recorded_as_json(server: OutboundServer
     record = only_record(audit_records)
     assert record["response_repr"]["body"] == {"access_token": "[REDACTED]", "expires_in": 3600}
     assert TOKEN not in all_lines(audit_records)
+
+
+# --- get_adapter ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "make", [lambda: HTTPClient("partner"), lambda: audit_session(requests.Session(), "partner")]
+)
+def test_get_adapter_reads_and_configures_the_adapter_that_sends(
+    make: Any, server: OutboundServer, audit_records: Any
+) -> None:
+    session = make()
+    real = session.adapters["http://"]
+
+    assert session.get_adapter(server.base_url).max_retries is real.max_retries
+    session.get_adapter(server.base_url).max_retries = Retry(
+        total=3, status_forcelist=[503], backoff_factor=0
+    )
+    response = session.get(f"{server.base_url}/flaky/2/{uuid.uuid4().hex[:12]}")
+
+    assert (response.status_code, response.text) == (200, "fine")
+    assert real.max_retries.total == 3
+    assert response.connection.poolmanager is real.poolmanager
+    record = only_record(audit_records)
+    assert record["response_repr"]["status_code"] == 200
+    assert record["retries"] == [{"status": 503}, {"status": 503}]
+
+
+def test_get_adapter_gives_a_mounted_adapter_and_it_is_audited(
+    server: OutboundServer, audit_records: Any
+) -> None:
+    session = HTTPClient("partner")
+    retry = Retry(total=2, status_forcelist=[503], backoff_factor=0)
+    session.mount(server.base_url, HTTPAdapter(max_retries=retry))
+
+    assert session.get_adapter(f"{server.base_url}/json").max_retries is retry
+    session.get(f"{server.base_url}/flaky/1/{uuid.uuid4().hex[:12]}")
+
+    assert only_record(audit_records)["retries"] == [{"status": 503}]
 
 
 # --- parts that cannot be captured ---------------------------------------------------------------------

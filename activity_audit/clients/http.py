@@ -32,7 +32,8 @@ A body that cannot be read is ``{"unreadable": "<ExceptionClass>"}`` and ``error
 which is then left to ``requests``: auditing never changes what a call does (see :func:`_read_body`).
 A copy or an unpickled copy of an audited session stays audited. The body is read before ``requests`` runs
 the ``response`` hooks, so a hook that reads ``r.raw`` gets ``b""`` (``r.content`` has the body); see
-docs/outbound.md, "Known difference".
+docs/outbound.md, "Known difference". ``session.get_adapter(url)`` gives the auditing adapter, which reads
+and sets every attribute on the adapter it wraps.
 
 The current request id (from the incoming request, or :class:`~activity_audit.audit_context`) is sent on as
 ``X-Request-ID`` unless the caller set that header.
@@ -75,12 +76,39 @@ _T = TypeVar("_T")
 
 
 class AuditingAdapter(BaseAdapter):
-    """Sends through ``inner`` and records the exchange for ``service_name``."""
+    """Sends through ``inner`` and records the exchange for ``service_name``.
+
+    Stands for ``inner`` everywhere else: every attribute but ``inner`` and ``service_name`` is read from it,
+    set on it and deleted from it, so that ``session.get_adapter(url).max_retries = Retry(...)`` configures
+    the adapter that sends (as with plain ``requests``), and ``response.connection.poolmanager`` is there.
+    """
+
+    # The wrapper's own attributes; every other one is the wrapped adapter's.
+    _OWN = frozenset({"inner", "service_name"})
 
     def __init__(self, inner: BaseAdapter, service_name: str) -> None:
         super().__init__()
         self.inner = inner
         self.service_name = service_name
+
+    def __getattr__(self, name: str) -> Any:
+        """Only called for what the wrapper lacks: the wrapped adapter's attribute."""
+        inner = self.__dict__.get("inner")
+        if inner is None or name.startswith("__"):  # half-built (copy, pickle): no forwarding, no recursion
+            raise AttributeError(name)
+        return getattr(inner, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in self._OWN:
+            super().__setattr__(name, value)
+        else:
+            setattr(self.inner, name, value)
+
+    def __delattr__(self, name: str) -> None:
+        if name in self._OWN:
+            super().__delattr__(name)
+        else:
+            delattr(self.inner, name)
 
     def send(
         self,
