@@ -3,6 +3,8 @@
 - a ``Content-Encoding`` urllib3 does not match exactly (``gzip `` with a space) is handed over compressed:
   the record describes the body, never keeps its bytes;
 - ``session.get_adapter(url)`` reads and configures the adapter that sends (``max_retries``);
+- ``response.elapsed`` is the time until the headers, as with plain ``requests``, though the record waits for
+  the body;
 - a ``Content-Length`` that is no number, or a part of the record that cannot be captured, leaves the rest
   of the record (URL, status, headers) as it is;
 
@@ -12,8 +14,10 @@ Real HTTP server on loopback (the routes of :mod:`tests.support.outbound_http`, 
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from http.server import ThreadingHTTPServer
 from typing import Any
 
@@ -36,6 +40,7 @@ from tests.support.outbound_http import (
 pytest_plugins = ["tests.support.outbound_http_fixtures"]  # the per-test ``server`` fixture
 
 SENT_BY_REQUESTS = dict(requests.utils.default_headers())
+BODY_DELAY = 1.0  # seconds /slow-body waits between its headers and the end of its body
 
 
 class GapsHandler(Handler):
@@ -44,6 +49,7 @@ class GapsHandler(Handler):
     * ``/gzip-space``: :data:`GZIPPED_TOKEN` declared ``Content-Encoding: gzip `` (a trailing space, which
       urllib3 does not match, so it hands the bytes over compressed); ``/gzip-upper``: declared ``GZIP``,
       which urllib3 decodes;
+    * ``/slow-body``: 200 ``text/plain``, the headers and ``ab`` at once, ``cd`` :data:`BODY_DELAY` later;
     * ``/odd-length``: 200 ``text/plain`` ``hello`` with ``Content-Length: ²`` (no number to ``int``),
       then the connection is closed;
     """
@@ -58,12 +64,24 @@ class GapsHandler(Handler):
             self.send_body(
                 200, {"Content-Type": "application/json", "Content-Encoding": "GZIP"}, GZIPPED_TOKEN
             )
+        elif route == "/slow-body":
+            self.slow_body()
         elif route == "/odd-length":
             self.odd_length()
         else:
             super().do_GET()
 
     do_POST = do_PUT = do_DELETE = do_GET
+
+    def slow_body(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", "4")
+        self.end_headers()
+        self.wfile.write(b"ab")
+        self.wfile.flush()
+        time.sleep(BODY_DELAY)
+        self.wfile.write(b"cd")
 
     def odd_length(self) -> None:
         self.send_response(200)
@@ -170,6 +188,27 @@ def test_get_adapter_gives_a_mounted_adapter_and_it_is_audited(
     session.get(f"{server.base_url}/flaky/1/{uuid.uuid4().hex[:12]}")
 
     assert only_record(audit_records)["retries"] == [{"status": 503}]
+
+
+# --- elapsed -------------------------------------------------------------------------------------------
+
+
+def test_elapsed_is_the_time_until_the_headers_as_without_auditing(
+    server: OutboundServer, audit_records: Any
+) -> None:
+    seen_by_hook: list[timedelta] = []
+
+    def hook(response: requests.Response, *args: Any, **kwargs: Any) -> None:
+        seen_by_hook.append(response.elapsed)
+
+    response = HTTPClient("partner").get(f"{server.base_url}/slow-body", hooks={"response": hook})
+
+    assert response.content == b"abcd"
+    assert timedelta(0) < response.elapsed < timedelta(seconds=BODY_DELAY / 2)
+    assert seen_by_hook == [response.elapsed]
+    record = only_record(audit_records)
+    assert record["response_repr"]["body"] == "abcd"
+    assert record["execution_time"] >= BODY_DELAY * 0.9  # the record's time runs to the end of the body
 
 
 # --- parts that cannot be captured ---------------------------------------------------------------------

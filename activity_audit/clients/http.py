@@ -31,9 +31,10 @@ A streamed response (``stream=True``) is never read: its body is ``{"streamed": 
 A body that cannot be read is ``{"unreadable": "<ExceptionClass>"}`` and ``error_message`` names the error,
 which is then left to ``requests``: auditing never changes what a call does (see :func:`_read_body`).
 A copy or an unpickled copy of an audited session stays audited. The body is read before ``requests`` runs
-the ``response`` hooks, so a hook that reads ``r.raw`` gets ``b""`` (``r.content`` has the body); see
-docs/outbound.md, "Known difference". ``session.get_adapter(url)`` gives the auditing adapter, which reads
-and sets every attribute on the adapter it wraps.
+the ``response`` hooks, so a hook that reads ``r.raw`` gets ``b""`` (``r.content`` has the body) and hooks
+run once the whole body arrived; ``r.elapsed`` stays the time until the headers (see
+:func:`_keep_headers_elapsed`); see docs/outbound.md, "Known difference". ``session.get_adapter(url)``
+gives the auditing adapter, which reads and sets every attribute on the adapter it wraps.
 
 The current request id (from the incoming request, or :class:`~activity_audit.audit_context`) is sent on as
 ``X-Request-ID`` unless the caller set that header.
@@ -45,6 +46,7 @@ import io
 import re
 import time
 from collections.abc import Callable, Mapping
+from datetime import timedelta
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
@@ -139,6 +141,8 @@ class AuditingAdapter(BaseAdapter):
             elapsed = time.perf_counter() - started
             self._record(request, None, None, elapsed, _error_without_query(exc, request.url))
             raise
+        if not stream:
+            _keep_headers_elapsed(request, response, time.perf_counter() - started)
         try:
             body = None if stream else _read_body(response)
         except BaseException as exc:  # only what _read_body leaves to the caller: KeyboardInterrupt ...
@@ -217,6 +221,33 @@ def _bare_request(request: PreparedRequest, exc: Exception) -> dict[str, Any]:
 def _bare_response(response: Response, exc: Exception, url: str | None) -> dict[str, Any]:
     """What is sure to be known of a response that :func:`describe_response` could not describe."""
     return {"status_code": response.status_code, "capture_error": _error_without_query(exc, url)}
+
+
+def _keep_headers_elapsed(request: PreparedRequest, response: Response, seconds: float) -> None:
+    """Keep ``response.elapsed`` what ``requests`` makes it: the time until the headers arrived.
+
+    ``Session.send`` times ``adapter.send``, which here also reads the body for the record, then runs the
+    ``response`` hooks. So the time until the headers is kept on the response, and
+    :func:`_restore_headers_elapsed`, put first among the request's response hooks (once: a redirect's
+    request shares them), sets it back before any hook of the caller's sees it. A response no
+    ``Session.send`` handles (one an auth handler got through ``response.connection``) keeps the
+    ``elapsed`` it has without auditing.
+    """
+    response.__dict__[_HEADERS_ELAPSED] = timedelta(seconds=seconds)
+    hooks = request.hooks.get("response") if isinstance(request.hooks, dict) else None
+    if isinstance(hooks, list) and _restore_headers_elapsed not in hooks:
+        hooks.insert(0, _restore_headers_elapsed)
+
+
+# Where _keep_headers_elapsed leaves the time until the headers, for _restore_headers_elapsed.
+_HEADERS_ELAPSED = "_activity_audit_headers_elapsed"
+
+
+def _restore_headers_elapsed(response: Response, *_args: Any, **_kwargs: Any) -> None:
+    """A ``response`` hook: ``response.elapsed`` back to the time until the headers arrived."""
+    elapsed = response.__dict__.pop(_HEADERS_ELAPSED, None)
+    if elapsed is not None:
+        response.elapsed = elapsed
 
 
 class HTTPClient(requests.Session):
