@@ -110,10 +110,12 @@ class KnownHostLine:
     revoked: bool
 
     def names(self, host_name: str) -> bool:
-        """Whether the host field names ``host_name`` (as :func:`host_entry_name` writes it)."""
+        """Whether the host field names ``host_name`` (as :func:`host_entry_name` writes it), compared without
+        case: OpenSSH lower-cases the host name before it looks it up, hashed names included."""
+        host_name = host_name.lower()
         if self.hosts.startswith(HASHED_PREFIX):
             return _hashed_name_matches(self.hosts, host_name)
-        return _pattern_list_matches(self.hosts, host_name.lower())
+        return _pattern_list_matches(self.hosts, host_name)
 
 
 @dataclass(frozen=True)
