@@ -9,6 +9,10 @@
 - ``application/x-www-form-urlencoded``: ``{"key": "value", "repeated": ["a", "b"]}``;
 - ``text/*``, XML, JavaScript, CSV: the text;
 - invalid UTF-8 in any textual type: ``{"invalid_utf8": true, "text": "<text with \\xNN escapes>"}``;
+- a textual body holding NUL bytes and no declared charset that writes them (UTF-16, UTF-32): read as
+  UTF-16 or UTF-32 when its byte order mark or first bytes say so (see :func:`sniff_utf16_32`), else
+  ``{"type": "<content type>", "size": <bytes>}``: never as text with a NUL between letters, which the
+  redactor could not read;
 - ``multipart/form-data``: ``{"fields": {...}, "files": [{"field", "filename", "content_type", "size"}]}``,
   never the content of a file;
 - anything else (images, PDFs, archives ...): ``{"type": "<content type>", "size": <bytes>}``;
@@ -136,11 +140,13 @@ def _summarize(content_type: str | None, body: Any, max_bytes: int, size: int | 
         if not complete and isinstance(summary, dict):
             summary.update(truncated=True, size=full_size)
         return summary
-    charset = text_charset(media_type(content_type)[1].get("charset", "utf-8"), data)
-    if not complete or len(data) > max_bytes:
-        head = data[: clean_cut(data, max_bytes)]
-        return {"truncated": True, "size": full_size, "text": safe_text(head, charset, cut=True)[0]}
-    text, clean = safe_text(data, charset)
+    truncated = not complete or len(data) > max_bytes
+    decoded = _text_of(data, body_charset(content_type, data), max_bytes if truncated else None)
+    if decoded is None:
+        return {"type": content_type or None, "size": full_size}
+    text, clean = decoded
+    if truncated:
+        return {"truncated": True, "size": full_size, "text": text}
     if not clean:
         return {"invalid_utf8": True, "text": text}
     if kind == JSON:
@@ -148,6 +154,19 @@ def _summarize(content_type: str | None, body: Any, max_bytes: int, size: int | 
     if kind == FORM:
         return parse_form(text)
     return text
+
+
+def _text_of(data: bytes, decoding: tuple[str, bool] | None, cut_at: int | None) -> tuple[str, bool] | None:
+    """``(text, decoded cleanly)`` of ``data`` (see :func:`safe_text`) as :func:`body_charset` said to decode
+    it, cut at ``cut_at`` bytes (see :func:`~activity_audit.encoding.clean_cut`) when given. None when it is
+    no text: no charset fits, or a sniffed one does not decode the bytes (the guess was wrong)."""
+    if decoding is None:
+        return None
+    charset, sniffed = decoding
+    if cut_at is not None:
+        data = data[: clean_cut(data, cut_at)]
+    text, clean = safe_text(data, charset, cut=cut_at is not None)
+    return None if sniffed and not clean else (text, clean)
 
 
 def is_encoded(content_encoding: str | None) -> bool:
@@ -197,6 +216,53 @@ def _seekable(reader: Any) -> bool:
         return bool(reader.seekable())
     except Exception:
         return False
+
+
+def body_charset(content_type: str | None, data: bytes) -> tuple[str, bool] | None:
+    """How to decode a textual body: ``(charset, sniffed)``, or None when ``data`` is no text to decode.
+
+    - a declared charset that does not write ASCII as ASCII (UTF-16, ``cp500`` ...): as :func:`text_charset`
+      decides, not sniffed;
+    - else, ``data`` without a NUL byte: the declared charset, UTF-8 when none is declared, not sniffed;
+    - else (NUL bytes, which no text in an ASCII-compatible charset holds, but ASCII in UTF-16 or UTF-32
+      does, as valid UTF-8 with a NUL beside every letter that the redactor could not read): the charset
+      :func:`sniff_utf16_32` finds, sniffed (a caller treats bytes that do not decode in it as binary), or
+      None when it finds none.
+
+    Cheap for the common case: one search for a NUL byte (in C).
+    """
+    declared = media_type(content_type)[1].get("charset")
+    if declared is not None and not _ascii_compatible(declared):
+        return text_charset(declared, data), False
+    if 0 not in data:  # an int, not b"\x00": a bytes needle costs four times as much on a small body
+        return declared or "utf-8", False
+    sniffed = sniff_utf16_32(data)
+    return None if sniffed is None else (sniffed, True)
+
+
+def sniff_utf16_32(data: bytes) -> str | None:
+    """The UTF-16 or UTF-32 codec of ``data``, told as ``requests.utils.guess_json_utf`` tells it (RFC 4627):
+    by a byte order mark, else by where the NUL bytes are among the first four (text starting with two ASCII
+    characters in UTF-16-LE is ``{\\0"\\0``, one in UTF-32-BE ``\\0\\0\\0{``). None when neither tells.
+    The codec is a guess: ``data`` may still not decode in it.
+    """
+    sample = data[:4]
+    if sample in (codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE):
+        return "utf-32"  # before UTF-16: the UTF-32-LE mark starts with the UTF-16-LE one
+    if sample[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
+        return "utf-16"
+    nuls = sample.count(0)
+    if nuls == 2 and len(sample) == 4:
+        if sample[::2] == b"\x00\x00":
+            return "utf-16-be"
+        if sample[1::2] == b"\x00\x00":
+            return "utf-16-le"
+    elif nuls == 3:
+        if sample[:3] == b"\x00\x00\x00":
+            return "utf-32-be"
+        if sample[1:] == b"\x00\x00\x00":
+            return "utf-32-le"
+    return None
 
 
 def text_charset(declared: str, data: bytes) -> str:

@@ -2,6 +2,8 @@
 
 - a ``Content-Encoding`` urllib3 does not match exactly (``gzip `` with a space) is handed over compressed:
   the record describes the body, never keeps its bytes;
+- UTF-16 and UTF-32 bodies without a charset that says so are read as what they are, so the redactor sees
+  their keys (or, when no such charset fits, described as binary), outbound and incoming;
 - ``session.get_adapter(url)`` reads and configures the adapter that sends (``max_retries``);
 - ``response.elapsed`` is the time until the headers, as with plain ``requests``, though the record waits for
   the body;
@@ -13,6 +15,7 @@ Real HTTP server on loopback (the routes of :mod:`tests.support.outbound_http`, 
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import uuid
@@ -26,10 +29,12 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
+from activity_audit import bodies
 from activity_audit.clients import http as http_client
 from activity_audit.clients.http import HTTPClient, audit_session
 from tests.support.outbound_http import (
     FIXED_DATE,
+    FORM_WITH_TOKEN,
     GZIPPED_TOKEN,
     TOKEN,
     Handler,
@@ -40,6 +45,12 @@ from tests.support.outbound_http import (
 pytest_plugins = ["tests.support.outbound_http_fixtures"]  # the per-test ``server`` fixture
 
 SENT_BY_REQUESTS = dict(requests.utils.default_headers())
+PASSWORD = "hunter2-never-logged"
+SECRETS = {"access_token": TOKEN, "password": PASSWORD}
+REDACTED = {"access_token": "[REDACTED]", "password": "[REDACTED]"}
+UNICODE_CODECS = ["utf-16-le", "utf-16-be", "utf-16", "utf-32-le", "utf-32-be", "utf-32"]
+# Text with NUL bytes that is no UTF-16 or UTF-32 either (its first four bytes hold one NUL).
+NUL_JUNK = b"ab\x00c" + "access_token=".encode("utf-16-le")
 BODY_DELAY = 1.0  # seconds /slow-body waits between its headers and the end of its body
 
 
@@ -49,6 +60,10 @@ class GapsHandler(Handler):
     * ``/gzip-space``: :data:`GZIPPED_TOKEN` declared ``Content-Encoding: gzip `` (a trailing space, which
       urllib3 does not match, so it hands the bytes over compressed); ``/gzip-upper``: declared ``GZIP``,
       which urllib3 decodes;
+    * ``/unicode/<codec>``: :data:`SECRETS` as JSON in ``codec``, ``application/vnd.api+json`` without a
+      charset (``requests`` reads ``application/json`` as UTF-8, this as RFC 4627 says);
+      ``/unicode-form/<codec>``: :data:`FORM_WITH_TOKEN` in ``codec`` as ``text/plain``;
+    * ``/nul-junk``: :data:`NUL_JUNK` as ``text/plain``;
     * ``/slow-body``: 200 ``text/plain``, the headers and ``ab`` at once, ``cd`` :data:`BODY_DELAY` later;
     * ``/odd-length``: 200 ``text/plain`` ``hello`` with ``Content-Length: ²`` (no number to ``int``),
       then the connection is closed;
@@ -64,6 +79,12 @@ class GapsHandler(Handler):
             self.send_body(
                 200, {"Content-Type": "application/json", "Content-Encoding": "GZIP"}, GZIPPED_TOKEN
             )
+        elif route.startswith("/unicode/"):
+            self.reply(200, "application/vnd.api+json", json.dumps(SECRETS).encode(route.rsplit("/", 1)[1]))
+        elif route.startswith("/unicode-form/"):
+            self.reply(200, "text/plain", FORM_WITH_TOKEN.encode(route.rsplit("/", 1)[1]))
+        elif route == "/nul-junk":
+            self.reply(200, "text/plain", NUL_JUNK)
         elif route == "/slow-body":
             self.slow_body()
         elif route == "/odd-length":
@@ -149,6 +170,88 @@ def test_a_body_urllib3_decoded_is_still_recorded_as_json(server: OutboundServer
     record = only_record(audit_records)
     assert record["response_repr"]["body"] == {"access_token": "[REDACTED]", "expires_in": 3600}
     assert TOKEN not in all_lines(audit_records)
+
+
+# --- UTF-16 and UTF-32 without a charset that says so --------------------------------------------------
+
+
+@pytest.mark.parametrize("codec", UNICODE_CODECS)
+def test_a_unicode_json_response_without_charset_is_read_and_redacted(
+    codec: str, server: OutboundServer, audit_records: Any
+) -> None:
+    response = HTTPClient("oauth").get(f"{server.base_url}/unicode/{codec}")
+
+    assert response.json() == SECRETS
+    record = only_record(audit_records)
+    assert record["response_repr"]["body"] == REDACTED
+    assert record["redacted"] == ["response_repr.body.access_token", "response_repr.body.password"]
+    lines = all_lines(audit_records).replace("\\u0000", "")
+    assert TOKEN not in lines and PASSWORD not in lines
+
+
+@pytest.mark.parametrize("codec", ["utf-16-le", "utf-32-be"])
+def test_a_unicode_text_response_without_charset_is_read_and_redacted(
+    codec: str, server: OutboundServer, audit_records: Any
+) -> None:
+    HTTPClient("oauth").get(f"{server.base_url}/unicode-form/{codec}")
+
+    assert only_record(audit_records)["response_repr"]["body"] == "access_token=[REDACTED]&x=1"
+    assert TOKEN not in all_lines(audit_records).replace("\\u0000", "")
+
+
+@pytest.mark.parametrize("content_type", ["application/json", "application/json; charset=utf-8"])
+def test_a_unicode_request_body_is_read_and_redacted(
+    content_type: str, server: OutboundServer, audit_records: Any
+) -> None:
+    sent = json.dumps(SECRETS).encode("utf-16-le")
+    HTTPClient("oauth").post(f"{server.base_url}/echo", data=sent, headers={"Content-Type": content_type})
+
+    assert server.received[-1].body == sent
+    record = only_record(audit_records)
+    assert (record["request_repr"]["body"], record["response_repr"]["body"]) == (REDACTED, REDACTED)
+    assert TOKEN not in all_lines(audit_records).replace("\\u0000", "")
+
+
+def test_text_with_nul_bytes_in_no_unicode_form_is_described_as_binary(
+    server: OutboundServer, audit_records: Any
+) -> None:
+    response = HTTPClient("oauth").get(f"{server.base_url}/nul-junk")
+
+    assert response.content == NUL_JUNK
+    assert only_record(audit_records)["response_repr"]["body"] == {
+        "type": "text/plain",
+        "size": len(NUL_JUNK),
+    }
+    assert "access_token" not in all_lines(audit_records).replace("\\u0000", "")
+
+
+@pytest.mark.django_db
+def test_an_incoming_unicode_json_body_without_charset_is_read_and_redacted(
+    http: Any, audit_records: Any
+) -> None:
+    sent = json.dumps(SECRETS).encode("utf-16")
+    http.generic("POST", "/ignores-body/", sent, content_type="application/json")
+
+    [record] = audit_records.of("audit.request")
+    assert record["request_repr"]["body"] == REDACTED
+    assert TOKEN not in all_lines(audit_records).replace("\\u0000", "")
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        ('{"a": 1}'.encode("utf-16-le"), "utf-16-le"),
+        ('{"a": 1}'.encode("utf-16-be"), "utf-16-be"),
+        ('{"a": 1}'.encode("utf-16"), "utf-16"),
+        ('{"a": 1}'.encode("utf-32-le"), "utf-32-le"),
+        ('{"a": 1}'.encode("utf-32-be"), "utf-32-be"),
+        ('{"a": 1}'.encode("utf-32"), "utf-32"),
+        ("中{".encode("utf-16-le"), None),  # a first character beyond ASCII: no NUL pattern to tell by
+        (b"a\x00", None),
+    ],
+)
+def test_sniff_utf16_32(data: bytes, expected: str | None) -> None:
+    assert bodies.sniff_utf16_32(data) == expected
 
 
 # --- get_adapter ---------------------------------------------------------------------------------------
