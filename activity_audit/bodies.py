@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import codecs
 import functools
+import json
 import re
 from collections.abc import Iterable, Mapping
 from typing import IO, Any
@@ -328,17 +329,44 @@ def _decodes(data: bytes, charset: str) -> bool:
 
 
 def parse_json(text: str) -> Any:
-    """The parsed JSON value, or ``{"malformed_json": true, "text": text}``."""
-    try:
-        return orjson.loads(text)
-    except orjson.JSONDecodeError:
-        pass
-    try:  # integers beyond 64 bits, which orjson refuses and the standard library reads
-        import json
+    """The parsed JSON value, or ``{"malformed_json": true, "text": text}``.
 
+    Integers are kept exact whatever their size: orjson reads one beyond 64 bits as a rounded float, so text
+    holding a run of 19 digits or more (see :func:`has_long_digit_run`) is read again by the standard
+    library, which reads them exactly.
+    """
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return _parse_json_stdlib(text, {"malformed_json": True, "text": text})
+    return _parse_json_stdlib(text, value) if has_long_digit_run(text) else value
+
+
+def has_long_digit_run(text: str) -> bool:
+    """True when ``text`` holds 19 ASCII digits in a row: the shortest integer beyond 64 bits
+    (``-9223372036854775809``) has as many.
+
+    Two passes in C over a UTF-8 copy (a table lookup per byte, then a substring search), about half the time
+    orjson takes to parse the same text; a regular expression takes ten times that.
+    """
+    if len(text) < _LONG_RUN:
+        return False
+    return _LONG_RUN_MARK in text.encode("utf-8", "surrogatepass").translate(_DIGITS_MARKED)
+
+
+_LONG_RUN = 19
+# Every ASCII digit to "0", every other byte to a space: a run of digits is a run of "0"s.
+_DIGITS_MARKED = bytes(0x30 if 0x30 <= byte <= 0x39 else 0x20 for byte in range(256))
+_LONG_RUN_MARK = b"0" * _LONG_RUN
+
+
+def _parse_json_stdlib(text: str, otherwise: Any) -> Any:
+    """``text`` parsed by the standard library (exact big integers; also ``NaN``, which orjson refuses), or
+    ``otherwise`` when it cannot parse it either (malformed, or nested beyond the recursion limit)."""
+    try:
         return json.loads(text)
     except (ValueError, RecursionError):
-        return {"malformed_json": True, "text": text}
+        return otherwise
 
 
 def parse_form(text: str) -> dict[str, Any]:

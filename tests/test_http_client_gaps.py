@@ -9,6 +9,7 @@
   the body;
 - a ``Content-Length`` that is no number, or a part of the record that cannot be captured, leaves the rest
   of the record (URL, status, headers) as it is;
+- integers beyond 64 bits in a JSON body are recorded exactly.
 
 Real HTTP server on loopback (the routes of :mod:`tests.support.outbound_http`, plus those below).
 """
@@ -51,6 +52,7 @@ REDACTED = {"access_token": "[REDACTED]", "password": "[REDACTED]"}
 UNICODE_CODECS = ["utf-16-le", "utf-16-be", "utf-16", "utf-32-le", "utf-32-be", "utf-32"]
 # Text with NUL bytes that is no UTF-16 or UTF-32 either (its first four bytes hold one NUL).
 NUL_JUNK = b"ab\x00c" + "access_token=".encode("utf-16-le")
+BIG_JSON = b'{"account": 123456789012345678901234567890, "neg": -9223372036854775809, "n": 1}'
 BODY_DELAY = 1.0  # seconds /slow-body waits between its headers and the end of its body
 
 
@@ -67,6 +69,7 @@ class GapsHandler(Handler):
     * ``/slow-body``: 200 ``text/plain``, the headers and ``ab`` at once, ``cd`` :data:`BODY_DELAY` later;
     * ``/odd-length``: 200 ``text/plain`` ``hello`` with ``Content-Length: ²`` (no number to ``int``),
       then the connection is closed;
+    * ``/big-json``: :data:`BIG_JSON`.
     """
 
     def do_GET(self) -> None:
@@ -89,6 +92,8 @@ class GapsHandler(Handler):
             self.slow_body()
         elif route == "/odd-length":
             self.odd_length()
+        elif route == "/big-json":
+            self.reply(200, "application/json", BIG_JSON)
         else:
             super().do_GET()
 
@@ -387,3 +392,28 @@ def test_headers_that_cannot_be_captured_leave_the_url_and_status(
         "capture_error": "RuntimeError: capture bug",
     }
     assert record["response_repr"] == {"status_code": 200, "capture_error": "RuntimeError: capture bug"}
+
+
+# --- big integers ----------------------------------------------------------------------------------------
+
+
+def test_integers_beyond_64_bits_are_recorded_exactly(server: OutboundServer, audit_records: Any) -> None:
+    response = HTTPClient("partner").get(f"{server.base_url}/big-json")
+
+    exact = {"account": 123456789012345678901234567890, "neg": -9223372036854775809, "n": 1}
+    assert response.json() == exact
+    assert bodies.summarize_body("application/json", BIG_JSON) == exact
+    # The file encoder writes integers beyond 64 bits as strings (JSON readers would round them).
+    assert only_record(audit_records)["response_repr"]["body"] == {
+        "account": "123456789012345678901234567890",
+        "neg": "-9223372036854775809",
+        "n": 1,
+    }
+
+
+def test_a_run_of_19_digits_inside_a_string_changes_nothing() -> None:
+    assert bodies.parse_json('{"id": "1234567890123456789012", "f": 1.5}') == {
+        "id": "1234567890123456789012",
+        "f": 1.5,
+    }
+    assert bodies.has_long_digit_run("x" * 40 + "1" * 19) and not bodies.has_long_digit_run("1" * 18 + "-1")
