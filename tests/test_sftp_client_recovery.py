@@ -1,12 +1,15 @@
 """SFTPClient against a real OpenSSH sshd on loopback, when something goes wrong:
 
 - a host name in capitals and a hashed known_hosts line: OpenSSH compares names lower-cased;
+- a private key given in a form that is taken for a path: no error quotes the value;
 """
 
 from __future__ import annotations
 
+import base64
 import os
 import pwd
+import traceback
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -95,4 +98,55 @@ def test_a_host_name_in_capitals_matches_its_hashed_known_hosts_line(
     assert stable(audit_records) == [
         {**connected(sshd_server), "host": "LocalHost"},
         {**record(sshd_server, "list", str(remote_dir), None, entries=0), "host": "LocalHost"},
+    ]
+
+
+# --- 2. a private key taken for a path ----------------------------------------------------------------
+
+NOT_SHOWN = (
+    "private_key is neither key text (starting with -----BEGIN, or of several lines) nor a file that can be "
+    "read: {reason} (the value is secret, so not shown)"
+)
+
+
+def test_a_one_line_key_taken_for_a_path_is_never_quoted(
+    sshd_server: SshdServer, remote_dir: Path, audit_records: Any
+) -> None:
+    encoded = base64.b64encode(sshd_server.private_key_path.read_bytes()).decode()  # a secret store's form
+    message = "[Errno 36] " + NOT_SHOWN.format(reason="File name too long")
+
+    with pytest.raises(OSError) as refused:
+        client(sshd_server, password=None, private_key=encoded).connect()
+    with client(sshd_server, remote_dir, private_key=encoded) as sftp:  # with a password: passed over
+        sftp.list()
+
+    assert str(refused.value) == message
+    assert refused.value.errno == 36
+    shown = "".join(traceback.format_exception(refused.value))
+    lines = b"\n".join(entry.line for entry in audit_records.entries).decode()
+    assert [part for part in (encoded[:40], encoded[100:140], encoded[-40:]) if part in shown + lines] == []
+    assert stable(audit_records) == [
+        record(
+            sshd_server,
+            "connect",
+            None,
+            None,
+            f"OSError: {message}",
+            host_key_fingerprint=sshd_server.host_key_fingerprint,
+        ),
+        connected(sshd_server, key_error=f"OSError: {message}"),
+        record(sshd_server, "list", str(remote_dir), None, entries=0),
+    ]
+
+
+def test_a_missing_key_file_keeps_its_error_class_but_not_its_path(
+    sshd_server: SshdServer, tmp_path: Path, audit_records: Any
+) -> None:
+    path = tmp_path / "secret-name-of-the-key"
+    with pytest.raises(FileNotFoundError) as refused:
+        client(sshd_server, password=None, private_key=path).connect()
+
+    assert str(refused.value) == "[Errno 2] " + NOT_SHOWN.format(reason="No such file or directory")
+    assert [r["error_message"] for r in audit_records.of("audit.request")] == [
+        f"FileNotFoundError: {refused.value}"
     ]

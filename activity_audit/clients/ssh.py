@@ -207,16 +207,38 @@ def load_private_key(source: str | os.PathLike[str], passphrase: str | None = No
     ``paramiko.PKey.from_path`` does.
 
     Raises ``paramiko.PasswordRequiredException`` (encrypted, no passphrase), ``paramiko.SSHException``
-    (wrong passphrase, or not a key), ``OSError`` (a path that cannot be read; its message names the
-    path). No message ever holds the key text or the passphrase.
+    (wrong passphrase, or not a key), ``OSError`` (a path that cannot be read: the subclass and ``errno`` the
+    system gave, e.g. ``FileNotFoundError``). No message ever holds the key text, the passphrase or the
+    path: a value taken for a path may be key text in another encoding (base64 of the key file).
     """
-    from_text = isinstance(source, str) and is_key_text(source)
-    path = None if from_text else Path(source).expanduser()
-    data = str(source).strip().encode("utf-8") if path is None else path.read_bytes()
+    if isinstance(source, str) and is_key_text(source):
+        return _private_key_from_bytes(source.strip().encode("utf-8"), passphrase)
+    path = Path(source).expanduser()
+    try:
+        data = path.read_bytes()
+        certificate = Path(f"{path}{CERT_SUFFIX}")
+        with_certificate = certificate.exists()
+    except OSError as exc:
+        raise _unreadable_key_file(exc) from None
     key = _private_key_from_bytes(data, passphrase)
-    if path is not None and Path(f"{path}{CERT_SUFFIX}").exists():
-        key.load_certificate(f"{path}{CERT_SUFFIX}")
+    if with_certificate:
+        try:
+            key.load_certificate(str(certificate))
+        except OSError as exc:
+            raise _unreadable_key_file(exc) from None
     return key
+
+
+def _unreadable_key_file(exc: OSError) -> OSError:
+    """``exc`` (a file that cannot be read) told without its file name, which is the secret setting's value.
+
+    ``OSError(errno, text)`` gives the subclass the system's own error would have (``FileNotFoundError``...).
+    """
+    message = (
+        f"private_key is neither key text (starting with {KEY_TEXT_PREFIX}, or of several lines) nor a file "
+        f"that can be read: {exc.strerror or type(exc).__name__} (the value is secret, so not shown)"
+    )
+    return OSError(exc.errno, message) if exc.errno is not None else OSError(message)
 
 
 def _private_key_from_bytes(data: bytes, passphrase: str | None) -> paramiko.PKey:
