@@ -2,16 +2,19 @@
 
 - a host name in capitals and a hashed known_hosts line: OpenSSH compares names lower-cased;
 - a private key given in a form that is taken for a path: no error quotes the value;
+- an SFTP session the server ended while keeping the SSH connection: the next operation opens a new one;
 """
 
 from __future__ import annotations
 
 import base64
+import io
 import os
 import pwd
+import signal
 import traceback
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +23,7 @@ import pytest
 
 from activity_audit import audit_context
 from activity_audit.clients.sftp import SFTPClient
+from tests.support.remote_archive import wait_until
 from tests.support.sftp_records import sftp_record as record
 
 if TYPE_CHECKING:
@@ -149,4 +153,76 @@ def test_a_missing_key_file_keeps_its_error_class_but_not_its_path(
     assert str(refused.value) == "[Errno 2] " + NOT_SHOWN.format(reason="No such file or directory")
     assert [r["error_message"] for r in audit_records.of("audit.request")] == [
         f"FileNotFoundError: {refused.value}"
+    ]
+
+
+# --- 3. a session the server closed -------------------------------------------------------------------
+
+
+def session_processes(server: SshdServer, connect: Callable[[], None]) -> dict[str, int]:
+    """The sshd processes that serve the connection ``connect`` opens, by their title's end (``[priv]``,
+    ``@notty``: the SSH connection, ``@internal-sftp``: the SFTP session)."""
+    from tests.support.sshd import _descendants
+
+    listener = int(server.pid_path.read_text())
+    before = set(_descendants(listener))
+    connect()
+    titles = {
+        pid: Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode().strip()
+        for pid in set(_descendants(listener)) - before
+    }
+    return {title.rsplit(" ", 1)[-1].split("@")[-1]: pid for pid, title in titles.items()}
+
+
+@pytest.fixture(scope="module")
+def idle_closing_sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshdServer]:
+    """An sshd that closes a session channel idle for one second (``ChannelTimeout``), keeping the SSH
+    connection open."""
+    from tests.support.sshd import start_sshd  # imported here: pytest_plugins loads the module (rewritten)
+
+    server = start_sshd(tmp_path_factory.mktemp("sshd-channel-timeout"))
+    try:
+        server.stop()
+        server.config_path.write_text(server.config_path.read_text() + "ChannelTimeout session:*=1\n")
+        server.start()
+        yield server
+    finally:
+        server.close()
+
+
+def test_an_sftp_session_the_server_ended_is_opened_again(
+    sshd_server: SshdServer, remote_dir: Path, audit_records: Any
+) -> None:
+    sftp = client(sshd_server, remote_dir)
+    session = session_processes(sshd_server, sftp.connect)
+    os.kill(session["internal-sftp"], signal.SIGKILL)  # the sftp-server ends; the SSH connection stays
+
+    wait_until(lambda: not sftp.is_connected(), 5, "the client to see the SFTP session end")
+    os.kill(session["notty"], 0)  # still there: only the channel was closed
+    assert sftp.list() == []
+    sftp.close()
+
+    assert stable(audit_records) == [
+        connected(sshd_server),
+        connected(sshd_server),
+        record(sshd_server, "list", str(remote_dir), None, entries=0),
+    ]
+
+
+def test_an_sftp_channel_closed_by_channel_timeout_is_opened_again(
+    idle_closing_sshd: SshdServer, audit_records: Any
+) -> None:
+    directory = make_remote_dir(idle_closing_sshd)
+    sftp = client(idle_closing_sshd, directory)
+    sftp.upload(io.BytesIO(b"one"), "one.txt")
+
+    wait_until(lambda: not sftp.is_connected(), 5, "the client to see sshd close the idle SFTP channel")
+    assert sftp.list() == ["one.txt"]
+    sftp.close()
+
+    assert stable(audit_records) == [
+        connected(idle_closing_sshd),
+        record(idle_closing_sshd, "upload", str(directory / "one.txt"), 3),
+        connected(idle_closing_sshd),
+        record(idle_closing_sshd, "list", str(directory), None, entries=1),
     ]

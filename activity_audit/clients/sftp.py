@@ -127,8 +127,8 @@ class SFTPClient:
     kept as it is). ``timeout`` (seconds) bounds connecting, authenticating and every wait for the server.
 
     The connection opens on :meth:`connect`, on entering ``with``, or on the first operation, and is opened
-    again on the next operation after it dropped. Operations are serialised: one client may be shared by
-    threads.
+    again on the next operation after it dropped, or after the server closed the SFTP session (sshd's
+    ``ChannelTimeout``). Operations are serialised: one client may be shared by threads.
     """
 
     def __init__(
@@ -175,7 +175,17 @@ class SFTPClient:
             self._connection()
 
     def is_connected(self) -> bool:
-        return self._sftp is not None and self._transport is not None and self._transport.is_active()
+        """Whether the next operation can use the open connection: the SSH transport is up, and the server
+        has neither closed nor ended the SFTP session's channel (as sshd's ``ChannelTimeout`` does, or the
+        end of its sftp-server, while the transport stays up)."""
+        channel = self._sftp.get_channel() if self._sftp is not None else None
+        return (
+            channel is not None
+            and not channel.closed
+            and not channel.eof_received
+            and self._transport is not None
+            and self._transport.is_active()
+        )
 
     def close(self) -> None:
         """Close the connection; the next operation opens a new one."""
