@@ -3,11 +3,14 @@
 - a host name in capitals and a hashed known_hosts line: OpenSSH compares names lower-cased;
 - a private key given in a form that is taken for a path: no error quotes the value;
 - an SFTP session the server ended while keeping the SSH connection: the next operation opens a new one;
+- a timeout in the middle of a transfer: the connection is closed, the next operation opens a new one,
+  and an upload's temporary file is removed over a connection of its own;
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import os
 import pwd
@@ -32,6 +35,7 @@ if TYPE_CHECKING:
 pytest_plugins = ["tests.support.sshd"]  # the sshd_server fixture
 
 VOLATILE = ("timestamp", "event_id", "stream_id", "seq", "execution_time")
+CHUNK = 32768  # SFTPClient sends, and paramiko's getfo receives, data in pieces of this size
 
 pytestmark = pytest.mark.usefixtures("as_tests_actor")
 
@@ -225,4 +229,103 @@ def test_an_sftp_channel_closed_by_channel_timeout_is_opened_again(
         record(idle_closing_sshd, "upload", str(directory / "one.txt"), 3),
         connected(idle_closing_sshd),
         record(idle_closing_sshd, "list", str(directory), None, entries=1),
+    ]
+
+
+# --- 4. a timeout in the middle of a transfer ---------------------------------------------------------
+
+
+@contextlib.contextmanager
+def stopped_later(pids: list[int]) -> Iterator[Callable[[], None]]:
+    """A function that stops ``pids`` (SIGSTOP: the server stops answering); they go on at the end."""
+
+    def stop() -> None:
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+
+    try:
+        yield stop
+    finally:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+
+
+class StallingWriter(io.RawIOBase):
+    """The local file of a download: its first write stops the server, and it counts what it received."""
+
+    def __init__(self, stop_server: Callable[[], None]) -> None:
+        self.stop_server: Callable[[], None] | None = stop_server
+        self.received = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        if self.stop_server is not None:
+            self.stop_server()
+            self.stop_server = None
+        self.received += len(data)
+        return len(data)
+
+
+def test_a_download_that_timed_out_leaves_the_next_operation_a_new_connection(
+    sshd_server: SshdServer, remote_dir: Path, audit_records: Any
+) -> None:
+    (remote_dir / "big.bin").write_bytes(b"b" * (8 << 20))  # more than paramiko's 2 MB channel window
+    sftp = client(sshd_server, remote_dir, timeout=1)
+    session = session_processes(sshd_server, sftp.connect)
+    with stopped_later(list(session.values())) as stop:
+        writer = StallingWriter(stop)
+        with pytest.raises(TimeoutError):
+            sftp.download("big.bin", writer)
+        assert not sftp.is_connected()  # a reply may be half read: dropped while the server still hangs
+
+    assert sftp.list() == ["big.bin"]
+    sftp.close()
+    assert 0 < writer.received < 8 << 20
+    assert stable(audit_records) == [
+        connected(sshd_server),
+        record(sshd_server, "download", str(remote_dir / "big.bin"), writer.received, "TimeoutError"),
+        connected(sshd_server),
+        record(sshd_server, "list", str(remote_dir), None, entries=1),
+    ]
+
+
+class StallingSource(io.RawIOBase):
+    """The local file of an upload: endless chunks, the server stopped after the second one."""
+
+    def __init__(self, stop_server: Callable[[], None]) -> None:
+        self.stop_server = stop_server
+        self.chunks = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        self.chunks += 1
+        if self.chunks == 2:
+            self.stop_server()
+        return b"u" * CHUNK
+
+
+def test_an_upload_that_timed_out_has_its_temporary_file_removed_over_a_new_connection(
+    sshd_server: SshdServer, remote_dir: Path, audit_records: Any
+) -> None:
+    (remote_dir / "ledger.txt").write_bytes(b"old ledger")
+    sftp = client(sshd_server, remote_dir, timeout=1)
+    session = session_processes(sshd_server, sftp.connect)
+    with stopped_later(list(session.values())) as stop:
+        source = StallingSource(stop)
+        with pytest.raises(TimeoutError):
+            sftp.upload(source, "ledger.txt")
+        assert sorted(os.listdir(remote_dir)) == ["ledger.txt"]  # removed while the old session still hangs
+        assert not sftp.is_connected()
+
+    assert (remote_dir / "ledger.txt").read_bytes() == b"old ledger"
+    sent = (source.chunks - 1) * CHUNK  # the last chunk read was being sent when the wait ran out
+    assert stable(audit_records) == [
+        connected(sshd_server),
+        record(sshd_server, "upload", str(remote_dir / "ledger.txt"), sent, "TimeoutError"),
+        connected(sshd_server),  # the connection that removed the temporary file
     ]

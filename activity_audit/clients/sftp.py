@@ -11,8 +11,9 @@ Every operation (``connect``, ``upload``, ``download``, ``list``, ``remove``) gi
 ``protocol: "sftp"``, ``operation``, ``host``, ``port``, ``username``, ``remote_path``, ``bytes`` (moved so
 far, also when the operation failed), ``execution_time`` (seconds), and ``error_message`` (``null`` on
 success). An operation interrupted by ``KeyboardInterrupt`` (any ``BaseException``) is recorded with
-``error_message: "KeyboardInterrupt"``, the connection is closed, and the exception goes on unchanged.
-Passwords, private keys and passphrases never appear in a record, a message or ``repr``.
+``error_message: "KeyboardInterrupt"``, the connection is closed, and the exception goes on unchanged; so is
+an operation that failed with the connection (a timeout, an SSH or SFTP protocol error): the next operation
+opens a new one. Passwords, private keys and passphrases never appear in a record, a message or ``repr``.
 
 Host keys are checked against ``known_hosts`` (read as OpenSSH reads it: see :mod:`.ssh`) right after the
 key exchange, before authentication: an unknown host raises :class:`UnknownHostKeyError`, a key that none of
@@ -69,6 +70,8 @@ __all__ = [
 PROTOCOL = "sftp"
 DEFAULT_KNOWN_HOSTS = Path("~/.ssh/known_hosts")
 NAME_MAX = 255  # bytes in one file name, on Linux and most SFTP servers' file systems
+CHUNK = 32768  # bytes read from the local file and sent in one SFTP write request (paramiko's largest)
+CLEANUP_TIMEOUT = 5.0  # seconds, at most, for each wait of the connection that removes a temporary file
 
 _T = TypeVar("_T")
 LocalFile = str | os.PathLike[str] | IO[bytes]
@@ -103,13 +106,17 @@ def key_fingerprint(key: paramiko.PKey) -> str:
 
 
 class _Progress:
-    """What an operation did so far, for its record."""
+    """What an operation did so far: for its record, and for cleaning up after it failed.
 
-    __slots__ = ("bytes", "details")
+    ``leftovers`` are the remote files it created and has not yet removed or renamed.
+    """
+
+    __slots__ = ("bytes", "details", "leftovers")
 
     def __init__(self) -> None:
         self.bytes: int | None = None
         self.details: dict[str, Any] = {}
+        self.leftovers: list[str] = []
 
     def transferred(self, done: int, _total: int) -> None:
         self.bytes = done
@@ -127,8 +134,9 @@ class SFTPClient:
     kept as it is). ``timeout`` (seconds) bounds connecting, authenticating and every wait for the server.
 
     The connection opens on :meth:`connect`, on entering ``with``, or on the first operation, and is opened
-    again on the next operation after it dropped, or after the server closed the SFTP session (sshd's
-    ``ChannelTimeout``). Operations are serialised: one client may be shared by threads.
+    again on the next operation after it dropped, after the server closed the SFTP session (sshd's
+    ``ChannelTimeout``), and after an operation failed with the connection (see :meth:`_recover`).
+    Operations are serialised: one client may be shared by threads.
     """
 
     def __init__(
@@ -222,7 +230,8 @@ class SFTPClient:
         The data goes to a temporary name in the target directory (``.<name>.<random>.part``, ``<name>``
         shortened when the whole would exceed 255 bytes) that is then renamed over ``remote_path`` with
         ``posix-rename``: readers see the old file or the whole new one, never a part. On failure the
-        temporary file is removed (when the connection still allows it).
+        temporary file is removed, over a new connection when the failure left the old one unusable (see
+        :meth:`_recover`).
         """
         target = self.remote_path(remote_path)
         directory, name = posixpath.split(target)
@@ -232,14 +241,12 @@ class SFTPClient:
 
         def transfer(sftp: paramiko.SFTPClient, progress: _Progress) -> int:
             progress.bytes = 0
-            try:
-                with _readable(local) as source:
-                    sftp.putfo(source, temporary, callback=progress.transferred, confirm=True)
-                sftp.posix_rename(temporary, target)
-            except BaseException:
-                with contextlib.suppress(Exception):
-                    sftp.remove(temporary)
-                raise
+            with _readable(local) as source:
+                progress.leftovers.append(temporary)
+                _send(source, sftp.open(temporary, "wb"), progress)
+            _confirm(sftp, temporary, progress)
+            sftp.posix_rename(temporary, target)
+            progress.leftovers.remove(temporary)
             return progress.bytes
 
         return self._operation("upload", target, transfer)
@@ -294,44 +301,80 @@ class SFTPClient:
                 result = action(self._connection(), progress)
             except BaseException as exc:  # KeyboardInterrupt, SystemExit too: recorded, then raised
                 self._record(operation, remote_path, progress, time.perf_counter() - started, exc)
-                self._drop_if_interrupted(exc)
+                self._recover(exc, progress)
                 raise
             self._record(operation, remote_path, progress, time.perf_counter() - started, None)
             return result
 
-    def _connection(self) -> paramiko.SFTPClient:
-        """The open SFTP session; (re)connects, with its own ``connect`` record, when there is none."""
+    def _connection(self, timeout: float | None = None) -> paramiko.SFTPClient:
+        """The open SFTP session; (re)connects, with its own ``connect`` record, when there is none (see
+        :meth:`is_connected`). ``timeout`` bounds each wait of a new connection (default ``self.timeout``)."""
         if self._sftp is not None and self.is_connected():
             return self._sftp
         self.close()
         progress = _Progress()
         started = time.perf_counter()
         try:
-            self._transport, self._sftp = self._open(progress)
+            self._transport, self._sftp = self._open(progress, self.timeout if timeout is None else timeout)
         except BaseException as exc:  # _open closed what it opened
             self._record("connect", None, progress, time.perf_counter() - started, exc)
             raise
         self._record("connect", None, progress, time.perf_counter() - started, None)
         return self._sftp
 
-    def _drop_if_interrupted(self, error: BaseException) -> None:
-        """Close the connection after an interruption (``KeyboardInterrupt`` ...): it may have come in the
-        middle of an SFTP exchange, leaving replies unread; the next operation opens a new connection."""
-        if not isinstance(error, Exception):
+    def _recover(self, error: BaseException, progress: _Progress) -> None:
+        """Leave the client fit for the next operation after ``error`` ended one, and remove the files it
+        left (``progress.leftovers``).
+
+        When the SFTP stream is still in step (the server refused a request, the local file failed) the
+        files are removed on the same connection, which is then kept, unless the caller was interrupted
+        (``KeyboardInterrupt`` ...). Otherwise (see :func:`_cuts_exchange`, or the server closed the session)
+        a request may be half sent or a reply half read: the connection is closed, the next operation opens
+        a new one, and the files are removed over a connection of their own (:meth:`_discard`).
+        """
+        in_step = not _cuts_exchange(error) and self.is_connected()
+        if in_step and self._sftp is not None:
+            self._remove_each(self._sftp, progress.leftovers)
+        if not in_step or not isinstance(error, Exception):
+            self.close()
+        if not in_step:
+            self._discard(progress.leftovers)
+
+    def _remove_each(self, sftp: paramiko.SFTPClient, paths: builtins.list[str]) -> None:
+        """Remove each of ``paths`` that can be: one already gone, or that the server refuses to remove, is
+        passed over (its name says what it is). Interrupted, it closes the connection before going on."""
+        try:
+            for path in paths:
+                with contextlib.suppress(Exception):
+                    sftp.remove(path)
+        except BaseException:
+            self.close()
+            raise
+
+    def _discard(self, paths: builtins.list[str]) -> None:
+        """Remove ``paths`` over a new connection (recorded as any other) whose every wait is bounded by
+        :data:`CLEANUP_TIMEOUT`, then close it. Never raises an ``Exception``: what cannot be removed
+        stays."""
+        if not paths:
+            return
+        try:
+            with contextlib.suppress(Exception):
+                self._remove_each(self._connection(min(self.timeout, CLEANUP_TIMEOUT)), paths)
+        finally:
             self.close()
 
-    def _open(self, progress: _Progress) -> tuple[paramiko.Transport, paramiko.SFTPClient]:
+    def _open(self, progress: _Progress, timeout: float) -> tuple[paramiko.Transport, paramiko.SFTPClient]:
         known = KnownHosts.read(self.known_hosts).keys_for(self.host, self.port)
-        sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
+        sock = socket.create_connection((self.host, self.port), timeout=timeout)
         try:
             transport = paramiko.Transport(sock)
         except BaseException:
             sock.close()
             raise
         try:
-            transport.banner_timeout = transport.auth_timeout = self.timeout
+            transport.banner_timeout = transport.auth_timeout = timeout
             prefer_known_key_types(transport, known.key_types())
-            transport.start_client(timeout=self.timeout)
+            transport.start_client(timeout=timeout)
             offered = transport.get_remote_server_key()
             progress.details["host_key_fingerprint"] = key_fingerprint(offered)
             self._verify_host_key(offered, known)
@@ -341,7 +384,7 @@ class SFTPClient:
                 raise paramiko.SSHException("the server refused to start the sftp subsystem")
             channel = sftp.get_channel()
             if channel is not None:
-                channel.settimeout(self.timeout)
+                channel.settimeout(timeout)
             return transport, sftp
         except BaseException:
             transport.close()
@@ -429,6 +472,52 @@ class SFTPClient:
             bytes=progress.bytes,
             **progress.details,
         )
+
+
+def _cuts_exchange(error: BaseException) -> bool:
+    """Whether ``error`` may have left the SFTP stream between the halves of a request or a reply, after
+    which the connection is unusable ("Garbage packet received", or a wait for a reply that never comes):
+    an error of the connection itself (:func:`_is_connection_error`). An interruption (``KeyboardInterrupt``
+    ...) is not one: the connection is closed after it in any case.
+    """
+    return isinstance(error, Exception) and _is_connection_error(error)
+
+
+def _is_connection_error(error: Exception) -> bool:
+    """A timeout, an SSH or SFTP protocol error, the end of the channel: the connection failed, not the
+    request. A server's status reply (``FileNotFoundError``, ``PermissionError``, ``OSError("Failure")``,
+    paramiko's ``SFTPError(errno, text)``) leaves the stream in step."""
+    if isinstance(error, paramiko.SFTPError):
+        return not (error.args and isinstance(error.args[0], int))
+    return isinstance(error, (TimeoutError, EOFError, ConnectionError, paramiko.SSHException))
+
+
+def _send(source: IO[bytes], remote: paramiko.SFTPFile, progress: _Progress) -> None:
+    """Write ``source`` to ``remote`` (pipelined, :data:`CHUNK` bytes at a time), then close it, counting
+    the bytes written in ``progress``.
+
+    On failure ``remote`` is closed when the stream is in step (:func:`_cuts_exchange`); otherwise it is
+    left to die with the connection, which the caller closes: closing it would wait on the cut stream.
+    """
+    remote.set_pipelined(True)
+    try:
+        while data := source.read(CHUNK):
+            remote.write(data)
+            progress.bytes = (progress.bytes or 0) + len(data)
+        remote.close()
+    except BaseException as exc:
+        remote.set_pipelined(False)  # closing it no longer waits for the replies to every write
+        if not _cuts_exchange(exc):
+            with contextlib.suppress(Exception):
+                remote.close()
+        raise
+
+
+def _confirm(sftp: paramiko.SFTPClient, temporary: str, progress: _Progress) -> None:
+    """Check that ``temporary`` holds every byte sent, as paramiko's put does when asked to confirm."""
+    held = sftp.stat(temporary)
+    if held.st_size != progress.bytes:
+        raise OSError(f"the server holds {held.st_size} bytes of the {progress.bytes} sent to {temporary}")
 
 
 def temporary_name(name: str, suffix: str = ".part") -> str:
