@@ -5,6 +5,7 @@
 - an SFTP session the server ended while keeping the SSH connection: the next operation opens a new one;
 - a timeout in the middle of a transfer: the connection is closed, the next operation opens a new one,
   and an upload's temporary file is removed over a connection of its own;
+- the mode of an uploaded file: written privately, then given the mode of the file it replaces;
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import io
 import os
 import pwd
 import signal
+import stat
 import traceback
 import uuid
 from collections.abc import Callable, Iterator
@@ -328,4 +330,68 @@ def test_an_upload_that_timed_out_has_its_temporary_file_removed_over_a_new_conn
         connected(sshd_server),
         record(sshd_server, "upload", str(remote_dir / "ledger.txt"), sent, "TimeoutError"),
         connected(sshd_server),  # the connection that removed the temporary file
+    ]
+
+
+# --- 5. the mode of an uploaded file ------------------------------------------------------------------
+
+
+def umask_of(pid: int) -> int:
+    [line] = [
+        line for line in Path(f"/proc/{pid}/status").read_text().splitlines() if line.startswith("Umask:")
+    ]
+    return int(line.split()[1], 8)
+
+
+def mode_of(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+class ModeWatchingSource(io.RawIOBase):
+    """Two chunks; at the second read it notes the mode of the temporary file on the server side."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.chunks = 0
+        self.temporary_modes: list[int] = []
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        self.chunks += 1
+        if self.chunks == 2:
+            self.temporary_modes = [mode_of(path) for path in self.directory.glob(".*.part")]
+        return b"m" * CHUNK if self.chunks <= 2 else b""
+
+
+def test_an_upload_is_written_privately_and_keeps_the_mode_of_the_file_it_replaces(
+    sshd_server: SshdServer, remote_dir: Path, audit_records: Any
+) -> None:
+    user = pwd.getpwnam(sshd_server.username)
+    for name, mode in (("private.csv", 0o600), ("shared.csv", 0o640)):
+        (remote_dir / name).write_bytes(b"old")
+        os.chown(remote_dir / name, user.pw_uid, user.pw_gid)
+        (remote_dir / name).chmod(mode)
+    source = ModeWatchingSource(remote_dir)
+    sftp = client(sshd_server, remote_dir)
+    session = session_processes(sshd_server, sftp.connect)
+
+    sftp.upload(source, "private.csv")
+    sftp.upload(io.BytesIO(b"shared"), "shared.csv")
+    sftp.upload(io.BytesIO(b"new"), "new.csv")
+    sftp.close()
+
+    assert source.temporary_modes == [0o600]  # nobody else could open it while it was written
+    assert mode_of(remote_dir / "private.csv") == 0o600
+    assert mode_of(remote_dir / "shared.csv") == 0o640
+    # What a plain put gives a new file: sftp-server creates it 0666, less the umask of its process.
+    assert mode_of(remote_dir / "new.csv") == 0o666 & ~umask_of(session["internal-sftp"])
+    assert sorted(os.listdir(remote_dir)) == ["new.csv", "private.csv", "shared.csv"]
+    assert (remote_dir / "private.csv").read_bytes() == b"m" * 2 * CHUNK
+    assert stable(audit_records) == [
+        connected(sshd_server),
+        record(sshd_server, "upload", str(remote_dir / "private.csv"), 2 * CHUNK),
+        record(sshd_server, "upload", str(remote_dir / "shared.csv"), 6),
+        record(sshd_server, "upload", str(remote_dir / "new.csv"), 3),
     ]

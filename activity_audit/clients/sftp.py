@@ -36,7 +36,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
 from types import TracebackType
-from typing import IO, Any, TypeVar
+from typing import IO, Any, TypeVar, cast
 
 from .outbound import auditing_enabled, describe_error, record_call
 
@@ -71,6 +71,7 @@ PROTOCOL = "sftp"
 DEFAULT_KNOWN_HOSTS = Path("~/.ssh/known_hosts")
 NAME_MAX = 255  # bytes in one file name, on Linux and most SFTP servers' file systems
 CHUNK = 32768  # bytes read from the local file and sent in one SFTP write request (paramiko's largest)
+PRIVATE_MODE = 0o600  # what an upload's temporary file is created with, until it holds the whole data
 CLEANUP_TIMEOUT = 5.0  # seconds, at most, for each wait of the connection that removes a temporary file
 
 _T = TypeVar("_T")
@@ -228,10 +229,11 @@ class SFTPClient:
         """Copy ``local`` (a path or a binary file object) to ``remote_path``; returns the bytes sent.
 
         The data goes to a temporary name in the target directory (``.<name>.<random>.part``, ``<name>``
-        shortened when the whole would exceed 255 bytes) that is then renamed over ``remote_path`` with
-        ``posix-rename``: readers see the old file or the whole new one, never a part. On failure the
-        temporary file is removed, over a new connection when the failure left the old one unusable (see
-        :meth:`_recover`).
+        shortened when the whole would exceed 255 bytes), created with mode 0600, that is then given the
+        mode ``remote_path`` has (or, for a new file, the mode the server gives a file created without one,
+        as a plain put does; see :func:`_settle`) and renamed over ``remote_path`` with ``posix-rename``:
+        readers see the old file or the whole new one, never a part. On failure the temporary file is
+        removed, over a new connection when the failure left the old one unusable (see :meth:`_recover`).
         """
         target = self.remote_path(remote_path)
         directory, name = posixpath.split(target)
@@ -243,8 +245,8 @@ class SFTPClient:
             progress.bytes = 0
             with _readable(local) as source:
                 progress.leftovers.append(temporary)
-                _send(source, sftp.open(temporary, "wb"), progress)
-            _confirm(sftp, temporary, progress)
+                _send(source, _create_private(sftp, temporary), progress)
+            _settle(sftp, temporary, target, progress)
             sftp.posix_rename(temporary, target)
             progress.leftovers.remove(temporary)
             return progress.bytes
@@ -492,6 +494,22 @@ def _is_connection_error(error: Exception) -> bool:
     return isinstance(error, (TimeoutError, EOFError, ConnectionError, paramiko.SSHException))
 
 
+def _create_private(sftp: paramiko.SFTPClient, path: str) -> paramiko.SFTPFile:
+    """Create ``path``, which must not exist, with mode 0600, and open it for writing.
+
+    The mode travels in the OPEN request itself (OpenSSH creates the file with it, less its umask): a
+    chmod after paramiko's ``open``, which sends no mode, would leave a moment when another user could open
+    the file and keep reading what is written to it. paramiko only sends attributes through ``_request``.
+    """
+    attributes = paramiko.SFTPAttributes()
+    attributes.st_mode = PRIVATE_MODE
+    flags = paramiko.sftp.SFTP_FLAG_WRITE | paramiko.sftp.SFTP_FLAG_CREATE | paramiko.sftp.SFTP_FLAG_EXCL
+    kind, reply = cast(Any, sftp)._request(paramiko.sftp.CMD_OPEN, path, flags, attributes)
+    if kind != paramiko.sftp.CMD_HANDLE:
+        raise paramiko.SFTPError("Expected handle")
+    return paramiko.SFTPFile(sftp, reply.get_binary(), "wb")
+
+
 def _send(source: IO[bytes], remote: paramiko.SFTPFile, progress: _Progress) -> None:
     """Write ``source`` to ``remote`` (pipelined, :data:`CHUNK` bytes at a time), then close it, counting
     the bytes written in ``progress``.
@@ -513,11 +531,36 @@ def _send(source: IO[bytes], remote: paramiko.SFTPFile, progress: _Progress) -> 
         raise
 
 
-def _confirm(sftp: paramiko.SFTPClient, temporary: str, progress: _Progress) -> None:
-    """Check that ``temporary`` holds every byte sent, as paramiko's put does when asked to confirm."""
+def _settle(sftp: paramiko.SFTPClient, temporary: str, target: str, progress: _Progress) -> None:
+    """Check that ``temporary`` holds every byte sent, then give it the permission bits that ``target``
+    has (without setuid, setgid and sticky), or, when there is no ``target``, those the server gives a new
+    file (:func:`_new_file_mode`): the rename then changes the content only. Nothing is changed on a server
+    that does not tell modes."""
     held = sftp.stat(temporary)
     if held.st_size != progress.bytes:
         raise OSError(f"the server holds {held.st_size} bytes of the {progress.bytes} sent to {temporary}")
+    try:
+        mode = sftp.stat(target).st_mode
+    except FileNotFoundError:
+        mode = _new_file_mode(sftp, target, progress)
+    if mode is None or held.st_mode is None:
+        return
+    if stat.S_IMODE(held.st_mode) != stat.S_IMODE(mode) & 0o777:
+        sftp.chmod(temporary, stat.S_IMODE(mode) & 0o777)
+
+
+def _new_file_mode(sftp: paramiko.SFTPClient, target: str, progress: _Progress) -> int | None:
+    """The mode the server gives a file created without one, as a plain put creates ``target``: 0666 less
+    the server's umask, or what a default ACL of the directory says. No SFTP request tells it, so an empty
+    file is created next to ``target`` (named as a temporary file), looked at, and removed."""
+    directory, name = posixpath.split(target)
+    probe = posixpath.join(directory, temporary_name(name))
+    progress.leftovers.append(probe)
+    with sftp.open(probe, "wx") as handle:
+        mode = handle.stat().st_mode
+    sftp.remove(probe)
+    progress.leftovers.remove(probe)
+    return mode
 
 
 def temporary_name(name: str, suffix: str = ".part") -> str:
