@@ -5,6 +5,8 @@ import os
 import tempfile
 from pathlib import Path
 
+import django
+
 BASE_DIR = Path(__file__).resolve().parent
 SECRET_KEY = "tests-only-not-secret"
 DEBUG = False
@@ -20,6 +22,8 @@ INSTALLED_APPS = [
     "activity_audit",
     "tests.testapp",
 ]
+if django.VERSION >= (6, 1):  # foreign keys whose rows the database deletes or changes by itself
+    INSTALLED_APPS.append("tests.dbdeletes")
 MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",

@@ -150,7 +150,7 @@ def _wrap_update(original: Callable[..., int]) -> Callable[..., int]:
             count = original(self, **kwargs)
         finally:
             _inside_bulk_write.reset(token)
-        _after(lambda: _record_update(self.db, policy, when, pks, kwargs, count))
+        _after(lambda: record_update(self.db, policy, when, pks, kwargs, count))
         return count
 
     return update
@@ -262,7 +262,7 @@ def _matching_pks(queryset: QuerySet[Any]) -> list[Any]:
     return list(dict.fromkeys(matching.values_list("pk", flat=True)))
 
 
-def _emit(
+def emit_bulk(
     alias: str,
     policy: ModelPolicy,
     when: Moment | None,
@@ -298,15 +298,17 @@ def _emit(
         emit_on_commit(record, alias)
 
 
-def _record_update(
+def record_update(
     alias: str,
     policy: ModelPolicy,
     when: Moment | None,
     pks: list[Any] | None,
     assignments: dict[str, Any],
     count: int,
+    **more: Any,
 ) -> None:
-    """The ``QUERYSET_UPDATE`` of ``count`` rows (``pks``, when read) set to ``assignments`` on ``alias``."""
+    """The ``QUERYSET_UPDATE`` of ``count`` rows (``pks``, when read) set to ``assignments`` on ``alias``;
+    ``more`` are further fields of the record."""
     values: dict[str, Any] = {}
     any_cut = False
     vendor = snapshots.vendor_of(alias)
@@ -322,13 +324,13 @@ def _record_update(
                 value = snapshots.assigned_form(spec, value, vendor)
             values[key], cut = snapshots.plain_cut(value)
             any_cut = any_cut or cut
-    fields: dict[str, Any] = {"values": values}
+    fields: dict[str, Any] = {"values": values, **more}
     if any_cut:
         fields["truncated"] = True
     if pks is not None and len(pks) != count:
         # another transaction changed matching rows between the SELECT and the UPDATE
         fields["pks_complete"] = False
-    _emit(alias, policy, when, QUERYSET_UPDATE, "update", count, pks, None, **fields)
+    emit_bulk(alias, policy, when, QUERYSET_UPDATE, "update", count, pks, None, **fields)
 
 
 def _record_update_batch(
@@ -339,7 +341,7 @@ def _record_update_batch(
     Django gives no count back; the rows are those it loaded for the delete, so their number is the count.
     """
     pks = sorted_pks(dict.fromkeys(pk_list))
-    _record_update(alias, policy, when, pks if options.current.wants_pks else None, values, len(pks))
+    record_update(alias, policy, when, pks if options.current.wants_pks else None, values, len(pks))
 
 
 def _assigned_field(policy: ModelPolicy, name: str) -> tuple[str, FieldSpec | None, bool] | None:
@@ -400,7 +402,9 @@ def _record_bulk_create(
     else:
         for obj in created:
             snapshots.remember(obj, policy, vendor)  # saved now: later saves diff against these values
-    _emit(queryset.db, policy, when, BULK_CREATE, "bulk_create", len(created), pks, rows, cut_rows, **fields)
+    emit_bulk(
+        queryset.db, policy, when, BULK_CREATE, "bulk_create", len(created), pks, rows, cut_rows, **fields
+    )
 
 
 def _conflict_fields(policy: ModelPolicy, kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -470,7 +474,7 @@ def _record_bulk_update(
     if written is None:
         _forget_fields(policy, objs, field_names)
         fields["outcome_per_row_known"] = False
-    _emit(queryset.db, policy, when, BULK_UPDATE, "bulk_update", count, pks, rows, cut_rows, **fields)
+    emit_bulk(queryset.db, policy, when, BULK_UPDATE, "bulk_update", count, pks, rows, cut_rows, **fields)
 
 
 def _listed_per_batch(policy: ModelPolicy, objs: tuple[Model, ...], size: int) -> list[set[Any]]:

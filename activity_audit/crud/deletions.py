@@ -51,7 +51,7 @@ class DeleteBatch:
         self.block = block  # the collector's atomic block: one batch per delete operation
         self.when: Moment = moment()
         # Described now: the collector clears the pks of deleted instances before the commit.
-        self.origin_model, self.origin_ref = _describe_origin(origin)
+        self.origin_model, self.origin_ref = describe_origin(origin)
         self.pks: dict[ModelPolicy, list[Any]] = {}
         self.counts: dict[ModelPolicy, int] = {}
 
@@ -109,7 +109,7 @@ def add_row(origin: Any, policy: ModelPolicy, pk: Any, alias: str) -> None:
     batch.add(policy, pk)
 
 
-def _describe_origin(origin: Any) -> tuple[type[models.Model] | None, dict[str, Any]]:
+def describe_origin(origin: Any) -> tuple[type[models.Model] | None, dict[str, Any]]:
     if isinstance(origin, models.Model):
         model = type(origin)
         return model, {"model": model._meta.label, "instance_id": instance_id_of(origin.pk)}

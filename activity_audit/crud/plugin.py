@@ -8,7 +8,18 @@ from __future__ import annotations
 
 from ..conf import AuditSettings
 from ..markers import hookimpl
-from . import auth, bulk, commands, loading, options, receivers, selection, snapshots, transactions
+from . import (
+    auth,
+    bulk,
+    commands,
+    db_deletes,
+    loading,
+    options,
+    receivers,
+    selection,
+    snapshots,
+    transactions,
+)
 
 
 @hookimpl
@@ -18,6 +29,7 @@ def audit_configure(settings: AuditSettings) -> None:
     snapshots.limits = settings.limits
     snapshots._vendors.clear()
     bulk.install()
+    db_deletes.install()
     loading.install()
     commands.install()
     transactions.keep_audit_callbacks()
@@ -37,5 +49,6 @@ def deactivate() -> None:
     leave them recording after a reload that disabled it.
     """
     selection.audit_nothing()
+    db_deletes.forget()
     receivers.connect(())
     auth.disconnect()
