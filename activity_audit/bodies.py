@@ -351,7 +351,8 @@ def has_long_digit_run(text: str) -> bool:
     """
     if len(text) < _LONG_RUN:
         return False
-    return _LONG_RUN_MARK in text.encode("utf-8", "surrogatepass").translate(_DIGITS_MARKED)
+    # find(), not "in": the operator costs a third more on a small body
+    return text.encode("utf-8", "surrogatepass").translate(_DIGITS_MARKED).find(_LONG_RUN_MARK) != -1
 
 
 _LONG_RUN = 19
