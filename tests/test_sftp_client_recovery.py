@@ -173,11 +173,16 @@ def session_processes(server: SshdServer, connect: Callable[[], None]) -> dict[s
     listener = int(server.pid_path.read_text())
     before = set(_descendants(listener))
     connect()
-    titles = {
-        pid: Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode().strip()
-        for pid in set(_descendants(listener)) - before
-    }
-    return {title.rsplit(" ", 1)[-1].split("@")[-1]: pid for pid, title in titles.items()}
+    titles = {pid: title_of(pid) for pid in set(_descendants(listener)) - before}
+    return {title.rsplit(" ", 1)[-1].split("@")[-1]: pid for pid, title in titles.items() if title}
+
+
+def title_of(pid: int) -> str:
+    """The process title sshd gave ``pid``; empty once it has ended."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode().strip()
+    except OSError:
+        return ""
 
 
 @pytest.fixture(scope="module")
@@ -375,7 +380,7 @@ def test_an_upload_is_written_privately_and_keeps_the_mode_of_the_file_it_replac
         (remote_dir / name).chmod(mode)
     source = ModeWatchingSource(remote_dir)
     sftp = client(sshd_server, remote_dir)
-    session = session_processes(sshd_server, sftp.connect)
+    umask = umask_of(session_processes(sshd_server, sftp.connect)["internal-sftp"])  # read while it runs
 
     sftp.upload(source, "private.csv")
     sftp.upload(io.BytesIO(b"shared"), "shared.csv")
@@ -386,7 +391,7 @@ def test_an_upload_is_written_privately_and_keeps_the_mode_of_the_file_it_replac
     assert mode_of(remote_dir / "private.csv") == 0o600
     assert mode_of(remote_dir / "shared.csv") == 0o640
     # What a plain put gives a new file: sftp-server creates it 0666, less the umask of its process.
-    assert mode_of(remote_dir / "new.csv") == 0o666 & ~umask_of(session["internal-sftp"])
+    assert mode_of(remote_dir / "new.csv") == 0o666 & ~umask
     assert sorted(os.listdir(remote_dir)) == ["new.csv", "private.csv", "shared.csv"]
     assert (remote_dir / "private.csv").read_bytes() == b"m" * 2 * CHUNK
     assert stable(audit_records) == [
