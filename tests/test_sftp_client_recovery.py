@@ -6,6 +6,7 @@
 - a timeout in the middle of a transfer: the connection is closed, the next operation opens a new one,
   and an upload's temporary file is removed over a connection of its own;
 - the mode of an uploaded file: written privately, then given the mode of the file it replaces;
+- an interruption in the middle of a request: handled as a timeout, without a wait on the cut stream.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import os
 import pwd
 import signal
 import stat
+import time
 import traceback
 import uuid
 from collections.abc import Callable, Iterator
@@ -399,4 +401,70 @@ def test_an_upload_is_written_privately_and_keeps_the_mode_of_the_file_it_replac
         record(sshd_server, "upload", str(remote_dir / "private.csv"), 2 * CHUNK),
         record(sshd_server, "upload", str(remote_dir / "shared.csv"), 6),
         record(sshd_server, "upload", str(remote_dir / "new.csv"), 3),
+    ]
+
+
+# --- 6. an interruption in the middle of a request ----------------------------------------------------
+
+
+@pytest.fixture
+def cut_next_send(monkeypatch: pytest.MonkeyPatch) -> Callable[[], None]:
+    """A function that makes the next ``Channel.send`` send half of its data, then raise KeyboardInterrupt:
+    a Ctrl-C that lands inside an SFTP request, as when the user gives up on a stalled upload."""
+    armed = False
+    original = paramiko.Channel.send
+
+    def send(channel: paramiko.Channel, data: bytes) -> int:
+        nonlocal armed
+        if not armed:
+            return original(channel, data)
+        armed = False
+        original(channel, data[: len(data) // 2])
+        raise KeyboardInterrupt
+
+    def arm() -> None:
+        nonlocal armed
+        armed = True
+
+    monkeypatch.setattr(paramiko.Channel, "send", send)
+    return arm
+
+
+class ArmingSource(io.RawIOBase):
+    """Endless chunks; its third read arms ``arm``, so the request that sends that chunk is cut."""
+
+    def __init__(self, arm: Callable[[], None]) -> None:
+        self.arm = arm
+        self.chunks = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        self.chunks += 1
+        if self.chunks == 3:
+            self.arm()
+        return b"k" * CHUNK
+
+
+def test_an_upload_interrupted_inside_a_request_has_its_temporary_file_removed_over_a_new_connection(
+    sshd_server: SshdServer, remote_dir: Path, audit_records: Any, cut_next_send: Callable[[], None]
+) -> None:
+    (remote_dir / "ledger.txt").write_bytes(b"old ledger")
+    sftp = client(sshd_server, remote_dir, timeout=3)
+    sftp.connect()
+
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        sftp.upload(ArmingSource(cut_next_send), "ledger.txt")
+    held = time.monotonic() - started
+
+    assert held < 3  # not held for a wait on the cut stream (the old code waited 2 x timeout)
+    assert not sftp.is_connected()
+    assert sorted(os.listdir(remote_dir)) == ["ledger.txt"]
+    assert (remote_dir / "ledger.txt").read_bytes() == b"old ledger"
+    assert stable(audit_records) == [
+        connected(sshd_server),
+        record(sshd_server, "upload", str(remote_dir / "ledger.txt"), 2 * CHUNK, "KeyboardInterrupt"),
+        connected(sshd_server),  # the connection that removed the temporary file
     ]

@@ -109,14 +109,17 @@ def key_fingerprint(key: paramiko.PKey) -> str:
 class _Progress:
     """What an operation did so far: for its record, and for cleaning up after it failed.
 
-    ``leftovers`` are the remote files it created and has not yet removed or renamed.
+    ``leftovers`` are the remote files it created and has not yet removed or renamed. ``exchanging`` is False
+    only while an upload reads its local file, between SFTP exchanges: an interruption then leaves the
+    SFTP stream in step, so the connection can still be used to clean up.
     """
 
-    __slots__ = ("bytes", "details", "leftovers")
+    __slots__ = ("bytes", "details", "exchanging", "leftovers")
 
     def __init__(self) -> None:
         self.bytes: int | None = None
         self.details: dict[str, Any] = {}
+        self.exchanging = True
         self.leftovers: list[str] = []
 
     def transferred(self, done: int, _total: int) -> None:
@@ -334,7 +337,7 @@ class SFTPClient:
         a request may be half sent or a reply half read: the connection is closed, the next operation opens
         a new one, and the files are removed over a connection of their own (:meth:`_discard`).
         """
-        in_step = not _cuts_exchange(error) and self.is_connected()
+        in_step = not _cuts_exchange(error, progress) and self.is_connected()
         if in_step and self._sftp is not None:
             self._remove_each(self._sftp, progress.leftovers)
         if not in_step or not isinstance(error, Exception):
@@ -476,13 +479,17 @@ class SFTPClient:
         )
 
 
-def _cuts_exchange(error: BaseException) -> bool:
+def _cuts_exchange(error: BaseException, progress: _Progress) -> bool:
     """Whether ``error`` may have left the SFTP stream between the halves of a request or a reply, after
-    which the connection is unusable ("Garbage packet received", or a wait for a reply that never comes):
-    an error of the connection itself (:func:`_is_connection_error`). An interruption (``KeyboardInterrupt``
-    ...) is not one: the connection is closed after it in any case.
+    which the connection is unusable ("Garbage packet received", or a wait for a reply that never comes).
+
+    True for an error of the connection itself (:func:`_is_connection_error`), and for an interruption
+    (``KeyboardInterrupt``, any ``BaseException``) that came while the client was talking to the server;
+    False for anything raised while an upload read its local file (``progress.exchanging`` is False).
     """
-    return isinstance(error, Exception) and _is_connection_error(error)
+    if not progress.exchanging:
+        return False
+    return not isinstance(error, Exception) or _is_connection_error(error)
 
 
 def _is_connection_error(error: Exception) -> bool:
@@ -519,16 +526,27 @@ def _send(source: IO[bytes], remote: paramiko.SFTPFile, progress: _Progress) -> 
     """
     remote.set_pipelined(True)
     try:
-        while data := source.read(CHUNK):
+        while data := _read_local(source, progress):
             remote.write(data)
             progress.bytes = (progress.bytes or 0) + len(data)
         remote.close()
     except BaseException as exc:
         remote.set_pipelined(False)  # closing it no longer waits for the replies to every write
-        if not _cuts_exchange(exc):
+        if not _cuts_exchange(exc, progress):
+            # Closing is an exchange: an interruption in it may cut the stream.
+            was_exchanging, progress.exchanging = progress.exchanging, True
             with contextlib.suppress(Exception):
                 remote.close()
+            progress.exchanging = was_exchanging
         raise
+
+
+def _read_local(source: IO[bytes], progress: _Progress) -> bytes:
+    """The next :data:`CHUNK` of ``source``, read while ``progress.exchanging`` is False."""
+    progress.exchanging = False
+    data = source.read(CHUNK)
+    progress.exchanging = True
+    return data
 
 
 def _settle(sftp: paramiko.SFTPClient, temporary: str, target: str, progress: _Progress) -> None:
