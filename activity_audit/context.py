@@ -19,6 +19,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from asgiref.sync import iscoroutinefunction
+
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
@@ -34,12 +36,13 @@ class AuditContext:
 
 
 _EMPTY = AuditContext()
-_Blocks = tuple[contextvars.Token[AuditContext], ...]
+_Blocks = tuple[AuditContext, ...]
 _current: contextvars.ContextVar[AuditContext] = contextvars.ContextVar(
     "activity_audit_context", default=_EMPTY
 )
-# Tokens of the audit_context blocks open in this thread or task, innermost last. Kept in a context variable,
-# not on the audit_context instance, so that one instance may be entered by several threads at once.
+# The contexts in force before each audit_context block open in this thread or task, innermost last. Kept in
+# a context variable, not on the audit_context instance, so that one instance may be entered by several
+# threads at once.
 _open_blocks: contextvars.ContextVar[_Blocks] = contextvars.ContextVar(
     "activity_audit_open_blocks", default=()
 )
@@ -99,14 +102,19 @@ class audit_context:
         self._values = {"actor": actor, "source": source, "request_id": request_id}
 
     def __enter__(self) -> AuditContext:
-        token = push(**self._values)
-        _open_blocks.set((*_open_blocks.get(), token))
-        return current()
+        outer = _current.get()
+        _open_blocks.set((*_open_blocks.get(), outer))
+        inner = _layered(outer, **self._values)
+        _current.set(inner)
+        return inner
 
     def __exit__(self, *exc_info: object) -> None:
-        *outer, token = _open_blocks.get()
-        pop(token)
-        _open_blocks.set(tuple(outer))
+        # The context in force before the block is set back, not reset with a token: a generator's block
+        # may close in a later step, which can run in another Context (a step awaited through a task of its
+        # own), where a token made in the first would be refused.
+        *enclosing, outer = _open_blocks.get()
+        _current.set(outer)
+        _open_blocks.set(tuple(enclosing))
 
     def __call__(self, func: _F) -> _F:
         """Decorate ``func``: a function, coroutine function, generator or async generator function.
@@ -121,7 +129,7 @@ class audit_context:
             return _async_generator_in_context(func, values)  # type: ignore[return-value]
         if inspect.isgeneratorfunction(func):
             return _generator_in_context(func, values)  # type: ignore[return-value]
-        if inspect.iscoroutinefunction(func):
+        if iscoroutinefunction(func):  # asgiref's test: a sync_to_async callable is a coroutine function too
 
             @functools.wraps(func)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:

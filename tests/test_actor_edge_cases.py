@@ -508,6 +508,49 @@ def test_a_block_inside_a_decorated_generator_spans_its_yields():
     assert seen == [("system:inner", None), ("system:inner", None), ("system:outer", None)]
 
 
+def test_a_block_inside_a_decorated_generator_closes_in_a_step_run_in_another_context():
+    """Each step run in a Context of its own (as ``asyncio.wait_for`` runs a step on Python 3.10 and 3.11, or
+    ``sync_to_async(next)``): the block opened in the first step still closes in the third."""
+
+    @audit_context(actor="system:outer")
+    def steps():
+        with audit_context(actor="system:inner"):
+            yield current().actor
+            yield current().actor
+        yield current().actor
+
+    generator = steps()
+    seen = [contextvars.copy_context().run(next, generator) for _ in range(3)]
+
+    assert seen == ["system:inner", "system:inner", "system:outer"]
+    assert current() == AuditContext()
+
+
+def test_a_block_inside_a_decorated_async_generator_closes_in_a_step_awaited_through_a_task():
+    @audit_context(actor="system:outer")
+    async def steps():
+        with audit_context(actor="system:inner"):
+            yield current().actor
+            yield current().actor
+        yield current().actor
+
+    async def consume():
+        generator = steps()
+        return [await asyncio.create_task(generator.__anext__()) for _ in range(3)]
+
+    assert asyncio.run(consume()) == ["system:inner", "system:inner", "system:outer"]
+
+
+def test_the_decorator_on_a_sync_to_async_callable_holds_while_it_runs():
+    """asgiref's callables are coroutine functions by asgiref's test, not by ``inspect``'s on Python 3.11."""
+    from asgiref.sync import sync_to_async
+
+    read_actor = audit_context(actor="system:consumer")(sync_to_async(lambda: current().actor))
+
+    assert asyncio.run(read_actor()) == "system:consumer"
+    assert current() == AuditContext()
+
+
 def test_a_decorated_async_generator_runs_every_step_inside_the_context():
     @audit_context(actor="system:feed")
     async def feed():
