@@ -404,6 +404,32 @@ def test_an_upload_is_written_privately_and_keeps_the_mode_of_the_file_it_replac
     ]
 
 
+def test_an_upload_to_a_server_that_refuses_to_change_modes_keeps_fewer_bits_and_succeeds(
+    sshd_server: SshdServer, remote_dir: Path, audit_records: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    user = pwd.getpwnam(sshd_server.username)
+    (remote_dir / "open.csv").write_bytes(b"old")
+    os.chown(remote_dir / "open.csv", user.pw_uid, user.pw_gid)
+    (remote_dir / "open.csv").chmod(0o666)  # bits the server's umask takes away from a file it creates
+
+    def refuse(sftp: paramiko.SFTPClient, path: str, mode: int) -> None:
+        raise PermissionError(13, "setstat refused")  # as some SFTP front ends of object stores answer
+
+    monkeypatch.setattr(paramiko.SFTPClient, "chmod", refuse)
+    sftp = client(sshd_server, remote_dir)
+    umask = umask_of(session_processes(sshd_server, sftp.connect)["internal-sftp"])
+    sftp.upload(io.BytesIO(b"new"), "open.csv")
+    sftp.close()
+
+    assert umask & 0o666  # otherwise nothing had to change
+    assert (remote_dir / "open.csv").read_bytes() == b"new"
+    assert mode_of(remote_dir / "open.csv") == 0o666 & ~umask  # fewer bits, never more
+    assert stable(audit_records) == [
+        connected(sshd_server),
+        record(sshd_server, "upload", str(remote_dir / "open.csv"), 3),
+    ]
+
+
 # --- 6. an interruption in the middle of a request ----------------------------------------------------
 
 

@@ -71,7 +71,6 @@ PROTOCOL = "sftp"
 DEFAULT_KNOWN_HOSTS = Path("~/.ssh/known_hosts")
 NAME_MAX = 255  # bytes in one file name, on Linux and most SFTP servers' file systems
 CHUNK = 32768  # bytes read from the local file and sent in one SFTP write request (paramiko's largest)
-PRIVATE_MODE = 0o600  # what an upload's temporary file is created with, until it holds the whole data
 CLEANUP_TIMEOUT = 5.0  # seconds, at most, for each wait of the connection that removes a temporary file
 
 _T = TypeVar("_T")
@@ -232,11 +231,13 @@ class SFTPClient:
         """Copy ``local`` (a path or a binary file object) to ``remote_path``; returns the bytes sent.
 
         The data goes to a temporary name in the target directory (``.<name>.<random>.part``, ``<name>``
-        shortened when the whole would exceed 255 bytes), created with mode 0600, that is then given the
-        mode ``remote_path`` has (or, for a new file, the mode the server gives a file created without one,
-        as a plain put does; see :func:`_settle`) and renamed over ``remote_path`` with ``posix-rename``:
-        readers see the old file or the whole new one, never a part. On failure the temporary file is
-        removed, over a new connection when the failure left the old one unusable (see :meth:`_recover`).
+        shortened when the whole would exceed 255 bytes) that is then renamed over ``remote_path`` with
+        ``posix-rename``: readers see the old file or the whole new one, never a part. The temporary file is
+        created with the permission bits of the file it replaces (less the server's umask, and set to them
+        exactly before the rename when the server allows it), so a private file never becomes readable to
+        more users, not even while it is written; a new file gets what a plain put gives it. On failure the
+        temporary file is removed, over a new connection when the failure left the old one unusable (see
+        :meth:`_recover`).
         """
         target = self.remote_path(remote_path)
         directory, name = posixpath.split(target)
@@ -246,10 +247,11 @@ class SFTPClient:
 
         def transfer(sftp: paramiko.SFTPClient, progress: _Progress) -> int:
             progress.bytes = 0
+            mode = _permissions_of(sftp, target)
             with _readable(local) as source:
                 progress.leftovers.append(temporary)
-                _send(source, _create_private(sftp, temporary), progress)
-            _settle(sftp, temporary, target, progress)
+                _send(source, _create(sftp, temporary, mode), progress)
+            _settle(sftp, temporary, mode, progress)
             sftp.posix_rename(temporary, target)
             progress.leftovers.remove(temporary)
             return progress.bytes
@@ -501,15 +503,28 @@ def _is_connection_error(error: Exception) -> bool:
     return isinstance(error, (TimeoutError, EOFError, ConnectionError, paramiko.SSHException))
 
 
-def _create_private(sftp: paramiko.SFTPClient, path: str) -> paramiko.SFTPFile:
-    """Create ``path``, which must not exist, with mode 0600, and open it for writing.
+def _permissions_of(sftp: paramiko.SFTPClient, path: str) -> int | None:
+    """The permission bits of the file at ``path`` (without setuid, setgid and sticky), None when there is
+    none or the server does not tell."""
+    try:
+        mode = sftp.stat(path).st_mode
+    except FileNotFoundError:
+        return None
+    return None if mode is None else stat.S_IMODE(mode) & 0o777
 
-    The mode travels in the OPEN request itself (OpenSSH creates the file with it, less its umask): a
-    chmod after paramiko's ``open``, which sends no mode, would leave a moment when another user could open
-    the file and keep reading what is written to it. paramiko only sends attributes through ``_request``.
+
+def _create(sftp: paramiko.SFTPClient, path: str, mode: int | None) -> paramiko.SFTPFile:
+    """Create ``path``, which must not exist, and open it for writing: with ``mode`` (OpenSSH applies its
+    umask), or, when None, with the mode the server gives a new file, as a plain put does.
+
+    The mode travels in the OPEN request itself: a chmod after paramiko's ``open``, which sends none, would
+    leave a moment when users the replaced file kept out could open this one and read what is written to
+    it. paramiko sends attributes only through ``_request``.
     """
+    if mode is None:
+        return sftp.open(path, "wx")
     attributes = paramiko.SFTPAttributes()
-    attributes.st_mode = PRIVATE_MODE
+    attributes.st_mode = mode
     flags = paramiko.sftp.SFTP_FLAG_WRITE | paramiko.sftp.SFTP_FLAG_CREATE | paramiko.sftp.SFTP_FLAG_EXCL
     kind, reply = cast(Any, sftp)._request(paramiko.sftp.CMD_OPEN, path, flags, attributes)
     if kind != paramiko.sftp.CMD_HANDLE:
@@ -549,36 +564,17 @@ def _read_local(source: IO[bytes], progress: _Progress) -> bytes:
     return data
 
 
-def _settle(sftp: paramiko.SFTPClient, temporary: str, target: str, progress: _Progress) -> None:
-    """Check that ``temporary`` holds every byte sent, then give it the permission bits that ``target``
-    has (without setuid, setgid and sticky), or, when there is no ``target``, those the server gives a new
-    file (:func:`_new_file_mode`): the rename then changes the content only. Nothing is changed on a server
-    that does not tell modes."""
+def _settle(sftp: paramiko.SFTPClient, temporary: str, mode: int | None, progress: _Progress) -> None:
+    """Check that ``temporary`` holds every byte sent, as paramiko's put does when asked to confirm; then
+    give it exactly ``mode``, the permission bits of the file it replaces, when the server's umask took
+    some away. A server that refuses the change leaves the file with fewer bits than ``mode``, never
+    more: the upload goes on."""
     held = sftp.stat(temporary)
     if held.st_size != progress.bytes:
         raise OSError(f"the server holds {held.st_size} bytes of the {progress.bytes} sent to {temporary}")
-    try:
-        mode = sftp.stat(target).st_mode
-    except FileNotFoundError:
-        mode = _new_file_mode(sftp, target, progress)
-    if mode is None or held.st_mode is None:
-        return
-    if stat.S_IMODE(held.st_mode) != stat.S_IMODE(mode) & 0o777:
-        sftp.chmod(temporary, stat.S_IMODE(mode) & 0o777)
-
-
-def _new_file_mode(sftp: paramiko.SFTPClient, target: str, progress: _Progress) -> int | None:
-    """The mode the server gives a file created without one, as a plain put creates ``target``: 0666 less
-    the server's umask, or what a default ACL of the directory says. No SFTP request tells it, so an empty
-    file is created next to ``target`` (named as a temporary file), looked at, and removed."""
-    directory, name = posixpath.split(target)
-    probe = posixpath.join(directory, temporary_name(name))
-    progress.leftovers.append(probe)
-    with sftp.open(probe, "wx") as handle:
-        mode = handle.stat().st_mode
-    sftp.remove(probe)
-    progress.leftovers.remove(probe)
-    return mode
+    if mode is not None and held.st_mode is not None and stat.S_IMODE(held.st_mode) != mode:
+        with contextlib.suppress(OSError, paramiko.SFTPError):
+            sftp.chmod(temporary, mode)
 
 
 def temporary_name(name: str, suffix: str = ".part") -> str:
