@@ -36,7 +36,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
 from types import TracebackType
-from typing import IO, Any, TypeVar, cast
+from typing import IO, Any, TypeVar
 
 from .outbound import auditing_enabled, describe_error, record_call
 
@@ -53,9 +53,11 @@ from .ssh import (
     KnownKeys,
     authenticate,
     blob_fingerprint,
+    create_file,
     host_entry_name,
     load_private_key,
     prefer_known_key_types,
+    session_is_usable,
 )
 
 __all__ = [
@@ -189,14 +191,7 @@ class SFTPClient:
         """Whether the next operation can use the open connection: the SSH transport is up, and the server
         has neither closed nor ended the SFTP session's channel (as sshd's ``ChannelTimeout`` does, or the
         end of its sftp-server, while the transport stays up)."""
-        channel = self._sftp.get_channel() if self._sftp is not None else None
-        return (
-            channel is not None
-            and not channel.closed
-            and not channel.eof_received
-            and self._transport is not None
-            and self._transport.is_active()
-        )
+        return session_is_usable(self._transport, self._sftp)
 
     def close(self) -> None:
         """Close the connection; the next operation opens a new one."""
@@ -250,7 +245,7 @@ class SFTPClient:
             mode = _permissions_of(sftp, target)
             with _readable(local) as source:
                 progress.leftovers.append(temporary)
-                _send(source, _create(sftp, temporary, mode), progress)
+                _send(source, create_file(sftp, temporary, mode), progress)
             _settle(sftp, temporary, mode, progress)
             sftp.posix_rename(temporary, target)
             progress.leftovers.remove(temporary)
@@ -511,25 +506,6 @@ def _permissions_of(sftp: paramiko.SFTPClient, path: str) -> int | None:
     except FileNotFoundError:
         return None
     return None if mode is None else stat.S_IMODE(mode) & 0o777
-
-
-def _create(sftp: paramiko.SFTPClient, path: str, mode: int | None) -> paramiko.SFTPFile:
-    """Create ``path``, which must not exist, and open it for writing: with ``mode`` (OpenSSH applies its
-    umask), or, when None, with the mode the server gives a new file, as a plain put does.
-
-    The mode travels in the OPEN request itself: a chmod after paramiko's ``open``, which sends none, would
-    leave a moment when users the replaced file kept out could open this one and read what is written to
-    it. paramiko sends attributes only through ``_request``.
-    """
-    if mode is None:
-        return sftp.open(path, "wx")
-    attributes = paramiko.SFTPAttributes()
-    attributes.st_mode = mode
-    flags = paramiko.sftp.SFTP_FLAG_WRITE | paramiko.sftp.SFTP_FLAG_CREATE | paramiko.sftp.SFTP_FLAG_EXCL
-    kind, reply = cast(Any, sftp)._request(paramiko.sftp.CMD_OPEN, path, flags, attributes)
-    if kind != paramiko.sftp.CMD_HANDLE:
-        raise paramiko.SFTPError("Expected handle")
-    return paramiko.SFTPFile(sftp, reply.get_binary(), "wb")
 
 
 def _send(source: IO[bytes], remote: paramiko.SFTPFile, progress: _Progress) -> None:

@@ -14,6 +14,9 @@ known_hosts is read here, not by ``paramiko.HostKeys``, so that it is read as Op
   unusable;
 * keys are compared as their public key blobs, so a key type paramiko does not know is still listed in error
   messages, and never breaks reading.
+
+It also says whether an open SFTP session can still be used (:func:`session_is_usable`), and creates files
+with a mode (:func:`create_file`), which paramiko's ``open`` cannot.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, cast
 
 import paramiko
 from cryptography.hazmat.primitives import serialization
@@ -353,3 +357,36 @@ def _wildcard(pattern: str) -> re.Pattern[str]:
     """``*`` (any run) and ``?`` (one character); nothing else is special."""
     parts = (".*" if char == "*" else "." if char == "?" else re.escape(char) for char in pattern.lower())
     return re.compile("".join(parts), re.DOTALL)
+
+
+def session_is_usable(transport: paramiko.Transport | None, sftp: paramiko.SFTPClient | None) -> bool:
+    """Whether the next request can go over ``sftp``: the SSH transport is up, and the server has neither
+    closed nor ended the SFTP session's channel (as sshd's ``ChannelTimeout`` does, or the end of its
+    sftp-server, while the transport stays up)."""
+    channel = sftp.get_channel() if sftp is not None else None
+    return (
+        channel is not None
+        and not channel.closed
+        and not channel.eof_received
+        and transport is not None
+        and transport.is_active()
+    )
+
+
+def create_file(sftp: paramiko.SFTPClient, path: str, mode: int | None) -> paramiko.SFTPFile:
+    """Create ``path``, which must not exist, and open it for writing: with ``mode`` (the server applies its
+    umask), or, when None, with the mode the server gives a new file, as a plain put does.
+
+    The mode travels in the OPEN request itself: a chmod after paramiko's ``open``, which sends none, would
+    leave a moment when other users could open the file and read what is written to it. paramiko sends
+    attributes only through ``_request``.
+    """
+    if mode is None:
+        return sftp.open(path, "wx")
+    attributes = paramiko.SFTPAttributes()
+    attributes.st_mode = mode
+    flags = paramiko.sftp.SFTP_FLAG_WRITE | paramiko.sftp.SFTP_FLAG_CREATE | paramiko.sftp.SFTP_FLAG_EXCL
+    kind, reply = cast(Any, sftp)._request(paramiko.sftp.CMD_OPEN, path, flags, attributes)
+    if kind != paramiko.sftp.CMD_HANDLE:
+        raise paramiko.SFTPError("Expected handle")
+    return paramiko.SFTPFile(sftp, reply.get_binary(), "wb")

@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import contextlib
-import io
 import posixpath
 import socket
 import threading
@@ -31,7 +30,9 @@ from activity_audit.clients.ssh import (
     KnownKeys,
     authenticate,
     blob_fingerprint,
+    create_file,
     prefer_known_key_types,
+    session_is_usable,
 )
 from activity_audit.spool import Segment
 from activity_audit.threads import PIPELINE_WORK_LOGGER
@@ -116,13 +117,13 @@ class SftpUploader:
             self._make_dirs(sftp, directory)
             temporary = posixpath.join(directory, f".{posixpath.basename(path)}.{uuid.uuid4().hex[:8]}.tmp")
             try:
-                sftp.putfo(io.BytesIO(segment.data), temporary, file_size=len(segment.data), confirm=True)
-                sftp.chmod(temporary, FILE_MODE)
+                self._write(sftp, temporary, segment.data)
                 sftp.posix_rename(temporary, path)
             except BaseException:
                 self._remove_quietly(sftp, temporary)
                 raise
         except SftpUploadError:
+            self.close()  # the next attempt starts from a new connection
             raise
         except paramiko.AuthenticationException as exc:
             raise SftpUploadError(
@@ -130,12 +131,25 @@ class SftpUploader:
                 "check the password or private_key"
             ) from exc
         except (OSError, EOFError, paramiko.SSHException) as exc:
+            self.close()  # the session may be out of step or gone: the next attempt starts from a new one
             raise SftpUploadError(
                 f"upload of {path} to {config.where} failed: {type(exc).__name__}: {exc}"
             ) from exc
 
+    @staticmethod
+    def _write(sftp: paramiko.SFTPClient, temporary: str, data: bytes) -> None:
+        """Write ``data`` to the new file ``temporary``, created with :data:`FILE_MODE` (never readable to
+        more users than the uploaded segment will be, not even while it is written), and check that the
+        server holds every byte."""
+        with create_file(sftp, temporary, FILE_MODE) as remote:
+            remote.set_pipelined(True)
+            remote.write(data)
+        held = sftp.stat(temporary).st_size
+        if held != len(data):
+            raise OSError(f"the server holds {held} bytes of the {len(data)} sent to {temporary}")
+
     def _session(self) -> paramiko.SFTPClient:
-        if self._sftp is not None and self._transport is not None and self._transport.is_active():
+        if self._sftp is not None and session_is_usable(self._transport, self._sftp):
             return self._sftp
         self.close()
         config = self.config
