@@ -29,7 +29,8 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator
 from typing import Any
 
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
+from django.utils.log import log_response
 
 from .actor import (
     ANONYMOUS_ACTOR,
@@ -134,6 +135,8 @@ class AuditLoggingMiddleware:
                 _in_flight.reset(token)
             flight.stop()
             _finish(flight, request, response, None, None)
+            if getattr(response, "status_code", 200) >= 400:
+                _log_error_response(request, response)
             if getattr(response, "streaming", False):
                 _stream_in_request_context(response)
         finally:
@@ -156,6 +159,8 @@ class AuditLoggingMiddleware:
                 _in_flight.reset(token)
             flight.stop()
             await _finish_async(flight, request, response, None)
+            if getattr(response, "status_code", 200) >= 400:
+                await sync_to_async(_log_error_response, thread_sensitive=False)(request, response)
             if getattr(response, "streaming", False):
                 _stream_in_request_context(response)
         return response
@@ -243,6 +248,17 @@ def _finish(
         emit_request(_record(flight, request, response, exc or flight.exception, actor))
     except Exception as failure:
         _report(failure, lost=1)
+
+
+def _log_error_response(request: Any, response: Any) -> None:
+    """Log a 4xx or 5xx response (``Not Found: /x``) as Django's handler does once the middleware chain has
+    returned, but now, while this request's scope is in force, so that the ``django.request`` line carries
+    the request's id in ``app.log``. Django logs a response once: its own call then does nothing. A failure
+    here is reported; it never reaches the client."""
+    try:
+        log_response("%s: %s", response.reason_phrase, request.path, response=response, request=request)
+    except Exception as failure:
+        _report(failure)
 
 
 def _echo_request_id(response: Any, header: str, request_id: str) -> None:

@@ -289,6 +289,26 @@ def test_the_request_id_reaches_records_made_during_the_request(http, audit_reco
     assert [r["request"] for r in app] == ["trace-1"]
 
 
+def test_django_s_own_line_about_an_error_response_carries_the_request_id(http, audit_records):
+    """Django logs ``Not Found: /x`` once the middleware chain has returned: the audit logs it first, inside
+    the request, and Django's call then does nothing (one line, not two)."""
+    import logging
+
+    from activity_audit.logconfig import PipelineHandler
+
+    logger = logging.getLogger("django.request")
+    handler = PipelineHandler()
+    logger.addHandler(handler)
+    try:
+        response = http.get("/no-such-page/", HTTP_X_REQUEST_ID="trace-404")
+    finally:
+        logger.removeHandler(handler)
+
+    assert response.status_code == 404
+    lines = [r for r in audit_records.records if r.get("name") == "django.request"]
+    assert [(r["message"], r["request"]) for r in lines] == [("Not Found: /no-such-page/", "trace-404")]
+
+
 class ChangesTheRequestAfterwards:
     """An outer middleware that rewrites headers and query after the inner stack answered."""
 

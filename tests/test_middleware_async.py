@@ -208,3 +208,26 @@ def test_under_uvicorn_streams_reach_the_client_whole_and_records_are_written(uv
         {"type": "text/plain", "size": None, "streaming": True},
     )
     assert "hunter2" not in (log_dir / "api.log").read_text()
+
+
+def test_django_s_own_line_about_an_error_response_carries_the_request_id_in_an_async_stack(
+    ahttp, audit_records
+):
+    import logging
+
+    from activity_audit.logconfig import PipelineHandler
+
+    logger = logging.getLogger("django.request")
+    handler = PipelineHandler()
+    logger.addHandler(handler)
+    try:
+        response = async_to_sync(ahttp.get)("/no-such-page/")
+    finally:
+        logger.removeHandler(handler)
+
+    assert response.status_code == 404
+    [request] = audit_records.of("audit.request")
+    lines = [r for r in audit_records.records if r.get("name") == "django.request"]
+    assert [(r["message"], r["request"]) for r in lines] == [
+        ("Not Found: /no-such-page/", request["request_id"])
+    ]
