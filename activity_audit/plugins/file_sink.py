@@ -14,6 +14,8 @@ Contract:
   (gunicorn workers) can share the files without tearing or interleaving lines;
 * a failed write (disk full, quota, I/O error) is cut back to the last whole line before the lock is released,
   so no torn line is ever left behind, and exactly the records that did not make it are reported lost;
+* a file that ends inside a line (its writer was killed mid-write: SIGKILL, the OOM killer) gets a newline
+  before the next batch, so that fragment stays one unreadable line and no record is glued to it;
 * a batch is written file by file, and a file that fails costs only its own records: the others are still
   written, and the sink reports exactly how many records were stored (``PartialDelivery``);
 * a file renamed or removed by a rotation tool is reopened on the next batch; if ``LOG_DIR`` itself was
@@ -36,6 +38,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from stat import S_ISREG
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
@@ -47,6 +50,7 @@ from ..records import CHANNEL_API, CHANNEL_APP, CHANNEL_AUDIT, Entry
 
 STANDARD_CHANNELS = (CHANNEL_AUDIT, CHANNEL_API, CHANNEL_APP)
 _SAFE_CHANNEL = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,100}$")
+_OPEN_FLAGS = os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
 
 
 def file_name(channel: str) -> str:
@@ -88,6 +92,11 @@ class _OpenFile:
     fd: int
     inode: tuple[int, int]
     dirty: bool = False
+    # Whether ``fd`` is a regular file that can be read too (``pread`` of the last byte); not when the file
+    # grants this process write permission only, nor for a FIFO or a device.
+    readable: bool = True
+    # The file's size right after this process's last append, which ended a line there; -1 when unknown.
+    known_end: int = -1
 
 
 class FileSink:
@@ -164,7 +173,7 @@ class FileSink:
         failures: list[tuple[str, OSError]] = []
         for channel, lines in by_channel.items():
             try:
-                self._append(self._file_for(channel), lines)
+                _append(self._file_for(channel), lines)
             except _WriteFailed as failure:
                 written += failure.written_records
                 failures.append((channel, failure.cause))
@@ -192,14 +201,13 @@ class FileSink:
     def _open(self, channel: str) -> _OpenFile:
         assert self.directory is not None, "file sink used before audit_configure"
         path = self.directory / file_name(channel)
-        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
         try:
-            fd = os.open(path, flags, self.file_mode)
+            fd, readable = self._open_fd(path)
         except FileNotFoundError:
             if self.directory.exists():
                 raise
             make_directories(self.directory, self.dir_mode)  # removed or renamed while running
-            fd = os.open(path, flags, self.file_mode)
+            fd, readable = self._open_fd(path)
         try:
             stat = os.fstat(fd)
             if stat.st_mode & 0o777 != self.file_mode and stat.st_uid == os.geteuid():
@@ -207,30 +215,22 @@ class FileSink:
         except OSError:
             os.close(fd)
             raise
-        opened = _OpenFile(path=path, fd=fd, inode=(stat.st_dev, stat.st_ino))
+        opened = _OpenFile(path=path, fd=fd, inode=(stat.st_dev, stat.st_ino), readable=readable)
         self._files[channel] = opened
         return opened
 
-    @staticmethod
-    def _append(target: _OpenFile, lines: list[bytes]) -> None:
-        data = b"\n".join(lines) + b"\n"
-        view = memoryview(data)
-        written = 0
-        fcntl.flock(target.fd, fcntl.LOCK_EX)
+    def _open_fd(self, path: Path) -> tuple[int, bool]:
+        """Open ``path`` for appending, and for reading too when it is a regular file that allows it; returns
+        the descriptor and whether it can be read. Raises :class:`OSError` when it cannot be opened for
+        writing."""
         try:
-            while written < len(data):
-                try:
-                    written += os.write(target.fd, view[written:])
-                except InterruptedError:
-                    continue
-                except OSError as exc:
-                    whole = data.rfind(b"\n", 0, written) + 1
-                    if written > whole:  # cut the torn tail so the file ends on a line boundary
-                        os.ftruncate(target.fd, os.fstat(target.fd).st_size - (written - whole))
-                    raise _WriteFailed(data.count(b"\n", 0, whole), exc) from exc
-        finally:
-            target.dirty = True
-            fcntl.flock(target.fd, fcntl.LOCK_UN)
+            fd = os.open(path, os.O_RDWR | _OPEN_FLAGS, self.file_mode)
+        except PermissionError:
+            return os.open(path, os.O_WRONLY | _OPEN_FLAGS, self.file_mode), False
+        if S_ISREG(os.fstat(fd).st_mode):
+            return fd, True
+        os.close(fd)  # a FIFO or a device: open it for writing only, as before, and as its reader expects
+        return os.open(path, os.O_WRONLY | _OPEN_FLAGS, self.file_mode), False
 
     def _maybe_fsync(self, written: int) -> None:
         interval = self.fsync_interval
@@ -273,6 +273,67 @@ class FileSink:
         self._lock = threading.RLock()  # another thread of the parent may have held it at the fork
         for channel in list(self._files):
             self._close_one(channel)
+
+
+def _append(target: _OpenFile, lines: list[bytes]) -> None:
+    """Append ``lines``, each ended by a newline, to ``target`` under its exclusive ``flock``.
+
+    A file that ends inside a line first gets a newline (see :func:`_ends_inside_a_line`). Raises
+    :class:`_WriteFailed` when a write fails, after cutting the file back to its last whole line.
+    """
+    data = b"\n".join(lines) + b"\n"
+    fcntl.flock(target.fd, fcntl.LOCK_EX)
+    try:
+        size = os.lseek(target.fd, 0, os.SEEK_END) if target.readable else -1
+        start = 1 if _ends_inside_a_line(target, size) else 0
+        if start:
+            data = b"\n" + data
+        target.known_end = -1  # until the write below has ended a line
+        _write_all(target, data, start)
+        if size >= 0:
+            target.known_end = size + len(data)
+    finally:
+        target.dirty = True
+        fcntl.flock(target.fd, fcntl.LOCK_UN)
+
+
+def _ends_inside_a_line(target: _OpenFile, size: int) -> bool:
+    """Whether the locked file, ``size`` bytes long, ends inside a line: the fragment a writer killed
+    mid-write (SIGKILL, the OOM killer) left behind, which the next record would otherwise be glued to.
+
+    Reads the last byte only when ``size`` is not where this process's last append ended a line, so a
+    process that writes the file alone pays no read. False for an empty file, and for one that cannot be
+    read (``size`` -1).
+    """
+    if size <= 0 or size == target.known_end:
+        return False
+    try:
+        return os.pread(target.fd, 1, size - 1) != b"\n"
+    except OSError:
+        return True  # cannot tell: a blank line costs nothing, a record glued to a fragment is lost
+
+
+def _write_all(target: _OpenFile, data: bytes, start: int) -> None:
+    """Write ``data``, whose records begin at offset ``start``, to the locked ``target``.
+
+    On a failed write the file is cut back to its last whole line, and :class:`_WriteFailed` says how many
+    records were stored.
+    """
+    view = memoryview(data)
+    written = 0
+    while written < len(data):
+        try:
+            written += os.write(target.fd, view[written:])
+        except InterruptedError:
+            continue
+        except OSError as exc:
+            whole = data.rfind(b"\n", 0, written) + 1
+            end = os.fstat(target.fd).st_size - (written - whole)
+            if written > whole:  # cut the torn tail so the file ends on a line boundary
+                os.ftruncate(target.fd, end)
+            if whole:
+                target.known_end = end
+            raise _WriteFailed(data.count(b"\n", start, whole), exc) from exc
 
 
 file_sink = FileSink()
