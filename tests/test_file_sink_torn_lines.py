@@ -1,7 +1,9 @@
 """The file sink beside other processes that write the same files and go wrong mid-write: one killed (SIGKILL,
-the OOM killer) leaves a fragment of a line at the end of a file. It may cost no record of a healthy process.
+the OOM killer) leaves a fragment of a line at the end of a file; one frozen (SIGSTOP, ``docker pause``) holds
+the file's ``flock``. Neither may cost a record of a healthy process, nor keep one from exiting.
 
-The other process is played by the test itself: it writes the fragment on a descriptor of its own.
+The other process is played by the test itself: it writes the fragment, or holds the lock, on a descriptor of
+its own (``flock`` locks of two open files conflict even within one process).
 """
 
 from __future__ import annotations
@@ -10,7 +12,10 @@ import errno
 import fcntl
 import json
 import os
-from collections.abc import Iterator
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -22,6 +27,7 @@ from activity_audit.plugins import file_sink as file_sink_module
 from activity_audit.plugins.file_sink import FileSink
 from activity_audit.records import CHANNEL_AUDIT, Entry
 from activity_audit.verify import verify_files
+from tests.support.procs import finish, start_scenario
 
 PROJECT = SimpleNamespace(BASE_DIR="/srv/shop", SETTINGS_MODULE="shop.settings")
 HEALTHY = "2b1f3c9e-0000-4000-8000-00000000000a"
@@ -174,3 +180,85 @@ def test_a_full_disk_right_after_the_newline_that_ends_a_fragment_counts_no_reco
     assert error.value.delivered == 0
     assert preads == []  # the failed write still left the file ending a line, and the sink knows where
     assert audit.read_bytes() == FRAGMENT + b"\n" + line(HEALTHY, 3) + b"\n"
+
+
+# --- a lock held by a writer frozen mid-write -------------------------------------------------------------
+
+
+@pytest.fixture
+def held_lock(tmp_path: Path) -> Iterator[Callable[[], None]]:
+    """audit.log with its ``flock`` held, as by a process frozen mid-write; call the result to release it."""
+    fd = os.open(tmp_path / "audit.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    released = []
+
+    def release() -> None:
+        if not released:
+            released.append(True)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+    yield release
+    release()
+
+
+def test_closing_gives_up_on_a_write_that_waits_for_another_process_lock(
+    sink: FileSink,
+    tmp_path: Path,
+    held_lock: Callable[[], None],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    locking = threading.Event()
+    real_flock = fcntl.flock
+
+    def flock(fd: int, operation: int) -> None:
+        if operation == fcntl.LOCK_EX:
+            locking.set()
+        real_flock(fd, operation)
+
+    monkeypatch.setattr(file_sink_module.fcntl, "flock", flock)
+    writer = threading.Thread(target=sink.write, args=(batch(1, 2),), daemon=True)
+    writer.start()
+    assert locking.wait(10)
+    started = time.monotonic()
+    closed = sink.close(timeout=0.2)
+    waited = time.monotonic() - started
+    held_lock()  # the frozen process resumes: the write it held up ends, in the file still open for it
+    writer.join(10)
+
+    assert (closed, waited < 5, writer.is_alive()) == (False, True, False)
+    assert capsys.readouterr().err == (
+        f"activity_audit: file sink: closing the log files gave up after 0.2s: a write of 2 record(s) to "
+        f"{tmp_path / 'audit.log'} is still under way (waiting for the lock another process holds?); the "
+        "files are left open for the OS to close\n"
+    )
+    assert (tmp_path / "audit.log").read_bytes() == line(HEALTHY, 1) + b"\n" + line(HEALTHY, 2) + b"\n"
+    assert sink.close(timeout=None) is True
+
+
+def test_a_process_exits_on_time_while_another_holds_the_lock_and_reports_what_it_did_not_write(
+    tmp_path: Path, held_lock: Callable[[], None]
+) -> None:
+    started = time.monotonic()
+    child = start_scenario("burst", tmp_path, {"count": 5, "exit": "normal"}, SHUTDOWN_TIMEOUT=1)
+    finished = finish(child, timeout=8)  # fails the test, after killing the child, if it hangs
+    elapsed = time.monotonic() - started
+    held_lock()
+
+    assert (finished.returncode, elapsed < 8) == (0, True)
+    # PIPELINE_STARTED, the 5 records and PIPELINE_STOPPED: none written, every one reported. The first
+    # batch, the one waiting for the lock, holds PIPELINE_STARTED and as many records as the worker found.
+    pipeline_report, close_report = finished.stderr.splitlines()
+    assert pipeline_report == (
+        "activity_audit: sink activity_audit.plugins.file_sink did not finish in time; "
+        "7 records not delivered"
+    )
+    assert re.fullmatch(
+        r"activity_audit: file sink: closing the log files gave up after 1s: a write of [1-6] record\(s\) to "
+        + re.escape(str(tmp_path / "audit.log"))
+        + r" is still under way \(waiting for the lock another process holds\?\); the files are left open "
+        r"for the OS to close",
+        close_report,
+    )
+    assert (tmp_path / "audit.log").read_bytes() == b""

@@ -16,6 +16,9 @@ Contract:
   so no torn line is ever left behind, and exactly the records that did not make it are reported lost;
 * a file that ends inside a line (its writer was killed mid-write: SIGKILL, the OOM killer) gets a newline
   before the next batch, so that fragment stays one unreadable line and no record is glued to it;
+* closing the files at exit waits at most ``CLOSE_TIMEOUT`` seconds for a write under way on another thread
+  (one waiting for the ``flock`` of a process frozen mid-write): past that, the files are left for the OS to
+  close, and stderr says so;
 * a batch is written file by file, and a file that fails costs only its own records: the others are still
   written, and the sink reports exactly how many records were stored (``PartialDelivery``);
 * a file renamed or removed by a rotation tool is reopened on the next batch; if ``LOG_DIR`` itself was
@@ -47,9 +50,13 @@ from ..conf import AuditSettings
 from ..errors import PartialDelivery
 from ..markers import hookimpl
 from ..records import CHANNEL_API, CHANNEL_APP, CHANNEL_AUDIT, Entry
+from ..reporting import write_stderr
 
 STANDARD_CHANNELS = (CHANNEL_AUDIT, CHANNEL_API, CHANNEL_APP)
 _SAFE_CHANNEL = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,100}$")
+# Seconds closing the files waits for a write under way on another thread. The pipeline has already waited
+# for its sinks until its own deadline (SHUTDOWN_TIMEOUT), and counted what a hung one still held as lost.
+CLOSE_TIMEOUT = 1.0
 _OPEN_FLAGS = os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
 
 
@@ -114,6 +121,8 @@ class FileSink:
         # at ``audit_shutdown``. Without it such a write could go to a descriptor closed, or already reused
         # for an unrelated file. Reentrant: a write syncs.
         self._lock = threading.RLock()
+        # The file and the number of records of the write under way, for a close that cannot wait for it.
+        self._in_flight: tuple[Path, int] | None = None
 
     def configure(self, settings: AuditSettings) -> None:
         with self._lock:
@@ -173,7 +182,9 @@ class FileSink:
         failures: list[tuple[str, OSError]] = []
         for channel, lines in by_channel.items():
             try:
-                _append(self._file_for(channel), lines)
+                target = self._file_for(channel)
+                self._in_flight = (target.path, len(lines))
+                _append(target, lines)
             except _WriteFailed as failure:
                 written += failure.written_records
                 failures.append((channel, failure.cause))
@@ -181,6 +192,8 @@ class FileSink:
                 failures.append((channel, exc))
             else:
                 written += len(lines)
+            finally:
+                self._in_flight = None
         self._maybe_fsync(written)
         if failures:
             reason = "; ".join(f"{file_name(channel)}: {exc}" for channel, exc in failures)
@@ -259,14 +272,40 @@ class FileSink:
             with contextlib.suppress(OSError):
                 os.close(opened.fd)
 
-    def close(self) -> None:
-        with self._lock:
+    def close(self, timeout: float | None = CLOSE_TIMEOUT) -> bool:
+        """fsync (unless ``FSYNC_INTERVAL`` is ``None``) and close every file; True when done.
+
+        Waits at most ``timeout`` seconds (``None``: as long as it takes) for a write under way on another
+        thread. When that write does not end in time (it waits for the ``flock`` of another process, frozen
+        mid-write by SIGSTOP or ``docker pause``), the files are left open for the OS to close at exit
+        (closing them under the writer could send its records into whatever file reuses the descriptor),
+        stderr names the write, and False is returned.
+        """
+        if not self._lock.acquire(timeout=-1 if timeout is None else timeout):
+            self._report_close_abandoned(timeout)
+            return False
+        try:
             for channel in list(self._files):
                 opened = self._files[channel]
                 if opened.dirty and self.fsync_interval is not None:
                     with contextlib.suppress(OSError):
                         os.fsync(opened.fd)
                 self._close_one(channel)
+        finally:
+            self._lock.release()
+        return True
+
+    def _report_close_abandoned(self, timeout: float | None) -> None:
+        in_flight = self._in_flight
+        what = (
+            f"a write of {in_flight[1]} record(s) to {in_flight[0]} is still under way"
+            if in_flight is not None
+            else "a write is still under way"
+        )
+        write_stderr(
+            f"file sink: closing the log files gave up after {timeout:g}s: {what} (waiting for the lock "
+            "another process holds?); the files are left open for the OS to close"
+        )
 
     def forget(self) -> None:
         """Drop descriptors inherited through fork (they share the parent's file offset and locks)."""
