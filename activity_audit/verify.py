@@ -188,14 +188,22 @@ def _look_again_for_missing(report: VerifyReport, paths: list[str]) -> None:
 
 
 def _without(ranges: list[tuple[int, int]], seqs: set[int]) -> list[tuple[int, int]]:
-    """``ranges`` (first and last included) without the numbers in ``seqs``."""
+    """``ranges`` (sorted, disjoint, first and last included) without the numbers in ``seqs``.
+
+    One sort, then ranges and seqs are walked together: time grows with their sizes added, not multiplied.
+    """
     out: list[tuple[int, int]] = []
+    found = sorted(seqs)
+    index = 0
     for first, last in ranges:
         start = first
-        for seq in sorted(seq for seq in seqs if first <= seq <= last):
-            if seq > start:
-                out.append((start, seq - 1))
-            start = seq + 1
+        while index < len(found) and found[index] <= last:
+            seq = found[index]
+            index += 1
+            if seq >= start:  # not below this range (in no range at all)
+                if seq > start:
+                    out.append((start, seq - 1))
+                start = seq + 1
         if start <= last:
             out.append((start, last))
     return out
