@@ -10,6 +10,10 @@ A stream is *closed* when its ``PIPELINE_STOPPED`` record is present, and *open*
 still be running, or it was killed, or the end of its trail was cut off. Records after the last one found
 cannot be checked for an open stream, so the report says so; with ``require_closed`` an open stream fails.
 
+Files may be read while processes write them, so they are read a second time for the seqs any stream misses,
+closed or open: a record may reach a file already read, while a later one of the same stream, even its
+``PIPELINE_STOPPED``, reaches a file read later.
+
 Memory grows with the number of records read, never with the values of ``seq``.
 """
 
@@ -151,16 +155,17 @@ def _lines_of(paths: list[str]) -> Iterator[bytes]:
 
 
 def _look_again_for_missing(report: VerifyReport, paths: list[str]) -> None:
-    """Read the files once more for the seqs an open stream misses, and keep only those still missing.
+    """Read the files once more for the seqs any stream misses, and keep only those still missing.
 
     A process still running writes while the files are read one after another: a record may reach a file
-    already read, after a later one of the same stream was found in the next file. Such a record is there on
-    the second reading; a seq missing from both was really lost (or is still on its way, at the very end).
+    already read, after a later one of the same stream (its ``PIPELINE_STOPPED`` too: a closed stream is
+    looked at again as well) was found in the next file. Such a record is there on the second reading; a seq
+    missing from both was really lost (or is still on its way, at the very end).
     """
     gaps = {
         stream_id: stream.missing_ranges
         for stream_id, stream in report.streams.items()
-        if not stream.stopped and stream.missing_ranges
+        if stream.missing_ranges
     }
     if not gaps:
         return

@@ -68,6 +68,45 @@ def during_first_reading(
     return readings
 
 
+# --- a stream that stops while its files are read --------------------------------------------------------
+
+
+def test_a_record_that_reaches_a_file_already_read_as_its_stream_stops_is_found(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``audit verify audit_logs/*.log`` reads api.log, then audit.log. The worker's last request record
+    reaches api.log once it was read, its PIPELINE_STOPPED reaches audit.log before it is: the stream is
+    closed, and its seq 3 was missing from the first reading."""
+    api, audit = tmp_path / "api.log", tmp_path / "audit.log"
+    api.write_bytes(line(1) + b"\n")
+    audit.write_bytes(line(2) + b"\n")
+
+    def worker_stops(path: str) -> None:
+        if path == str(api):
+            append(api, line(3) + b"\n")
+            append(audit, stopped(4) + b"\n")
+
+    readings = during_first_reading(monkeypatch, after_file=worker_stops)
+    report = verify_files([str(api), str(audit)])
+
+    assert report.lines() == [summary(4, 4, "stopped"), "unreadable lines: 0", "OK"]
+    assert len(readings) == 2
+
+
+def test_a_seq_lost_from_a_closed_stream_is_still_missing_after_the_second_reading(tmp_path: Path) -> None:
+    audit = tmp_path / "audit.log"
+    audit.write_bytes(line(1) + b"\n" + line(3) + b"\n" + stopped(4) + b"\n")
+
+    report = verify_files([str(audit)])
+
+    assert report.lines() == [
+        summary(3, 4, "stopped", missing=1),
+        "  missing seq: 2",
+        "unreadable lines: 0",
+        "FAILED",
+    ]
+
+
 # --- a busy trail --------------------------------------------------------------------------------------
 
 
