@@ -107,6 +107,109 @@ def test_a_seq_lost_from_a_closed_stream_is_still_missing_after_the_second_readi
     ]
 
 
+# --- a last line still being written ---------------------------------------------------------------------
+
+HALF = len(line(2)) // 2
+
+
+def test_a_line_being_written_is_read_no_further_and_counts_once_finished(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first reading ends inside seq 2, whose writer finishes it right after: the rest must not pass for
+    a line of its own, nor the half for an unreadable one; seq 2 is found on the second reading."""
+    audit, api = tmp_path / "audit.log", tmp_path / "api.log"
+    audit.write_bytes(line(1) + b"\n" + line(2)[:HALF])
+    api.write_bytes(line(3) + b"\n")
+
+    def writer_finishes() -> None:
+        append(audit, line(2)[HALF:] + b"\n")
+
+    during_first_reading(monkeypatch, at_unfinished=writer_finishes)
+    report = verify_files([str(audit), str(api)])
+
+    assert report.lines() == [summary(3, 3), "unreadable lines: 0", OPEN_WARNING, "OK"]
+
+
+def test_a_line_finished_after_both_readings_were_made_is_judged_as_it_is_now(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No seq is missing, so only the unfinished line is read again: finished, it is a record like any."""
+    audit = tmp_path / "audit.log"
+    audit.write_bytes(line(1) + b"\n" + line(2)[:HALF])
+
+    def writer_finishes(path: str) -> None:
+        append(audit, line(2)[HALF:] + b"\n" + line(3) + b"\n")
+
+    readings = during_first_reading(monkeypatch, after_file=writer_finishes)
+    report = verify_files([str(audit)])
+
+    assert report.lines() == [summary(1, 1), "unreadable lines: 0", OPEN_WARNING, "OK"]
+    assert len(readings) == 1
+
+
+def test_a_line_still_growing_at_the_second_reading_is_left_unchecked_and_said_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    audit = tmp_path / "audit.log"
+    big = line(2, body="x" * 100_000)
+    audit.write_bytes(line(1) + b"\n" + big[:1000])
+
+    def writer_goes_on() -> None:
+        append(audit, big[1000:50_000])
+
+    during_first_reading(monkeypatch, at_unfinished=writer_goes_on)
+    report = verify_files([str(audit)])
+
+    assert report.lines() == [
+        summary(1, 1),
+        "unreadable lines: 0",
+        "lines still being written, not checked: 1",
+        OPEN_WARNING,
+        "OK",
+    ]
+    assert (report.ok, report.bad_lines, report.unfinished_lines) == (True, 0, 1)
+
+
+def test_a_last_line_that_stays_unfinished_is_torn(tmp_path: Path) -> None:
+    """Its writer was killed: the file no longer grows, and the line counts as unreadable."""
+    audit = tmp_path / "audit.log"
+    audit.write_bytes(line(1) + b"\n" + line(2)[:HALF])
+
+    report = verify_files([str(audit)])
+
+    assert report.lines() == [summary(1, 1), "unreadable lines: 1", OPEN_WARNING, "FAILED"]
+
+
+def test_a_fragment_another_writer_ended_with_a_newline_is_unreadable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The writer was killed; the next one ends the fragment with a newline before its own records."""
+    audit = tmp_path / "audit.log"
+    audit.write_bytes(line(1) + b"\n" + line(2)[:HALF])
+
+    def next_writer() -> None:
+        append(audit, b"\n" + line(3) + b"\n")
+
+    during_first_reading(monkeypatch, at_unfinished=next_writer)
+    report = verify_files([str(audit)])
+
+    assert report.lines() == [summary(1, 1), "unreadable lines: 1", OPEN_WARNING, "FAILED"]
+
+
+def test_a_torn_line_followed_by_others_is_unreadable_at_once(tmp_path: Path) -> None:
+    audit = tmp_path / "audit.log"
+    audit.write_bytes(line(1) + b"\n" + line(2)[:HALF] + b"\n" + line(3) + b"\n" + stopped(4) + b"\n")
+
+    report = verify_files([str(audit)])
+
+    assert report.lines() == [
+        summary(3, 4, "stopped", missing=1),
+        "  missing seq: 2",
+        "unreadable lines: 1",
+        "FAILED",
+    ]
+
+
 # --- a busy trail --------------------------------------------------------------------------------------
 
 
