@@ -37,10 +37,13 @@ from .provisional import UNDO_ATTR, settled
 from .selection import FILE, MUTABLE, FieldSpec, ModelPolicy
 
 SNAPSHOT_ATTR = "_activity_audit_loaded"
-# The row a snapshot holds the values of, kept in it: (database alias, primary key). A snapshot of another row
-# (the instance saved to another database with ``save(using=...)``, or under another primary key) says
-# nothing of the row written, and is not diffed against. Never an attribute name.
-ROW_KEY = "\x00row"
+# The row a snapshot holds the values of, kept in it under two keys that are never attribute names: its
+# database alias and its primary key. A snapshot of another row (the instance saved to another database with
+# ``save(using=...)``, or under another primary key) says nothing of the row written, and is not diffed
+# against. Two plain values rather than one tuple: a dict of plain values is left alone by the garbage
+# collector, which would otherwise walk every snapshot of every loaded instance.
+ROW_DB = "\x00db"
+ROW_PK = "\x00pk"
 
 Snapshot = dict[str, Any]
 Changes = dict[str, dict[str, Any]]
@@ -106,7 +109,8 @@ def take(values: dict[str, Any], policy: ModelPolicy, vendor: str | None = None)
     """
     snap = {attname: values[attname] for attname in policy.attnames if attname in values}
     state = values.get("_state")
-    snap[ROW_KEY] = (None if state is None else state.db, values.get(policy.pk_attname))
+    snap[ROW_DB] = None if state is None else state.db
+    snap[ROW_PK] = values.get(policy.pk_attname)
     for spec in policy.mutables:
         if spec.attname in snap:
             snap[spec.attname] = _frozen(spec, snap[spec.attname])
@@ -207,12 +211,12 @@ class Diff(NamedTuple):
 
 def same_row(snap: Snapshot, alias: str, pk: Any, policy: ModelPolicy) -> bool:
     """True when ``snap`` holds the values of the row ``pk`` of database ``alias`` (or does not say)."""
-    row = snap.get(ROW_KEY)
-    if row is None:
+    if ROW_PK not in snap:
         return True
-    if row[0] != alias and row[0] is not None:
+    db, row_pk = snap.get(ROW_DB), snap[ROW_PK]
+    if db != alias and db is not None:
         return False
-    return bool(row[1] == pk or policy.canonical_pk(row[1]) == policy.canonical_pk(pk))
+    return bool(row_pk == pk or policy.canonical_pk(row_pk) == policy.canonical_pk(pk))
 
 
 def updated_changes(
@@ -273,8 +277,8 @@ def updated_changes(
             change["truncated"] = any_cut = True
         changes[spec.name] = change
     snapshot = before if after is None else after
-    if snapshot.get(ROW_KEY) != (alias, pk):
-        snapshot = {**snapshot, ROW_KEY: (alias, pk)}  # a new dict: a stored snapshot is never mutated
+    if snapshot.get(ROW_DB) != alias or snapshot.get(ROW_PK, _MISSING) != pk:
+        snapshot = {**snapshot, ROW_DB: alias, ROW_PK: pk}  # a new dict: a stored snapshot is never mutated
     return Diff(changes, snapshot, any_cut, after is not None, previous)
 
 
