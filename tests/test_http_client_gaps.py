@@ -17,12 +17,10 @@ Real HTTP server on loopback (the routes of :mod:`tests.support.outbound_http`, 
 from __future__ import annotations
 
 import json
-import threading
 import time
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
-from http.server import ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -42,6 +40,7 @@ from tests.support.outbound_http import (
     OutboundServer,
     response_headers,
 )
+from tests.support.outbound_http_fixtures import serving
 
 pytest_plugins = ["tests.support.outbound_http_fixtures"]  # the per-test ``server`` fixture
 
@@ -121,18 +120,8 @@ class GapsHandler(Handler):
 @pytest.fixture(scope="module")
 def outbound_server() -> Iterator[OutboundServer]:
     """The shared fixture's server (``server`` uses it), answering with :class:`GapsHandler`."""
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), GapsHandler)
-    httpd.daemon_threads = True
-    state = OutboundServer(f"http://127.0.0.1:{httpd.server_address[1]}")
-    httpd.state = state  # type: ignore[attr-defined]
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(GapsHandler) as state:
         yield state
-    finally:
-        state.release.set()
-        httpd.shutdown()
-        httpd.server_close()
 
 
 def only_record(audit_records: Any) -> dict[str, Any]:

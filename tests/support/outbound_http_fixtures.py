@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import ThreadingHTTPServer
 
 import pytest
@@ -11,9 +12,10 @@ import pytest
 from tests.support.outbound_http import Handler, OutboundServer
 
 
-@pytest.fixture(scope="module")
-def outbound_server() -> Iterator[OutboundServer]:
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+@contextmanager
+def serving(handler: type[Handler]) -> Iterator[OutboundServer]:
+    """A server on a free loopback port answering with ``handler``, for the ``with`` block."""
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     httpd.daemon_threads = True
     state = OutboundServer(f"http://127.0.0.1:{httpd.server_address[1]}")
     httpd.state = state  # type: ignore[attr-defined]
@@ -25,6 +27,12 @@ def outbound_server() -> Iterator[OutboundServer]:
         state.release.set()
         httpd.shutdown()
         httpd.server_close()
+
+
+@pytest.fixture(scope="module")
+def outbound_server() -> Iterator[OutboundServer]:
+    with serving(Handler) as state:
+        yield state
 
 
 @pytest.fixture
