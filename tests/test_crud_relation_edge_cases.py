@@ -4,6 +4,7 @@ primary key, a related model whose default manager hides rows, upserts of loaded
 from __future__ import annotations
 
 import pytest
+from django.db import connection
 
 from tests.crud_helpers import bulk, crud, record
 from tests.testapp.models import Counter, Office, Post, Region, Topic
@@ -79,14 +80,13 @@ def test_m2m_remove_from_the_other_side_of_a_filtering_manager_records_what_was_
 
 @pytest.mark.parametrize(
     "conflicts",
-    [
-        {"update_conflicts": True, "unique_fields": ["key"], "update_fields": ["value"]},
-        {"ignore_conflicts": True},
-    ],
+    [{"update_conflicts": True, "update_fields": ["value"]}, {"ignore_conflicts": True}],
     ids=["update_conflicts", "ignore_conflicts"],
 )
 def test_an_upsert_of_a_loaded_object_leaves_it_no_snapshot(audit_records, conflicts):
     """The row may or may not hold what the object held: the next save cannot tell what it changes."""
+    if "update_conflicts" in conflicts and connection.features.supports_update_conflicts_with_target:
+        conflicts = {**conflicts, "unique_fields": ["key"]}  # MySQL takes none: any unique key conflicts
     Counter.objects.create(key="visits", value=10)
     counter = Counter.objects.get(key="visits")
     counter.value = 50
