@@ -39,8 +39,8 @@ from tests.support.outbound_http import (
     Handler,
     OutboundServer,
     response_headers,
+    serving,
 )
-from tests.support.outbound_http_fixtures import serving
 
 pytest_plugins = ["tests.support.outbound_http_fixtures"]  # the per-test ``server`` fixture
 
@@ -363,6 +363,9 @@ def test_a_body_that_cannot_be_captured_leaves_the_rest_of_the_record(
         "body": failed,
     }
     assert record["error_message"] is None
+    line = fails.__code__.co_firstlineno + 1
+    [report] = audit_records.of("activity_audit.pipeline", event_type="CAPTURE_FAILED", source="http")
+    assert report["error"] == f"RuntimeError in fails (test_http_client_gaps.py:{line})"  # no message
 
 
 def test_headers_that_cannot_be_captured_leave_the_url_and_status(

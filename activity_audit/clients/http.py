@@ -53,6 +53,8 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 from ..bodies import DEFAULT_MAX_BODY_BYTES, capture_headers, group_pairs, is_encoded, summarize_body
 from ..conf import get_settings
 from ..context import current
+from ..dispatch import pipeline
+from ..reporting import where_it_failed
 from .outbound import auditing_enabled, describe_error, record_call
 
 try:
@@ -68,6 +70,7 @@ __all__ = ["REQUEST_ID_HEADER", "AuditingAdapter", "HTTPClient", "audit_session"
 
 PROTOCOL = "http"
 REQUEST_ID_HEADER = "X-Request-ID"
+_CAPTURE_SOURCE = "http"  # the source of a CAPTURE_FAILED report
 
 # A request id is only forwarded when it is a safe header value (visible ASCII, no CR/LF).
 _HEADER_VALUE = re.compile(r"[\x21-\x7e]{1,200}")
@@ -202,10 +205,12 @@ class AuditingAdapter(BaseAdapter):
 
 def _captured(describe: Callable[[], _T], fallback: Callable[[Exception], _T]) -> _T:
     """``describe()``, or ``fallback(error)`` when it raised: a capture problem never reaches the caller,
-    nor takes the other parts of the record with it."""
+    nor takes the other parts of the record with it, and is reported (``CAPTURE_FAILED`` from ``http``, the
+    error's type and place: its message might quote what was being described)."""
     try:
         return describe()
     except Exception as exc:
+        pipeline.reporter.problem("CAPTURE_FAILED", _CAPTURE_SOURCE, error=where_it_failed(exc))
         return fallback(exc)
 
 

@@ -30,8 +30,10 @@ from __future__ import annotations
 import gzip
 import json
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 FIXED_DATE = "Sat, 28 Nov 2026 10:00:00 GMT"
@@ -196,3 +198,20 @@ def response_headers(content_type: str, length: int) -> dict[str, str]:
         "Content-Type": content_type,
         "Content-Length": str(length),
     }
+
+
+@contextmanager
+def serving(handler: type[Handler]) -> Iterator[OutboundServer]:
+    """A server on a free loopback port answering with ``handler``, for the ``with`` block."""
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    httpd.daemon_threads = True
+    state = OutboundServer(f"http://127.0.0.1:{httpd.server_address[1]}")
+    httpd.state = state  # type: ignore[attr-defined]
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield state
+    finally:
+        state.release.set()
+        httpd.shutdown()
+        httpd.server_close()

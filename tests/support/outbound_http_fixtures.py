@@ -2,31 +2,11 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
-from http.server import ThreadingHTTPServer
 
 import pytest
 
-from tests.support.outbound_http import Handler, OutboundServer
-
-
-@contextmanager
-def serving(handler: type[Handler]) -> Iterator[OutboundServer]:
-    """A server on a free loopback port answering with ``handler``, for the ``with`` block."""
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    httpd.daemon_threads = True
-    state = OutboundServer(f"http://127.0.0.1:{httpd.server_address[1]}")
-    httpd.state = state  # type: ignore[attr-defined]
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield state
-    finally:
-        state.release.set()
-        httpd.shutdown()
-        httpd.server_close()
+from tests.support.outbound_http import Handler, OutboundServer, serving
 
 
 @pytest.fixture(scope="module")
