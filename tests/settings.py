@@ -22,6 +22,8 @@ INSTALLED_APPS = [
     "activity_audit",
     "tests.testapp",
 ]
+if django.VERSION >= (5, 2):  # composite primary keys
+    INSTALLED_APPS.append("tests.composite")
 if django.VERSION >= (6, 1):  # foreign keys whose rows the database deletes or changes by itself
     INSTALLED_APPS.append("tests.dbdeletes")
 MIDDLEWARE = [

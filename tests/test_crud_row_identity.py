@@ -8,6 +8,7 @@ against the other row's.
 
 from __future__ import annotations
 
+import django
 import pytest
 
 from tests.crud_helpers import crud, record
@@ -99,4 +100,35 @@ def test_a_primary_key_changed_to_a_new_one_inserts_a_row(audit_records):
 
     assert crud(audit_records) == [
         record("CREATE", "Code", "C", {"label": {"old": None, "new": "label of A"}}),
+    ]
+
+
+@pytest.mark.skipif(django.VERSION < (5, 2), reason="composite primary keys came with Django 5.2")
+def test_a_row_with_a_composite_primary_key_keeps_its_old_values(audit_records):
+    from tests.composite.models import Shipment
+
+    Shipment.objects.create(warehouse=1, number=2, status="packed")
+    shipment = Shipment.objects.get(warehouse=1, number=2)
+    audit_records.clear()
+
+    shipment.status = "sent"
+    shipment.save()
+    Shipment.objects.get(warehouse=1, number=2).delete()
+
+    instance_id = str((1, 2))
+    assert crud(audit_records) == [
+        record(
+            "UPDATE", "Shipment", instance_id, {"status": {"old": "packed", "new": "sent"}}, app="composite"
+        ),
+        record(
+            "DELETE",
+            "Shipment",
+            instance_id,
+            {
+                "warehouse": {"old": 1, "new": None},
+                "number": {"old": 2, "new": None},
+                "status": {"old": "sent", "new": None},
+            },
+            app="composite",
+        ),
     ]

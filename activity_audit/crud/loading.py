@@ -23,7 +23,7 @@ from django.db.models import Model
 from ..dispatch import pipeline
 from .provisional import UNDO_ATTR, note_provisional
 from .selection import policy_for
-from .snapshots import ROW_DB, ROW_PK, SNAPSHOT_ATTR, Snapshot, loaded, remember, same_row, take
+from .snapshots import ROW_DB, ROW_PK, SNAPSHOT_ATTR, Snapshot, loaded, remember, row_pk_of, same_row, take
 from .transactions import commit_marker
 
 _MARK = "__activity_audit_wrapped__"
@@ -72,8 +72,10 @@ def _wrap_refresh(original: Callable[..., None]) -> Callable[..., None]:
                         spec.attname for spec in policy.fields if {spec.name, spec.attname} & set(fields)
                     }
                     fresh = {key: reloaded[key] for key in wanted if key in reloaded}
-                    fresh[ROW_DB], fresh[ROW_PK] = db, pk = reloaded[ROW_DB], reloaded[ROW_PK]
-                    if earlier is not None and same_row(earlier, db, pk, policy):
+                    fresh.update({key: reloaded[key] for key in (ROW_DB, ROW_PK) if key in reloaded})
+                    if earlier is not None and same_row(
+                        earlier, reloaded[ROW_DB], row_pk_of(self.__dict__, policy), policy
+                    ):
                         fresh = {**earlier, **fresh}
                     reloaded = fresh
                 self.__dict__[SNAPSHOT_ATTR] = reloaded

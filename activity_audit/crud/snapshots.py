@@ -110,7 +110,9 @@ def take(values: dict[str, Any], policy: ModelPolicy, vendor: str | None = None)
     snap = {attname: values[attname] for attname in policy.attnames if attname in values}
     state = values.get("_state")
     snap[ROW_DB] = None if state is None else state.db
-    snap[ROW_PK] = values.get(policy.pk_attname)
+    pk = row_pk_of(values, policy)
+    if pk is not _MISSING:
+        snap[ROW_PK] = pk
     for spec in policy.mutables:
         if spec.attname in snap:
             snap[spec.attname] = _frozen(spec, snap[spec.attname])
@@ -164,7 +166,7 @@ def deleted_changes(instance: models.Model, policy: ModelPolicy, alias: str) -> 
     when its snapshot is that of another row (loaded from another database).
     """
     snap = loaded(instance)
-    if snap is None or not same_row(snap, alias, instance.pk, policy):
+    if snap is None or not same_row(snap, alias, row_pk_of(instance.__dict__, policy), policy):
         return None
     return Pending(whole_row, snap, policy, False, reports_cut=True)
 
@@ -209,13 +211,21 @@ class Diff(NamedTuple):
     previous: Snapshot | None  # the snapshot the instance held before the save, None when it had none
 
 
-def same_row(snap: Snapshot, alias: str, pk: Any, policy: ModelPolicy) -> bool:
-    """True when ``snap`` holds the values of the row ``pk`` of database ``alias`` (or does not say)."""
-    if ROW_PK not in snap:
-        return True
-    db, row_pk = snap.get(ROW_DB), snap[ROW_PK]
-    if db != alias and db is not None:
+def row_pk_of(values: dict[str, Any], policy: ModelPolicy) -> Any:
+    """The primary key in an instance's ``__dict__`` (``values``), or ``_MISSING`` when it is not one value
+    kept there (a composite primary key): then a snapshot's row is told by its database alone."""
+    return values.get(policy.pk_attname, _MISSING)
+
+
+def same_row(snap: Snapshot, alias: str | None, pk: Any, policy: ModelPolicy) -> bool:
+    """True when ``snap`` holds the values of the row ``pk`` (see :func:`row_pk_of`) of database ``alias``,
+    as far as it says."""
+    db = snap.get(ROW_DB)
+    if db is not None and db != alias:
         return False
+    row_pk = snap.get(ROW_PK, _MISSING)
+    if row_pk is _MISSING or pk is _MISSING:
+        return True
     return bool(row_pk == pk or policy.canonical_pk(row_pk) == policy.canonical_pk(pk))
 
 
@@ -238,7 +248,7 @@ def updated_changes(
     """
     values = instance.__dict__
     previous = loaded(instance)
-    pk = values.get(policy.pk_attname)
+    pk = row_pk_of(values, policy)
     if previous is not None and not same_row(previous, alias, pk, policy):
         previous = None
     before = previous or {}
@@ -278,7 +288,11 @@ def updated_changes(
         changes[spec.name] = change
     snapshot = before if after is None else after
     if snapshot.get(ROW_DB) != alias or snapshot.get(ROW_PK, _MISSING) != pk:
-        snapshot = {**snapshot, ROW_DB: alias, ROW_PK: pk}  # a new dict: a stored snapshot is never mutated
+        snapshot = {**snapshot, ROW_DB: alias}  # a new dict: a stored snapshot is never mutated
+        if pk is _MISSING:
+            snapshot.pop(ROW_PK, None)
+        else:
+            snapshot[ROW_PK] = pk
     return Diff(changes, snapshot, any_cut, after is not None, previous)
 
 
