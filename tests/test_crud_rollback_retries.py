@@ -164,3 +164,19 @@ def test_a_refresh_inside_a_transaction_that_commits_stays(audit_records, author
     rename(author, "Hedy")
 
     assert crud(audit_records) == [renamed(author.pk, "Grace", "Hedy")]
+
+
+def test_a_refresh_undone_by_a_rollback_leaves_what_it_read_unknown(audit_records, author):
+    """The refresh may have read another transaction's committed change: after the rollback the row still
+    holds it, so going back to the value loaded before would blame the next save for that change."""
+    Author.objects.filter(pk=author.pk).update(name="Grace")  # another writer, committed
+    audit_records.clear()
+    with pytest.raises(Rollback), transaction.atomic():
+        author.refresh_from_db()  # reads "Grace"
+        raise Rollback
+
+    author.save()  # writes "Grace" again
+
+    assert crud(audit_records) == [
+        record("UPDATE", "Author", author.pk, {"name": {"old": None, "new": "Grace", "old_unknown": True}})
+    ]

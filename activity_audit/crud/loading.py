@@ -65,12 +65,14 @@ def _wrap_refresh(original: Callable[..., None]) -> Callable[..., None]:
                 fields = kwargs.get("fields", args[1] if len(args) > 1 else None)
                 earlier = loaded(self)
                 reloaded = take(self.__dict__, policy)
+                read = set(policy.attnames)
                 if fields is not None:
                     # Only these came from the row; the other attributes are whatever the code set, and an
                     # instance never loaded before must not pass them off as the row's values.
                     wanted = {
                         spec.attname for spec in policy.fields if {spec.name, spec.attname} & set(fields)
                     }
+                    read = wanted
                     fresh = {key: reloaded[key] for key in wanted if key in reloaded}
                     fresh.update({key: reloaded[key] for key in (ROW_DB, ROW_PK) if key in reloaded})
                     if earlier is not None and same_row(
@@ -79,7 +81,7 @@ def _wrap_refresh(original: Callable[..., None]) -> Callable[..., None]:
                         fresh = {**earlier, **fresh}
                     reloaded = fresh
                 self.__dict__[SNAPSHOT_ATTR] = reloaded
-                _read_in(self, earlier)
+                _read_in(self, earlier, read)
         except Exception as exc:
             _failed(exc)
 
@@ -87,15 +89,18 @@ def _wrap_refresh(original: Callable[..., None]) -> Callable[..., None]:
     return refresh_from_db
 
 
-def _read_in(instance: Model, earlier: Snapshot | None) -> None:
-    """Settle what a refresh read: for good in autocommit, while inside a transaction only until it rolls
-    back (the row then holds again what ``earlier`` says, and what earlier saves of the transaction wrote is
-    undone as well: see provisional.py)."""
+def _read_in(instance: Model, earlier: Snapshot | None, read: set[str]) -> None:
+    """Settle what a refresh read (the attributes ``read``): for good in autocommit; inside a transaction only
+    until it rolls back. The row may then hold what the refresh read (another transaction's committed
+    change) or what ``earlier`` says (when it read this transaction's own writes): which, is not known, so a
+    rollback leaves these attributes unknown, and undoes what earlier saves of the transaction wrote to the
+    others (see provisional.py)."""
     marker = commit_marker(instance._state.db or DEFAULT_DB_ALIAS)
     if marker is None:
         instance.__dict__.pop(UNDO_ATTR, None)  # read from a committed row: nothing earlier is left to undo
     else:
-        note_provisional(instance.__dict__, earlier, marker, marker.outcome)
+        kept = None if earlier is None else {key: value for key, value in earlier.items() if key not in read}
+        note_provisional(instance.__dict__, kept, marker, marker.outcome)
 
 
 def _failed(exc: Exception) -> None:
