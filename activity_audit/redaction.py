@@ -213,36 +213,67 @@ _DIGEST_PARAMS = re.compile(
     re.IGNORECASE,
 )
 # Vendor tokens, recognisable anywhere by their prefix, which stays visible: GitHub, Stripe secret and
-# restricted keys and webhook secrets, Slack, OpenAI and Anthropic ("sk-" and 32 characters or more, a digit
-# among them), Google API keys, GitLab, npm, PyPI, Hugging Face, SendGrid, Shopify and DigitalOcean tokens,
-# and the secret path of Slack and Discord webhook URLs. A token whose characters include "-" or "_" starts
-# only where a run of such characters starts (so "sk-sk-sk-..." is read once, not once per "sk-").
-_WORD_RUN_START = r"(?<![A-Za-z0-9_-])"
-_WORD_RUN_END = r"(?![A-Za-z0-9_-])"
+# restricted keys, Slack.
 _VENDOR_TOKEN = re.compile(
     r"(?<![A-Za-z0-9])(?:(gh[pousr]_)[A-Za-z0-9]{36,}|(github_pat_)[A-Za-z0-9_]{22,}"
     r"|([sr]k_(?:live|test)_)[A-Za-z0-9]{16,}|(xox[abprs]-)[0-9]+-[A-Za-z0-9-]{8,})"
-    rf"|{_WORD_RUN_START}(?:(sk-)(?=[A-Za-z0-9_-]*[0-9])[A-Za-z0-9_-]{{32,}}"
-    rf"|(AIza)[A-Za-z0-9_-]{{35}}{_WORD_RUN_END}"
-    r"|(gl(?:pat|dt|rt|ptt|soat)-)[A-Za-z0-9_-]{20,}"
-    rf"|(npm_)[A-Za-z0-9]{{36}}{_WORD_RUN_END}"
-    r"|(pypi-)AgE[A-Za-z0-9_-]{50,}"
-    rf"|(hf_)[A-Za-z]{{34}}{_WORD_RUN_END}"
-    rf"|(SG\.)[A-Za-z0-9_-]{{22}}\.[A-Za-z0-9_-]{{43}}{_WORD_RUN_END}"
-    rf"|(shp(?:at|ss|ca|pa)_)[a-fA-F0-9]{{32}}{_WORD_RUN_END}"
-    rf"|(do[opr]_v1_)[a-f0-9]{{64}}{_WORD_RUN_END}"
-    r"|(whsec_)[A-Za-z0-9+/=]{24,})"
-    r"|(hooks\.slack\.com/services/)[A-Za-z0-9_/-]+"
-    r"|(discord(?:app)?\.com/api/webhooks/[0-9]+/)[A-Za-z0-9_-]+"
 )
+# More vendors' tokens, each behind a marker every one of its matches holds (tested in C first), and each
+# pattern led by its literal prefix, which the regular expression engine searches for fast: OpenAI and
+# Anthropic ("sk-" and 32 characters or more, a digit among them), Google API keys, GitLab, npm, PyPI,
+# Hugging Face, SendGrid, Shopify and DigitalOcean tokens, Stripe webhook secrets, and the secret path of
+# Slack and Discord webhook URLs. The prefix stays visible. A token made of word characters and "-" starts
+# only where a run of them starts (checked after the prefix), so "sk-sk-sk-..." is read once, not once per
+# "sk-".
+_RUN_CHAR = "[A-Za-z0-9_-]"
+_RUN_END = rf"(?!{_RUN_CHAR})"
+
+
+def _led_by(prefix: str, body: str) -> re.Pattern[str]:
+    """A pattern for ``prefix`` (a literal, kept visible) then ``body``, at the start of a run."""
+    literal = re.escape(prefix)
+    return re.compile(rf"({literal})(?<!{_RUN_CHAR}{literal}){body}")
+
+
+_OPENAI_TOKEN = _led_by("sk-", rf"(?={_RUN_CHAR}*[0-9]){_RUN_CHAR}{{32,}}")
+_GOOGLE_API_KEY = _led_by("AIza", rf"{_RUN_CHAR}{{35}}{_RUN_END}")
+_GITLAB_TOKENS = tuple(
+    _led_by(prefix, rf"{_RUN_CHAR}{{20,}}") for prefix in ("glpat-", "gldt-", "glrt-", "glptt-", "glsoat-")
+)
+_PYPI_TOKEN = _led_by("pypi-", rf"AgE{_RUN_CHAR}{{50,}}")
+_NPM_TOKEN = _led_by("npm_", rf"[A-Za-z0-9]{{36}}{_RUN_END}")
+_HUGGING_FACE_TOKEN = _led_by("hf_", rf"[A-Za-z]{{34}}{_RUN_END}")
+_SHOPIFY_TOKEN = re.compile(
+    rf"(shp(?:at|ss|ca|pa)_)(?<!{_RUN_CHAR}shp[a-z]{{2}}_)[a-fA-F0-9]{{32}}{_RUN_END}"
+)
+_DIGITALOCEAN_TOKEN = re.compile(rf"(do[opr]_v1_)(?<!{_RUN_CHAR}do[a-z]_v1_)[a-f0-9]{{64}}{_RUN_END}")
+_STRIPE_WEBHOOK_SECRET = _led_by("whsec_", r"[A-Za-z0-9+/=]{24,}")
+_SENDGRID_KEY = _led_by("SG.", rf"{_RUN_CHAR}{{22}}\.{_RUN_CHAR}{{43}}{_RUN_END}")
+_SLACK_WEBHOOK = re.compile(r"(hooks\.slack\.com/services/)[A-Za-z0-9_/-]+")
+_DISCORD_WEBHOOK = re.compile(r"(discord(?:app)?\.com/api/webhooks/[0-9]+/)[A-Za-z0-9_-]+")
+# Every pattern above with the marker it is looked for by (see _mask_long_vendor_tokens): the reference for
+# the tests that check the markers never skip a token.
+_LONG_VENDOR_TOKENS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("sk-", _OPENAI_TOKEN),
+    ("AIza", _GOOGLE_API_KEY),
+    *(("gl", pattern) for pattern in _GITLAB_TOKENS),
+    ("pypi-", _PYPI_TOKEN),
+    ("npm_", _NPM_TOKEN),
+    ("hf_", _HUGGING_FACE_TOKEN),
+    ("shp", _SHOPIFY_TOKEN),
+    ("_v1_", _DIGITALOCEAN_TOKEN),
+    ("whsec_", _STRIPE_WEBHOOK_SECRET),
+    ("SG.", _SENDGRID_KEY),
+    ("hooks.slack.com/", _SLACK_WEBHOOK),
+    ("/api/webhooks/", _DISCORD_WEBHOOK),
+)
+# The shortest text one of _LONG_VENDOR_TOKENS can match: a GitLab deploy or runner token ("gldt-" and 20).
+_SHORTEST_LONG_TOKEN = 25
 # AWS access key ids, long-term (AKIA) and temporary (ASIA): the prefix, then 16 upper-case letters and
 # digits; the prefix stays visible.
 _AWS_ACCESS_KEY_ID = re.compile(r"(?<![A-Za-z0-9])(AKIA|ASIA)[A-Z0-9]{16}(?![A-Za-z0-9])")
 _AWS_ACCESS_KEY_ID_BYTES = re.compile(rb"(?<![A-Za-z0-9])(?:AKIA|ASIA)[A-Z0-9]{16}(?![A-Za-z0-9])")
 _GITHUB_TOKEN_PREFIX = re.compile(r"gh[pousr]_")  # a literal start, which the regex engine searches for fast
-# The shortest text of the vendor tokens other than GitHub's, Stripe's keys and Slack's (a GitLab token, 26
-# characters; a Slack webhook URL's prefix and one character).
-_SHORTEST_LONG_TOKEN = 26
 # Django's stored password hashes ("pbkdf2_sha256$<iterations>$<salt>$<hash>" ...), which the SQL debug log of
 # django.db.backends shows in its statements and parameters; the algorithm stays visible.
 _PASSWORD_HASH = re.compile(
@@ -312,6 +343,8 @@ _HEADER_VALUE_END = re.compile(r"""[\r\n"'\\]""")
 # Backwards, a name ends with a letter or "_" (its first): the digits before the colons of a time are no name.
 _REVERSED_HEADER_NAME = re.compile(r":([\w.-]{0,63}[A-Za-z_])(?![\w.-])")
 # The value of a name in prose: a quoted string (its quotes maybe escaped, in JSON text), or a word.
+# A port number after a host name's colon: 1 to 5 digits, not followed by another word character.
+_PORT = re.compile(r"[0-9]{1,5}(?![\w.-])")
 _PROSE_VALUE = re.compile(
     r""""((?:[^"\\\r\n]|\\.)*)|'((?:[^'\\\r\n]|\\.)*)|\\["']([^"'\\\r\n]*)|([^\s"'\\]+)"""
 )
@@ -752,6 +785,8 @@ class Redactor:
                 text = _JWT.sub(MASK, text)
             if _may_hold_vendor_token(text):
                 text = _VENDOR_TOKEN.sub(_mask_vendor_token, text)
+            if len(text) >= _SHORTEST_LONG_TOKEN:
+                text = _mask_long_vendor_tokens(text)
             if "AKIA" in text or "ASIA" in text:
                 text = _AWS_ACCESS_KEY_ID.sub(_mask_vendor_token, text)
             if "$" in text and any(marker in text for marker in _PASSWORD_HASH_MARKERS):
@@ -902,9 +937,9 @@ def _key_names(key: str) -> list[str]:
 
 def _is_host_and_port(text: str, name: re.Match[str]) -> bool:
     """True when a name and a colon (:data:`_HEADER_LINE_START`) with no space after it are rather a host and
-    a port than a name and its value: a digit follows the colon, and the name has a dot (``db.secret:5432``)
-    or follows ``/`` or ``@`` (``redis://secret:6379``)."""
-    if name.group(2) != ":" or not text[name.end() : name.end() + 1].isdigit():
+    a port than a name and its value: 1 to 5 digits follow the colon, then no other word character, and the
+    name has a dot (``db.secret:5432``) or follows ``/`` or ``@`` (``redis://secret:6379/0``)."""
+    if name.group(2) != ":" or _PORT.match(text, name.end()) is None:
         return False
     start = name.start()
     return "." in name.group(1) or (start > 0 and text[start - 1] in "/@")
@@ -1184,27 +1219,52 @@ def _mask_vendor_token(match: re.Match[str]) -> str:
 
 
 def _may_hold_vendor_token(text: str) -> bool:
-    """False when :data:`_VENDOR_TOKEN` cannot match (a few substring searches in C; those for the longer
-    tokens only in text long enough to hold one, and by the ``_``, ``-`` or ``.`` their prefix has)."""
-    if "xox" in text:
-        return True
-    long_enough = len(text) >= _SHORTEST_LONG_TOKEN
-    if "_" in text and (
-        "k_live_" in text
-        or "k_test_" in text
-        or "github_pat_" in text
-        or _GITHUB_TOKEN_PREFIX.search(text) is not None
-        or (
-            long_enough
-            and ("npm_" in text or "hf_" in text or "shp" in text or "_v1_" in text or "whsec_" in text)
+    """False when :data:`_VENDOR_TOKEN` cannot match (a few substring searches in C)."""
+    return "xox" in text or (
+        "_" in text
+        and (
+            "k_live_" in text
+            or "k_test_" in text
+            or "github_pat_" in text
+            or _GITHUB_TOKEN_PREFIX.search(text) is not None
         )
-    ):
-        return True
-    return long_enough and (
-        "AIza" in text
-        or ("-" in text and ("sk-" in text or "gl" in text or "pypi-" in text))
-        or ("." in text and ("SG." in text or "hooks.slack.com/" in text or "/api/webhooks/" in text))
     )
+
+
+def _mask_long_vendor_tokens(text: str) -> str:
+    """``text`` with the tokens of :data:`_LONG_VENDOR_TOKENS` masked: each pattern runs only when its
+    marker is in the text, and the markers are looked for only when the text holds the character (``-``,
+    ``_``, ``.``) their tokens hold, so most text costs a handful of substring searches in C."""
+    mask = _mask_vendor_token
+    if "AIza" in text:
+        text = _GOOGLE_API_KEY.sub(mask, text)
+    if "-" in text:
+        if "sk-" in text:
+            text = _OPENAI_TOKEN.sub(mask, text)
+        if "gl" in text:
+            for gitlab_token in _GITLAB_TOKENS:
+                text = gitlab_token.sub(mask, text)
+        if "pypi-" in text:
+            text = _PYPI_TOKEN.sub(mask, text)
+    if "_" in text:
+        if "npm_" in text:
+            text = _NPM_TOKEN.sub(mask, text)
+        if "hf_" in text:
+            text = _HUGGING_FACE_TOKEN.sub(mask, text)
+        if "shp" in text:
+            text = _SHOPIFY_TOKEN.sub(mask, text)
+        if "_v1_" in text:
+            text = _DIGITALOCEAN_TOKEN.sub(mask, text)
+        if "whsec_" in text:
+            text = _STRIPE_WEBHOOK_SECRET.sub(mask, text)
+    if "." in text:
+        if "SG." in text:
+            text = _SENDGRID_KEY.sub(mask, text)
+        if "hooks.slack.com/" in text:
+            text = _SLACK_WEBHOOK.sub(mask, text)
+        if "/api/webhooks/" in text:
+            text = _DISCORD_WEBHOOK.sub(mask, text)
+    return text
 
 
 def _looks_like_token(text: str) -> bool:

@@ -171,6 +171,15 @@ def test_a_secret_right_after_a_sensitive_name_and_a_colon_is_masked() -> None:
     )
 
 
+def test_a_value_that_only_starts_like_a_port_is_masked() -> None:
+    assert_scrubbed(
+        [
+            ("app.secret:3f9a2b7c1d", f"app.secret:{M}"),
+            ("db.password:12345678", f"db.password:{M}"),  # more digits than a port has
+        ]
+    )
+
+
 def test_a_host_and_port_or_a_weak_name_right_before_a_colon_stays() -> None:
     assert_kept(
         [
@@ -649,6 +658,16 @@ def test_tokens_of_more_vendors_are_masked_wherever_they_appear() -> None:
                 "https://discord.com/api/webhooks/123456789012345678/AbC-dEf_GhI123",
                 f"https://discord.com/api/webhooks/123456789012345678/{M}",
             ),
+        ]
+    )
+
+
+def test_the_shortest_tokens_are_masked_when_they_are_the_whole_text() -> None:
+    assert_scrubbed(
+        [
+            ("gldt-Ab3dEf6hIj9kLm2nOp5q", f"gldt-{M}"),  # 25 characters
+            ("glrt-Ab3dEf6hIj9kLm2nOp5q", f"glrt-{M}"),
+            (GITLAB_TOKEN, f"glpat-{M}"),
         ]
     )
 

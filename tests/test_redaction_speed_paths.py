@@ -30,6 +30,36 @@ from activity_audit.redaction import MASK, Redactor
 from activity_audit.request_capture import new_uuid4
 from activity_audit.testing import registered_plugin
 from tests.test_redaction import CASES, HEADER_CASES, JWT, PEM, PRESIGNED
+from tests.test_redaction_gaps import (
+    ANTHROPIC_KEY,
+    DIGITALOCEAN_TOKEN,
+    GITLAB_TOKEN,
+    GOOGLE_API_KEY,
+    HUGGING_FACE_TOKEN,
+    NPM_TOKEN,
+    OPENAI_KEY,
+    PYPI_TOKEN,
+    SENDGRID_KEY,
+    SHOPIFY_TOKEN,
+    STRIPE_WEBHOOK_SECRET,
+)
+
+VENDOR_TOKENS = [
+    OPENAI_KEY,
+    ANTHROPIC_KEY,
+    GOOGLE_API_KEY,
+    GITLAB_TOKEN,
+    "gldt-" + "Ab3dEf6hIj9kLm2nOp5q",  # the shortest token of them all: 25 characters
+    NPM_TOKEN,
+    PYPI_TOKEN,
+    HUGGING_FACE_TOKEN,
+    SENDGRID_KEY,
+    SHOPIFY_TOKEN,
+    DIGITALOCEAN_TOKEN,
+    STRIPE_WEBHOOK_SECRET,
+    "https://hooks.slack.com/services/T0AB/B0CD/aBcDeF12",
+    "https://discord.com/api/webhooks/123/AbC-dEf",
+]
 
 LOOK_ALIKES = [
     "2024-01-15T10:00:00.123456+00:00",
@@ -128,7 +158,20 @@ def corpus() -> list[str]:
         "\n",
         ":\\/\\/",
         "\\u0077",
+        "sk-",
+        "AIza",
+        "glpat-",
+        "gldt-",
+        "npm_",
+        "hf_",
+        "SG.",
+        "shpat_",
+        "dop_v1_",
+        "whsec_",
+        "hooks.slack.com/services/",
+        "discord.com/api/webhooks/1/",
     ]
+    texts += VENDOR_TOKENS
     pieces = texts + markers
     for _ in range(3000):  # random splices of the above: secrets cut, joined and surrounded by look-alikes
         texts.append("".join(rng.choice(pieces)[: rng.randint(1, 40)] for _ in range(rng.randint(1, 6))))
@@ -147,6 +190,8 @@ def every_pattern(redactor: Redactor, text: str) -> str:
     text = r._PEM_PRIVATE_KEY.sub(MASK, text)
     text = r._JWT.sub(MASK, text)
     text = r._VENDOR_TOKEN.sub(r._mask_vendor_token, text)
+    for _, pattern in r._LONG_VENDOR_TOKENS:
+        text = pattern.sub(r._mask_vendor_token, text)
     text = r._AWS_ACCESS_KEY_ID.sub(r._mask_vendor_token, text)
     text = r._PASSWORD_HASH.sub(r._mask_vendor_token, text)
     text = r._DIGEST_PARAMS.sub(rf"\1\2{MASK}", text)
