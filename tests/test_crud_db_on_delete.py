@@ -103,3 +103,25 @@ def test_a_delete_that_reaches_no_such_relation_costs_no_query(audit_records, sh
     with CaptureQueriesContext(connection) as queries:
         marks[0].delete()  # nothing points at a bookmark
     assert [q["sql"] for q in queries.captured_queries if q["sql"].startswith("SELECT")] == []
+
+
+@pytest.mark.parametrize("step", ["_read_changes", "_record"])
+def test_a_capture_that_fails_never_touches_the_delete(audit_records, shelves, monkeypatch, step):
+    from activity_audit.crud import db_deletes
+    from activity_audit.dispatch import pipeline
+
+    def fails(*args, **kwargs):
+        raise RuntimeError("capture bug")
+
+    monkeypatch.setattr(db_deletes, step, fails)
+    _, shelf, *_ = shelves
+    audit_records.clear()
+
+    shelf.delete()
+
+    m = models()
+    assert not m.Shelf.objects.filter(pk=shelf.pk or 2).exists() and not m.Bookmark.objects.exists()
+    assert [r["event_type"] for r in crud(audit_records)] == ["DELETE"]  # the shelf's own record
+    pipeline.reporter.flush_all()  # the report now, whatever an earlier test reported within the interval
+    [report] = audit_records.of("activity_audit.pipeline", event_type="CAPTURE_FAILED")
+    assert (report["source"], report["error"]) == ("crud:db_on_delete", "RuntimeError: capture bug")

@@ -73,19 +73,44 @@ def forget() -> None:
 
 def _wrap_delete(original: Callable[[deletion.Collector], Any]) -> Callable[[deletion.Collector], Any]:
     def delete(self: deletion.Collector) -> Any:
+        """The collector's delete, with the rows the database changes by itself read first and recorded
+        after. A failure of the capture is reported and never touches the delete: the reads run in a
+        savepoint of their own (on PostgreSQL a failed query would poison the transaction)."""
         if not pipeline.enabled:
             return original(self)
-        roots = list(_deleted_row_sets(self))
+        try:
+            roots = list(_deleted_row_sets(self))
+            when, (_, origin) = moment(), describe_origin(self.origin)  # before the delete clears its pk
+        except Exception as exc:
+            _failed(exc)
+            return original(self)
         if not roots:
             return original(self)
-        when, (_, origin) = moment(), describe_origin(self.origin)  # before the delete clears its pk
         with transaction.atomic(using=self.using, savepoint=False):
-            changes = _read_changes(roots)
+            changes = _read_changes_apart(self.using, roots)
             result = original(self)  # its atomic block joins this one
-            _record(self.using, when, origin, changes)
+            if changes:
+                try:
+                    _record(self.using, when, origin, changes)
+                except Exception as exc:
+                    _failed(exc)
         return result
 
     return delete
+
+
+def _read_changes_apart(alias: str, roots: list[models.QuerySet[Any]]) -> list[_Change]:
+    """:func:`_read_changes` in a savepoint; nothing (reported) when it fails."""
+    try:
+        with transaction.atomic(using=alias):
+            return _read_changes(roots)
+    except Exception as exc:
+        _failed(exc)
+        return []
+
+
+def _failed(exc: Exception) -> None:
+    pipeline.reporter.problem("CAPTURE_FAILED", "crud:db_on_delete", error=f"{type(exc).__name__}: {exc}")
 
 
 def _deleted_row_sets(collector: deletion.Collector) -> Iterator[models.QuerySet[Any]]:
